@@ -1,0 +1,244 @@
+"""The ``edge`` command.
+
+Imports stay inside the sub-commands so that ``edge --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+edge is the cloud brain's pair of hands on this machine: it keeps a WebSocket
+tunnel to the cloud, runs the tool calls the cloud sends (within what you
+allow here), and serves a small control API on 127.0.0.1 for the cloud's web
+page and for this CLI. Without a cloud it keeps running, autonomous.
+"""
+
+RUN_EPILOG = """\
+The token comes from --token-file or the EDGE_TOKEN environment variable, never
+from the command line (other users can read command lines). Without --cloud the
+daemon waits for the cloud's web page to POST a token to /tunnel/activate.
+
+examples:
+  edge run
+  EDGE_TOKEN=... edge run --cloud wss://cloud.example/edge/tunnel
+  edge run --cloud ws://127.0.0.1:8765/tunnel --token-file tok --workspace ~/w --no-control
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run the daemon in the foreground (Ctrl-C stops it)",
+        description="Run the edge daemon in the foreground.", epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--cloud", metavar="URL", help="the cloud's tunnel URL (ws:// or wss://)")
+    run.add_argument("--token-file", type=Path, metavar="FILE",
+                     help="file holding the cloud token (else $EDGE_TOKEN)")
+    _add_common(run)
+    run.add_argument("--control", metavar="HOST:PORT",
+                     help="where the control API listens (default 127.0.0.1:8660)")
+    run.add_argument("--no-control", action="store_true", help="do not serve the control API")
+    run.add_argument("--force-bind", action="store_true",
+                     help="allow the control API on a non-loopback address (unsafe)")
+    run.add_argument("--max-calls", type=int, metavar="N",
+                     help="tool calls running at once (default 64)")
+    run.add_argument("--log-level", default="INFO",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
+                              "error"], help="default INFO")
+
+    status = sub.add_parser("status", help="ask the running daemon how it is")
+    status.add_argument("--control", metavar="HOST:PORT", default="127.0.0.1:8660",
+                        help="the daemon's control API (default 127.0.0.1:8660)")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    tools = sub.add_parser("tools", help="list or call tools locally (same path as the cloud's)")
+    tools_sub = tools.add_subparsers(dest="tools_command", metavar="ACTION", required=True)
+    tl = tools_sub.add_parser("list", help="the tools the local policy offers")
+    _add_common(tl)
+    tl.add_argument("--json", action="store_true", help="print names, descriptions and schemas")
+    tc = tools_sub.add_parser(
+        "call", help="run one tool call here and print its result as JSON",
+        description="Run a tool through the same checks as a tunnel call (local policy, "
+        "schema, timeout, truncation); the cloud's approval does not apply.")
+    tc.add_argument("name", help="tool name, e.g. terminal")
+    tc.add_argument("--args", default="{}", metavar="JSON", help='e.g. \'{"command": "ls"}\'')
+    _add_common(tc)
+
+    dev = sub.add_parser("dev-cloud", help="run a fake cloud to try edge by hand")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8765)
+    dev.add_argument("--token", default="dev-token", help="the token it accepts")
+    return parser
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="TOML config (default: config.toml in the user config dir, if any)")
+    p.add_argument("--workspace", type=Path, metavar="DIR",
+                   help="where tools work; relative paths start here")
+    p.add_argument("--allow-tool", action="append", metavar="NAME", dest="allow_tools",
+                   help="allow only these tools (repeatable; default: all)")
+    p.add_argument("--root", action="append", type=Path, metavar="DIR", dest="roots",
+                   help="another directory file tools may touch (repeatable)")
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    from .secret import ScrubFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.addFilter(ScrubFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    if level.upper() != "DEBUG":
+        for noisy in ("trio-websocket", "hypercorn", "hpack", "httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(args: argparse.Namespace, **extra: Any) -> Any:
+    from .config import load_config
+
+    return load_config(
+        config_file=args.config, workspace=args.workspace, allow_tools=args.allow_tools,
+        roots=args.roots, **extra,
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import trio
+
+    from .daemon import run_until_signalled
+
+    _setup_logging(args.log_level)
+    config = _load(
+        args, cloud=args.cloud, token_file=args.token_file, control=args.control,
+        no_control=args.no_control, force_bind=args.force_bind, max_calls=args.max_calls,
+        log_level=args.log_level,
+    )
+    if config.cloud_url and not config.cloud_url.startswith(("ws://", "wss://")):
+        return _fail(f"--cloud must be a ws:// or wss:// URL, not {config.cloud_url!r}")
+    try:
+        trio.run(run_until_signalled, config)
+    except OSError as exc:
+        if config.control and exc.errno in (98, 48):
+            host, port = config.control
+            return _fail(f"cannot serve the control API on {host}:{port}: the address is in "
+                         "use (is edge already running? try --control HOST:PORT or --no-control)")
+        raise
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .config import parse_hostport
+
+    host, port = parse_hostport(args.control)
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=3.0) as client:
+            health = client.get("/health").json()
+            tunnel = client.get("/tunnel/status").json()
+    except httpx.HTTPError as exc:
+        return _fail(f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__}); "
+                     "start one with: edge run", code=1)
+    if args.json:
+        print(json.dumps({"health": health, "tunnel": tunnel}, indent=2))
+        return 0
+    print(f"edge {health['version']}, up {health['uptime']:.0f} s")
+    line = f"tunnel: {tunnel['status']}"
+    if tunnel.get("url"):
+        line += f" ({tunnel['url']})"
+    if tunnel.get("reason"):
+        line += f": {tunnel['reason']}"
+    print(line)
+    print(f"tools: {health['tools']} effective of {health['offeredTools']} offered; "
+          f"{health['callsInFlight']} calls in flight; {tunnel['outbox']} results waiting")
+    return 0
+
+
+def _cmd_tools(args: argparse.Namespace) -> int:
+    from .daemon import build_executor
+
+    config = _load(args, no_control=True)
+    executor = build_executor(config)
+    if args.tools_command == "list":
+        offered = [s for s in executor.registry if executor.policy.allows_tool(s.name)]
+        if args.json:
+            print(json.dumps([s.describe() for s in offered], indent=2))
+        else:
+            width = max(len(s.name) for s in offered) if offered else 0
+            for spec in offered:
+                print(f"{spec.name:<{width}}  {spec.description}")
+        return 0
+    try:
+        call_args = json.loads(args.args)
+    except ValueError as exc:
+        return _fail(f"--args is not valid JSON: {exc}")
+    if not isinstance(call_args, dict):
+        return _fail("--args must be a JSON object")
+
+    import trio
+
+    result = trio.run(lambda: executor.call(args.name, call_args, approved=None))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 1 if "error" in result else 0
+
+
+def _cmd_dev_cloud(args: argparse.Namespace) -> int:
+    import trio
+
+    from .devcloud import run_interactive
+
+    _setup_logging("INFO")
+    try:
+        trio.run(run_interactive, args.host, args.port, args.token)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"edge: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"edge {__version__}")
+        return 0
+    commands = {"run": _cmd_run, "status": _cmd_status, "tools": _cmd_tools,
+                "dev-cloud": _cmd_dev_cloud}
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    from .errors import ConfigError
+
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The daemon: the root nursery, which owns all state and wires the children together.
+
+::
+
+    root nursery
+    ├── tool-call workers   (edge.nurseries.workers)
+    ├── tunnel              (edge.nurseries.tunnel)
+    └── control API         (edge.nurseries.control)
+
+Children never import the daemon: they report through the hooks and callbacks
+it hands them (tunnel frames and status, worker replies), and the control API
+drives it through the ``ControlTarget`` protocol. Later children (captures, MCP
+sessions, plugin runners, the scheduler) start in the same root nursery and
+register their tools in the same registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+from functools import partial
+from typing import Any, Final
+
+import trio
+
+from . import __version__
+from .config import TOKEN_ENV, Config
+from .nurseries.control import build_app, serve_control
+from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelStatus, serve_tunnel
+from .nurseries.workers import ToolWorkers, serve_workers
+from .protocol import MAX_OUTPUT_CHARS, ApprovedTools, Cancel, Frame, ToolCall, capability_report
+from .secret import Secret
+from .tools.builtin import BUILTIN_TOOLS
+from .tools.execute import Executor
+from .tools.policy import Policy
+from .tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+#: Seconds a stopping daemon gives cancelled calls to report and the outbox to drain.
+SHUTDOWN_GRACE: Final = 0.5
+
+
+def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for tool subprocesses: the daemon's, without its token."""
+    env = dict(os.environ if environ is None else environ)
+    env.pop(TOKEN_ENV, None)
+    return env
+
+
+def build_registry() -> ToolRegistry:
+    registry = ToolRegistry()
+    for spec in BUILTIN_TOOLS:
+        registry.add(spec)
+    return registry
+
+
+def build_executor(config: Config, registry: ToolRegistry | None = None) -> Executor:
+    config.workspace.mkdir(parents=True, exist_ok=True)
+    policy = Policy.create(config.workspace, config.extra_roots, config.allow_tools)
+    return Executor(
+        registry=registry or build_registry(),
+        policy=policy,
+        env=child_environment(),
+        default_timeout=config.call_timeout,
+    )
+
+
+class Daemon:
+    """``edge run``: start with ``await nursery.start(daemon.run)``, stop with ``stop()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = build_registry()
+        self.executor = build_executor(config, self.registry)
+        self.approved: frozenset[str] = frozenset()
+        self.started_at = time.monotonic()
+        self.control_url: str | None = None
+        self._tunnel: Tunnel | None = None
+        self._workers: ToolWorkers | None = None
+        self._root: trio.Nursery | None = None
+
+    # -- children ----------------------------------------------------------------
+
+    @property
+    def tunnel(self) -> Tunnel:
+        assert self._tunnel is not None, "the daemon is not running"
+        return self._tunnel
+
+    @property
+    def workers(self) -> ToolWorkers:
+        assert self._workers is not None, "the daemon is not running"
+        return self._workers
+
+    async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the root nursery until ``stop()`` or cancellation."""
+        cfg = self.config
+        async with trio.open_nursery() as root:
+            self._root = root
+            self._workers = await root.start(
+                partial(serve_workers, self.executor, max_calls=cfg.max_calls,
+                        queue_size=cfg.queue_size)
+            )
+            hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
+            self._tunnel = await root.start(serve_tunnel, hooks)
+            self.registry.subscribe(self._tunnel.announce)
+            if cfg.control is not None:
+                host, port = cfg.control
+                app = build_app(self, cfg.allowed_origins)
+                self.control_url = await root.start(serve_control, app, host, port)
+            self._announce_start()
+            if cfg.cloud_url and cfg.token:
+                self._tunnel.activate(cfg.token, cfg.cloud_url)
+            task_status.started(self)
+        self._root = None
+
+    def _announce_start(self) -> None:
+        cfg = self.config
+        control = f"control API on {self.control_url}" if self.control_url else "no control API"
+        if cfg.cloud_url and cfg.token:
+            tunnel = f"tunnel connecting to {cfg.cloud_url}"
+        elif cfg.cloud_url:
+            tunnel = f"tunnel idle: no token for {cfg.cloud_url} (set EDGE_TOKEN or --token-file)"
+        elif self.control_url:
+            tunnel = f"tunnel idle: waiting for POST {self.control_url}/tunnel/activate"
+        else:
+            tunnel = "tunnel idle: no --cloud and no control API, nothing will connect"
+        log.info("edge %s: %s; %s; workspace %s; %d tools offered",
+                 __version__, control, tunnel, cfg.workspace, len(self.offered_tools()))
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Cancel every call, give their results ``grace`` seconds to go out, then stop all."""
+        if self._root is None:
+            return
+        if self._workers is not None:
+            self._workers.cancel_all("cancelled: edge is shutting down")
+        with trio.move_on_after(grace):
+            if self._workers is not None:
+                await self._workers.wait_idle()
+            if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
+                await self._tunnel.outbox.wait_sent()
+        self._root.cancel_scope.cancel()
+
+    # -- state the children report into --------------------------------------------
+
+    def offered_tools(self) -> list[str]:
+        """Tools the local policy offers the cloud."""
+        return [s.name for s in self.registry if self.executor.policy.allows_tool(s.name)]
+
+    def effective_tools(self) -> frozenset[str]:
+        """The cloud's approval ∩ the local policy ∩ what is registered."""
+        return frozenset(t for t in self.approved if self.executor.refusal(t, self.approved) is None)
+
+    def capability_report(self) -> dict[str, Any]:
+        policy = self.executor.policy
+        return capability_report(
+            platform=f"{sys.platform}-{platform.machine()}",
+            edge_version=__version__,
+            hostname=socket.gethostname(),
+            audio_sources=[],
+            tools=[
+                {"name": s.name, "description": s.description, "input_schema": s.input_schema}
+                for s in self.registry
+                if policy.allows_tool(s.name)
+            ],
+            limits={
+                "maxConcurrentCalls": self.config.max_calls,
+                "queuedCalls": self.config.queue_size,
+                "maxOutputChars": MAX_OUTPUT_CHARS,
+                "defaultTimeout": self.config.call_timeout,
+            },
+        )
+
+    def _on_frame(self, frame: Frame) -> None:
+        if isinstance(frame, ToolCall):
+            self.workers.submit(
+                frame.id, frame.tool, frame.args,
+                approved=self.approved, reply=self.tunnel.send_result,
+            )
+        elif isinstance(frame, Cancel):
+            if not self.workers.cancel(frame.id):
+                log.debug("cancel for %r: no such call in flight", frame.id)
+        elif isinstance(frame, ApprovedTools):
+            self.approved = frame.tools
+            effective = sorted(self.effective_tools())
+            log.info("cloud approved %d tools; effective: %s",
+                     len(frame.tools), ", ".join(effective) or "none")
+        else:
+            log.debug("ignoring frame %r", frame)
+
+    def _on_status(self, status: TunnelStatus, reason: str | None) -> None:
+        # Approvals belong to one connection: every handshake brings its own.
+        if status is not TunnelStatus.CONNECTED:
+            self.approved = frozenset()
+        log.debug("tunnel status: %s%s", status, f" ({reason})" if reason else "")
+
+    # -- ControlTarget ---------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime": round(time.monotonic() - self.started_at, 3),
+            "tunnel": str(self.tunnel.status),
+            "tools": len(self.effective_tools()),
+            "offeredTools": len(self.offered_tools()),
+            "callsInFlight": self.workers.in_flight,
+        }
+
+    def tunnel_info(self) -> dict[str, Any]:
+        info = self.tunnel.info()
+        info["approvedTools"] = sorted(self.approved)
+        info["effectiveTools"] = sorted(self.effective_tools())
+        return info
+
+    def activate(self, jwt: str, url: str) -> None:
+        log.info("tunnel: new credentials for %s", url)
+        self.tunnel.activate(Secret(jwt), url)
+
+    def disconnect(self) -> None:
+        log.info("tunnel: disconnect requested")
+        self.tunnel.disconnect()
+        self.workers.cancel_all("cancelled: the tunnel was disconnected")
+
+
+async def run_until_signalled(config: Config) -> None:
+    """``edge run``: the daemon until SIGINT or SIGTERM, then a clean stop."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            daemon: Daemon = await nursery.start(Daemon(config).run)
+            async for signum in signals:
+                log.info("%s: stopping", signal.Signals(signum).name)
+                break
+            await daemon.stop()

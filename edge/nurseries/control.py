@@ -1,0 +1,216 @@
+"""The control API: a small HTTP API on loopback for the cloud's web page and the CLI.
+
+Served by hypercorn on trio. Routes (see README "Control API")::
+
+    GET  /health            version, uptime, tunnel status, effective tool count
+    GET  /tunnel/status     the tunnel's state (never the token)
+    POST /tunnel/activate   {"jwt": ..., "tunnelUrl": ...}: connect with these credentials
+    POST /tunnel/disconnect
+
+Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
+be a loopback name (a DNS-rebinding page arrives with its own host name), and a
+request carrying an Origin must come from a configured origin, preflights
+included. Starlette's CORS middleware answers the allowed preflights; the
+guard adds ``Access-Control-Allow-Private-Network`` for browsers that ask
+before a public page may call a loopback address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from functools import partial
+from typing import Any, Final, Protocol
+
+import trio
+
+from ..config import is_loopback
+
+log = logging.getLogger(__name__)
+
+#: Request bodies larger than this are refused (bytes).
+MAX_BODY: Final = 64 * 1024
+#: Seconds open HTTP requests get to finish when the daemon stops.
+GRACEFUL_TIMEOUT: Final = 0.3
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ControlTarget(Protocol):
+    """What the control API drives; the daemon implements it."""
+
+    def health(self) -> dict[str, Any]: ...
+
+    def tunnel_info(self) -> dict[str, Any]: ...
+
+    def activate(self, jwt: str, url: str) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+
+class BadRequest(Exception):
+    """A request the control API answers with 400 and this message."""
+
+
+def host_is_loopback(host_header: str) -> bool:
+    """Whether a Host header (``name[:port]``, ``[v6]:port``) names this machine's loopback."""
+    host = host_header.strip()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return bool(host) and is_loopback(host)
+
+
+class BrowserGuard:
+    """ASGI middleware: refuse foreign Host headers and Origins before anything runs."""
+
+    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(o.rstrip("/") for o in allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not host_is_loopback(headers.get("host", "")):
+            await _refuse(scope, send, 403, "Host not allowed: the control API answers only "
+                          "to loopback names (localhost, 127.0.0.1, [::1])")
+            return
+        origin = headers.get("origin")
+        if origin is not None and origin.rstrip("/") not in self.allowed:
+            await _refuse(scope, send, 403, "Origin not allowed: add it to "
+                          "[control] allowed_origins to let that page call edge")
+            return
+        if headers.get("access-control-request-private-network") == "true":
+            send = partial(_add_private_network_header, send)
+        await self.app(scope, receive, send)
+
+
+async def _add_private_network_header(send: Send, message: Message) -> None:
+    if message["type"] == "http.response.start":
+        message.setdefault("headers", [])
+        message["headers"] = [
+            *message["headers"], (b"access-control-allow-private-network", b"true")
+        ]
+    await send(message)
+
+
+async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps({"error": message}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASGIApp:
+    """The control API as an ASGI app (the guard, CORS, then the routes)."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    origins = list(allowed_origins)
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise BadRequest(f"body is over {MAX_BODY} bytes")
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BadRequest("body must be a JSON object")
+        return data
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(target.health())
+
+    async def tunnel_status(request: Request) -> JSONResponse:
+        return JSONResponse(target.tunnel_info())
+
+    async def tunnel_activate(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        jwt = data.get("jwt")
+        url = data.get("tunnelUrl")
+        if not isinstance(jwt, str) or not jwt.strip():
+            raise BadRequest('"jwt" is missing or not a non-empty string')
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise BadRequest('"tunnelUrl" is missing or not a ws:// or wss:// URL')
+        target.activate(jwt.strip(), url)
+        return JSONResponse({"status": "connecting", "tunnelUrl": url}, status_code=202)
+
+    async def tunnel_disconnect(request: Request) -> JSONResponse:
+        target.disconnect()
+        return JSONResponse({"status": "disconnected"})
+
+    async def bad_request(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/tunnel/status", tunnel_status, methods=["GET"]),
+            Route("/tunnel/activate", tunnel_activate, methods=["POST"]),
+            Route("/tunnel/disconnect", tunnel_disconnect, methods=["POST"]),
+        ],
+        middleware=[
+            Middleware(BrowserGuard, allowed_origins=origins),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["content-type"],
+                max_age=600,
+            ),
+        ],
+        exception_handlers={BadRequest: bad_request, HTTPException: http_error},
+    )
+    return app
+
+
+async def serve_control(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` until cancelled; ``nursery.start`` gives its URL."""
+    import hypercorn
+    import hypercorn.trio
+
+    config = hypercorn.Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    http_log = logging.getLogger("edge.control.http")
+    http_log.setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    config.errorlog = http_log
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.include_server_header = False
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(hypercorn.trio.serve, app, config))  # type: ignore[arg-type]
+        task_status.started(binds[0])

@@ -1,0 +1,91 @@
+"""What the tunnel has to send, with results kept until the cloud surely has them.
+
+Two queues: ``urgent`` frames (pongs, capability updates) belong to one
+connection and are dropped with it; ``results`` survive reconnects. A result the
+writer has sent stays *unconfirmed* until a heartbeat's pong comes back: the
+WebSocket is ordered, so a pong proves every frame sent before its ping arrived.
+When a connection breaks, unconfirmed results go back to the front of the queue
+and are sent again after the next handshake; the cloud deduplicates by id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Final
+
+import trio
+
+log = logging.getLogger(__name__)
+
+#: Most results kept while the cloud is away; past it the oldest are dropped (and logged).
+MAX_RESULTS: Final = 10_000
+
+
+class Outbox:
+    """Frames waiting for the writer (one writer, many producers; no locks needed)."""
+
+    def __init__(self, max_results: int = MAX_RESULTS) -> None:
+        self._urgent: deque[str] = deque()
+        self._results: deque[str] = deque()
+        self._unconfirmed: deque[tuple[int, str]] = deque()
+        self._sent_seq = 0
+        self._max_results = max_results
+        self._wakeup = trio.Event()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._results) + len(self._unconfirmed)
+
+    def put_urgent(self, text: str) -> None:
+        self._urgent.append(text)
+        self._wakeup.set()
+
+    def put_result(self, text: str) -> None:
+        self._results.append(text)
+        if len(self._results) > self._max_results:
+            self._results.popleft()
+            self.dropped += 1
+            log.warning("outbox full: dropped the oldest undelivered result (%d so far)",
+                        self.dropped)
+        self._wakeup.set()
+
+    async def get(self) -> tuple[bool, str]:
+        """Wait for the next frame to send: ``(is_result, text)``; urgent ones first."""
+        while True:
+            if self._urgent:
+                return False, self._urgent.popleft()
+            if self._results:
+                return True, self._results.popleft()
+            if self._wakeup.is_set():
+                self._wakeup = trio.Event()
+            await self._wakeup.wait()
+
+    async def wait_sent(self, poll: float = 0.005) -> None:
+        """Return once every queued result has been handed to the socket."""
+        while self._results:
+            await trio.sleep(poll)
+
+    def unsent(self, is_result: bool, text: str) -> None:
+        """The writer could not send ``text``: results go back to the front."""
+        if is_result:
+            self._results.appendleft(text)
+
+    def sent(self, is_result: bool, text: str) -> None:
+        if is_result:
+            self._sent_seq += 1
+            self._unconfirmed.append((self._sent_seq, text))
+
+    def mark(self) -> int:
+        """A point in the sent sequence; ``confirm(mark)`` once the cloud has seen it."""
+        return self._sent_seq
+
+    def confirm(self, mark: int) -> None:
+        while self._unconfirmed and self._unconfirmed[0][0] <= mark:
+            self._unconfirmed.popleft()
+
+    def connection_lost(self) -> None:
+        """Requeue every unconfirmed result and drop the old connection's urgent frames."""
+        while self._unconfirmed:
+            self._results.appendleft(self._unconfirmed.pop()[1])
+        self._urgent.clear()

@@ -1,0 +1,399 @@
+"""The WebSocket tunnel to the cloud.
+
+One task per connection attempt; inside a connection::
+
+    reader     socket → parse_frame → hooks.on_frame (or a pong to the outbox)
+    writer     the only task that sends once the handshake is done; fed by the outbox
+    heartbeat  a WebSocket ping every HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT to answer
+
+The handshake (see docs/protocol.md) happens in the attempt task itself before
+the writer starts, so there is still exactly one sender at any time. The tunnel
+reports its status and every frame through the hooks its owner gives it, and
+keeps the outbox across reconnects so that no result is lost.
+
+A rejected token (HTTP 401/403 on the upgrade, close code 4401 or 1008) stops
+the retries and leaves the tunnel ``unauthorized`` until ``activate()`` brings a
+new token.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import trio
+import trio_websocket
+
+from ..errors import HandshakeFailed, TunnelError, Unauthorized
+from ..protocol import (
+    MAX_FRAME_CHARS,
+    ApprovedTools,
+    Connected,
+    Frame,
+    Ping,
+    ProtocolError,
+    encode,
+    invalid_request,
+    parse_frame,
+    pong,
+    tool_response,
+)
+from ..secret import Secret
+from .backoff import Backoff
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+#: Seconds between heartbeats on an idle or busy connection alike.
+HEARTBEAT_INTERVAL: Final = 30.0
+#: Seconds a heartbeat ping may wait for its pong before the connection counts as lost.
+HEARTBEAT_TIMEOUT: Final = 10.0
+#: Seconds the cloud has for ``connected`` and, after the report, ``approved_tools``.
+HANDSHAKE_TIMEOUT: Final = 10.0
+#: Seconds for the TCP + TLS + HTTP upgrade.
+CONNECT_TIMEOUT: Final = 10.0
+#: Seconds a connection must have stayed up for the backoff to start over.
+STABLE_AFTER: Final = 5.0
+#: WebSocket close codes that mean the token was refused.
+UNAUTHORIZED_CLOSE_CODES: Final = frozenset({4401, 1008})
+
+
+class TunnelStatus(enum.StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelHooks:
+    """How the tunnel reports to its owner; every hook is synchronous and quick.
+
+    Attributes:
+        capability_report: builds the report sent at every handshake.
+        on_frame: approved tools, tool calls and cancels, in arrival order.
+        on_status: every status change, with a reason when there is one.
+    """
+
+    capability_report: Callable[[], Mapping[str, Any]]
+    on_frame: Callable[[Frame], None]
+    on_status: Callable[[TunnelStatus, str | None], None] = lambda status, reason: None
+
+
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    url: str
+    token: Secret
+
+
+class ConnectionLost(TunnelError):
+    """The connection broke after the handshake; ``code`` is the close code if any."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message, code)
+        self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Tunnel:
+    """Handle on the tunnel; made by ``serve_tunnel``, owned by the caller."""
+
+    def __init__(
+        self,
+        hooks: TunnelHooks,
+        *,
+        backoff: Backoff | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        outbox: Outbox | None = None,
+    ) -> None:
+        self._hooks = hooks
+        self._backoff = backoff or Backoff()
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._handshake_timeout = handshake_timeout
+        self.outbox = outbox or Outbox()
+        self._creds: _Credentials | None = None
+        self._creds_changed = trio.Event()
+        self._session_scope: trio.CancelScope | None = None
+        self.status = TunnelStatus.DISCONNECTED
+        self.reason: str | None = None
+        self.user_id: str | None = None
+        self.connected_since: float | None = None
+        self.connections = 0
+        self._last_problem: str | None = None
+        self._handshake_at: float | None = None
+
+    # -- what the owner calls -------------------------------------------------
+
+    @property
+    def url(self) -> str | None:
+        return None if self._creds is None else self._creds.url
+
+    def activate(self, token: str | Secret, url: str) -> None:
+        """Use these credentials from now on, reconnecting if connected."""
+        secret = token if isinstance(token, Secret) else Secret(token)
+        self._creds = _Credentials(url, secret)
+        self._restart()
+
+    def disconnect(self) -> None:
+        """Drop the connection and forget the credentials; results stay in the outbox."""
+        self._creds = None
+        self._restart()
+
+    def send_result(self, request_id: str | int, result: Mapping[str, Any]) -> None:
+        """Queue a tool result; it is sent now or after the next handshake."""
+        self.outbox.put_result(encode(tool_response(request_id, result)))
+
+    def announce(self) -> None:
+        """Send a fresh capability report on the live connection (tools changed)."""
+        if self.status is TunnelStatus.CONNECTED:
+            self.outbox.put_urgent(encode(self._hooks.capability_report()))
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "reason": self.reason,
+            "url": self.url,
+            "userId": self.user_id,
+            "connectedSince": self.connected_since,
+            "connections": self.connections,
+            "outbox": len(self.outbox),
+            "droppedResults": self.outbox.dropped,
+        }
+
+    # -- the service ------------------------------------------------------------
+
+    def _restart(self) -> None:
+        if self._session_scope is not None:
+            self._session_scope.cancel()
+        self._creds_changed.set()
+
+    def _set_status(self, status: TunnelStatus, reason: str | None = None) -> None:
+        if status is self.status and reason == self.reason:
+            return
+        self.status = status
+        self.reason = reason
+        if status is not TunnelStatus.CONNECTED:
+            self.connected_since = None
+        self._hooks.on_status(status, reason)
+
+    async def run(self, *, task_status: trio.TaskStatus[Tunnel] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self)
+        try:
+            while True:
+                creds = self._creds
+                if creds is None:
+                    self._set_status(TunnelStatus.DISCONNECTED, None)
+                    await self._wait_for_credentials()
+                    continue
+                with trio.CancelScope() as scope:
+                    self._session_scope = scope
+                    await self._session(creds)
+                    # _session returns only when the token was refused.
+                    await self._wait_for_credentials()
+                self._session_scope = None
+        finally:
+            self._set_status(TunnelStatus.DISCONNECTED, "stopped")
+
+    async def _wait_for_credentials(self) -> None:
+        if self._creds_changed.is_set():
+            self._creds_changed = trio.Event()
+        await self._creds_changed.wait()
+
+    async def _session(self, creds: _Credentials) -> None:
+        self._creds_changed = trio.Event()
+        self._backoff.failures = 0
+        while True:
+            self._set_status(TunnelStatus.CONNECTING, self.reason)
+            self._handshake_at = None
+            try:
+                await self._attempt(creds)
+            except BaseException as exc:
+                kind, message = _classify(exc)
+                self.outbox.connection_lost()
+                if kind == "unauthorized":
+                    log.warning("tunnel: the cloud refused the token (%s); waiting for a new one",
+                                message)
+                    self._set_status(TunnelStatus.UNAUTHORIZED, message)
+                    return
+                self._note_problem(message)
+                self._set_status(TunnelStatus.CONNECTING, message)
+            if (
+                self._handshake_at is not None
+                and trio.current_time() - self._handshake_at >= STABLE_AFTER
+            ):
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            if delay > 0:
+                log.debug("tunnel: next attempt in %.1f s", delay)
+            await trio.sleep(delay)
+
+    def _note_problem(self, message: str) -> None:
+        if message != self._last_problem:
+            log.warning("tunnel: %s; retrying with backoff", message)
+            self._last_problem = message
+        else:
+            log.debug("tunnel: %s (again)", message)
+
+    async def _attempt(self, creds: _Credentials) -> None:
+        """One connection, from the upgrade until it breaks (it always ends in an exception)."""
+        headers = [(b"Authorization", b"Bearer " + creds.token.reveal().encode())]
+        async with trio_websocket.open_websocket_url(
+            creds.url,
+            extra_headers=headers,
+            connect_timeout=CONNECT_TIMEOUT,
+            disconnect_timeout=1.0,
+            max_message_size=MAX_FRAME_CHARS,
+        ) as ws:
+            await self._handshake(ws)
+            self._handshake_at = trio.current_time()
+            self.connections += 1
+            self._last_problem = None
+            self._set_status(TunnelStatus.CONNECTED, None)
+            self.connected_since = trio.current_time()
+            log.info("tunnel: connected to %s as user %s", creds.url, self.user_id or "?")
+            async with trio.open_nursery() as conn:
+                conn.start_soon(self._reader, ws)
+                conn.start_soon(self._writer, ws)
+                conn.start_soon(self._heartbeat, ws)
+
+    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.outbox.connection_lost()
+        limit = self._handshake_timeout
+        with trio.move_on_after(limit) as waiting:
+            while not isinstance(frame := parse_frame(await ws.get_message()), Connected):
+                if isinstance(frame, ProtocolError):
+                    raise HandshakeFailed(f"bad first frame from the cloud: {frame.message}")
+                self._dispatch(frame)
+            self.user_id = frame.user_id or None
+        if waiting.cancelled_caught:
+            raise HandshakeFailed(f"the cloud sent no 'connected' within {limit:g} s")
+        await ws.send_message(encode(self._hooks.capability_report()))
+        with trio.move_on_after(limit) as waiting:
+            while not isinstance(frame := parse_frame(await ws.get_message()), ApprovedTools):
+                self._dispatch(frame)
+            self._dispatch(frame)
+        if waiting.cancelled_caught:
+            raise HandshakeFailed(f"the cloud sent no 'approved_tools' within {limit:g} s")
+
+    def _dispatch(self, frame: Frame) -> None:
+        if isinstance(frame, Ping):
+            self.outbox.put_urgent(encode(pong()))
+        elif isinstance(frame, ProtocolError):
+            log.warning("tunnel: %s", frame.message)
+            if frame.id is not None:
+                self.send_result(frame.id, {"error": frame.message})
+            else:
+                self.outbox.put_urgent(encode(invalid_request(frame.message)))
+        else:
+            self._hooks.on_frame(frame)
+
+    async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
+        while True:
+            try:
+                message = await ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                raise _lost(exc) from None
+            self._dispatch(parse_frame(message))
+
+    async def _writer(self, ws: trio_websocket.WebSocketConnection) -> None:
+        while True:
+            is_result, text = await self.outbox.get()
+            try:
+                await ws.send_message(text)
+            except BaseException:
+                self.outbox.unsent(is_result, text)
+                raise
+            self.outbox.sent(is_result, text)
+
+    async def _heartbeat(self, ws: trio_websocket.WebSocketConnection) -> None:
+        while True:
+            await trio.sleep(self._heartbeat_interval)
+            mark = self.outbox.mark()
+            with trio.move_on_after(self._heartbeat_timeout) as scope:
+                await ws.ping()
+            if scope.cancelled_caught:
+                raise ConnectionLost(
+                    f"heartbeat unanswered for {self._heartbeat_timeout:g} s"
+                )
+            self.outbox.confirm(mark)
+
+
+def _lost(exc: trio_websocket.ConnectionClosed) -> ConnectionLost:
+    reason = exc.reason
+    if reason is None:
+        return ConnectionLost("the connection closed")
+    text = f"the cloud closed the connection ({reason.code}"
+    text += f": {reason.reason})" if reason.reason else ")"
+    return ConnectionLost(text, reason.code)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    """Sort what ended an attempt: ``("unauthorized" | "retry", message)``.
+
+    Cancellation and anything that is not an ``Exception`` is re-raised as is.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled, rest = exc.split(lambda e: not isinstance(e, Exception))
+        if cancelled is not None or rest is None:
+            raise exc
+        leaves = _leaves(rest)
+    elif not isinstance(exc, Exception):
+        raise exc
+    else:
+        leaves = [exc]
+    for leaf in leaves:
+        if isinstance(leaf, Unauthorized):
+            return "unauthorized", str(leaf)
+        if isinstance(leaf, trio_websocket.ConnectionRejected) and leaf.status_code in (401, 403):
+            return "unauthorized", f"HTTP {leaf.status_code} on the WebSocket upgrade"
+        if isinstance(leaf, trio_websocket.ConnectionClosed):
+            leaf = _lost(leaf)
+        if isinstance(leaf, ConnectionLost) and leaf.code in UNAUTHORIZED_CLOSE_CODES:
+            return "unauthorized", str(leaf)
+    return "retry", "; ".join(_describe(leaf) for leaf in leaves)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        return f"the cloud rejected the upgrade with HTTP {exc.status_code}"
+    if isinstance(exc, trio_websocket.ConnectionTimeout):
+        return f"no connection within {CONNECT_TIMEOUT:g} s"
+    if isinstance(exc, trio_websocket.ConnectionClosed):
+        return str(_lost(exc))
+    if isinstance(exc, trio_websocket.HandshakeError) and exc.__cause__ is not None:
+        return _describe(exc.__cause__)
+    if isinstance(exc, OSError):
+        return f"cannot connect: {exc.strerror or exc}"
+    if isinstance(exc, TunnelError):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def serve_tunnel(
+    hooks: TunnelHooks,
+    *,
+    task_status: trio.TaskStatus[Tunnel] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Run a tunnel until cancelled; ``await nursery.start(serve_tunnel, hooks)`` gives its handle.
+
+    It starts disconnected: ``activate(token, url)`` on the handle connects it.
+    """
+    tunnel = Tunnel(hooks, **options)
+    await tunnel.run(task_status=task_status)
+

@@ -1,0 +1,67 @@
+"""Build edge → cloud frames (plain dicts, encoded once by ``encode``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from .frames import RequestId
+
+#: Bumped when a frame changes shape; the cloud reads it from the capability report.
+PROTOCOL_VERSION: Final = 1
+
+#: Extensions a cloud may use; a cloud that ignores them loses nothing.
+EXTENSIONS: Final = ("cancel", "outbox")
+
+
+def encode(frame: Mapping[str, Any]) -> str:
+    """Encode a frame as compact JSON text."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def pong() -> dict[str, Any]:
+    return {"type": "pong"}
+
+
+def capability_report(
+    *,
+    platform: str,
+    edge_version: str,
+    hostname: str,
+    audio_sources: Iterable[str],
+    tools: Iterable[Mapping[str, Any]],
+    limits: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The report edge sends right after ``connected``.
+
+    Args:
+        platform: e.g. ``linux-x86_64``.
+        edge_version: the package version.
+        hostname: this machine's name, so the user can tell their machines apart.
+        audio_sources: capture sources available here.
+        tools: one ``{"name", "description", "input_schema"}`` per tool the local
+            policy offers.
+        limits: numbers the cloud may want to respect (max concurrent calls, ...).
+    """
+    return {
+        "type": "capability_report",
+        "protocolVersion": PROTOCOL_VERSION,
+        "edgeVersion": edge_version,
+        "platform": platform,
+        "hostname": hostname,
+        "audioSources": list(audio_sources),
+        "tools": [dict(t) for t in tools],
+        "extensions": list(EXTENSIONS),
+        "limits": dict(limits),
+    }
+
+
+def tool_response(request_id: RequestId, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-RPC response carrying a tool result (success or error alike)."""
+    return {"jsonrpc": "2.0", "id": request_id, "result": dict(result)}
+
+
+def invalid_request(message: str) -> dict[str, Any]:
+    """JSON-RPC error for a frame edge could not tie to a request id."""
+    return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}

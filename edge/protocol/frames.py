@@ -1,0 +1,189 @@
+"""Parse cloud → edge frames into typed events.
+
+``parse_frame`` never raises: anything that is not a frame edge understands
+comes back as a ``ProtocolError`` value carrying a message for the log and, when
+the frame was a JSON-RPC request with a usable id, that id, so the caller can
+answer the request with an error result instead of leaving the cloud waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+#: Frames larger than this are refused before JSON parsing (characters or bytes).
+MAX_FRAME_CHARS: Final = 8 * 1024 * 1024
+
+RequestId = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The cloud accepted the connection: ``{"type":"connected","userId":...}``."""
+
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovedTools:
+    """The cloud's whitelist: ``{"type":"approved_tools","tools":[...]}``."""
+
+    tools: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A JSON-RPC ``tool_call`` request."""
+
+    id: RequestId
+    tool: str
+    args: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """A JSON-RPC ``cancel`` notification for an in-flight call."""
+
+    id: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``{"type":"ping"}``: answered with a pong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A well-formed frame of a type edge does not know; logged and ignored."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """A frame that could not be understood.
+
+    ``id`` is set when the frame was a request with a usable id: the caller
+    answers that request with an error result naming ``message``.
+    """
+
+    message: str
+    id: RequestId | None = None
+
+
+Frame = Connected | ApprovedTools | ToolCall | Cancel | Ping | Unknown | ProtocolError
+
+
+def _valid_id(value: object) -> bool:
+    # JSON-RPC ids are strings or numbers; edge accepts strings and integers
+    # (a float id cannot be matched reliably, a bool is not a number).
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        return len(value) <= 256
+    return isinstance(value, int)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(data: str | bytes) -> Any:
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def parse_frame(data: str | bytes) -> Frame:
+    """Turn one WebSocket message into a frame event.
+
+    Args:
+        data: the message as received (text or binary).
+
+    Returns:
+        One of the frame dataclasses; a ``ProtocolError`` for anything malformed.
+    """
+    if len(data) > MAX_FRAME_CHARS:
+        return ProtocolError(f"frame of {len(data)} characters is over the {MAX_FRAME_CHARS} limit")
+    try:
+        obj = _loads(data)
+    except (ValueError, RecursionError) as exc:
+        return ProtocolError(f"frame is not valid JSON: {_short(exc)}")
+    if not isinstance(obj, dict):
+        return ProtocolError(f"frame is a JSON {type(obj).__name__}, not an object")
+    if "jsonrpc" in obj or "method" in obj:
+        return _parse_rpc(obj)
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        return ProtocolError('frame has no string "type" and is not JSON-RPC')
+    if kind == "ping":
+        return Ping()
+    if kind == "connected":
+        user = obj.get("userId", "")
+        if not isinstance(user, str):
+            return ProtocolError('"connected" frame has a non-string "userId"')
+        return Connected(user)
+    if kind == "approved_tools":
+        tools = obj.get("tools")
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            return ProtocolError('"approved_tools" frame needs "tools": a list of strings')
+        return ApprovedTools(frozenset(tools))
+    return Unknown(kind[:64])
+
+
+def _parse_rpc(obj: dict[str, Any]) -> Frame:
+    raw_id = obj.get("id")
+    rid: RequestId | None = raw_id if _valid_id(raw_id) else None
+    if obj.get("jsonrpc") != "2.0":
+        return ProtocolError('JSON-RPC frame needs "jsonrpc": "2.0"', rid)
+    method = obj.get("method")
+    params = obj.get("params")
+    if method == "cancel":
+        target = params.get("id") if isinstance(params, dict) else None
+        if not _valid_id(target):
+            return ProtocolError('"cancel" needs "params": {"id": <string or integer>}')
+        assert isinstance(target, str | int)
+        return Cancel(target)
+    if method != "tool_call":
+        if "method" not in obj and ("result" in obj or "error" in obj):
+            return Unknown("jsonrpc-response")
+        return ProtocolError(f"unknown method {_show(method)}", rid)
+    if rid is None:
+        if "id" not in obj:
+            return ProtocolError('"tool_call" without an "id"')
+        return ProtocolError('"tool_call" "id" must be a string (≤256 chars) or an integer')
+    if not isinstance(params, dict):
+        return ProtocolError('"tool_call" needs "params": {"tool": ..., "args": {...}}', rid)
+    tool = params.get("tool")
+    if not isinstance(tool, str) or not tool:
+        return ProtocolError('"tool_call" params need a non-empty string "tool"', rid)
+    args = params.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return ProtocolError(f'"args" must be an object, not a JSON {_json_type(args)}', rid)
+    return ToolCall(rid, tool, args)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else "?"
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
