@@ -32,35 +32,56 @@ examples:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edge", description=DESCRIPTION,
+        prog="edge",
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
-        "run", help="run the daemon in the foreground (Ctrl-C stops it)",
-        description="Run the edge daemon in the foreground.", epilog=RUN_EPILOG,
+        "run",
+        help="run the daemon in the foreground (Ctrl-C stops it)",
+        description="Run the edge daemon in the foreground.",
+        epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--cloud", metavar="URL", help="the cloud's tunnel URL (ws:// or wss://)")
-    run.add_argument("--token-file", type=Path, metavar="FILE",
-                     help="file holding the cloud token (else $EDGE_TOKEN)")
+    run.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the cloud token (else $EDGE_TOKEN)",
+    )
     _add_common(run)
-    run.add_argument("--control", metavar="HOST:PORT",
-                     help="where the control API listens (default 127.0.0.1:8660)")
+    run.add_argument(
+        "--control",
+        metavar="HOST:PORT",
+        help="where the control API listens (default 127.0.0.1:8660)",
+    )
     run.add_argument("--no-control", action="store_true", help="do not serve the control API")
-    run.add_argument("--force-bind", action="store_true",
-                     help="allow the control API on a non-loopback address (unsafe)")
-    run.add_argument("--max-calls", type=int, metavar="N",
-                     help="tool calls running at once (default 64)")
-    run.add_argument("--log-level", default="INFO",
-                     choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
-                              "error"], help="default INFO")
+    run.add_argument(
+        "--force-bind",
+        action="store_true",
+        help="allow the control API on a non-loopback address (unsafe)",
+    )
+    run.add_argument(
+        "--max-calls", type=int, metavar="N", help="tool calls running at once (default 64)"
+    )
+    run.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
+        help="default INFO",
+    )
 
     status = sub.add_parser("status", help="ask the running daemon how it is")
-    status.add_argument("--control", metavar="HOST:PORT", default="127.0.0.1:8660",
-                        help="the daemon's control API (default 127.0.0.1:8660)")
+    status.add_argument(
+        "--control",
+        metavar="HOST:PORT",
+        default="127.0.0.1:8660",
+        help="the daemon's control API (default 127.0.0.1:8660)",
+    )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
     tools = sub.add_parser("tools", help="list or call tools locally (same path as the cloud's)")
@@ -69,9 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(tl)
     tl.add_argument("--json", action="store_true", help="print names, descriptions and schemas")
     tc = tools_sub.add_parser(
-        "call", help="run one tool call here and print its result as JSON",
+        "call",
+        help="run one tool call here and print its result as JSON",
         description="Run a tool through the same checks as a tunnel call (local policy, "
-        "schema, timeout, truncation); the cloud's approval does not apply.")
+        "schema, timeout, truncation); the cloud's approval does not apply.",
+    )
     tc.add_argument("name", help="tool name, e.g. terminal")
     tc.add_argument("--args", default="{}", metavar="JSON", help='e.g. \'{"command": "ls"}\'')
     _add_common(tc)
@@ -84,14 +107,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, metavar="FILE",
-                   help="TOML config (default: config.toml in the user config dir, if any)")
-    p.add_argument("--workspace", type=Path, metavar="DIR",
-                   help="where tools work; relative paths start here")
-    p.add_argument("--allow-tool", action="append", metavar="NAME", dest="allow_tools",
-                   help="allow only these tools (repeatable; default: all)")
-    p.add_argument("--root", action="append", type=Path, metavar="DIR", dest="roots",
-                   help="another directory file tools may touch (repeatable)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML config (default: config.toml in the user config dir, if any)",
+    )
+    p.add_argument(
+        "--workspace", type=Path, metavar="DIR", help="where tools work; relative paths start here"
+    )
+    p.add_argument(
+        "--allow-tool",
+        action="append",
+        metavar="NAME",
+        dest="allow_tools",
+        help="allow only these tools (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        dest="roots",
+        help="another directory file tools may touch (repeatable)",
+    )
 
 
 def _setup_logging(level: str) -> None:
@@ -114,8 +153,11 @@ def _load(args: argparse.Namespace, **extra: Any) -> Any:
     from .config import load_config
 
     return load_config(
-        config_file=args.config, workspace=args.workspace, allow_tools=args.allow_tools,
-        roots=args.roots, **extra,
+        config_file=args.config,
+        workspace=args.workspace,
+        allow_tools=args.allow_tools,
+        roots=args.roots,
+        **extra,
     )
 
 
@@ -126,8 +168,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     config = _load(
-        args, cloud=args.cloud, token_file=args.token_file, control=args.control,
-        no_control=args.no_control, force_bind=args.force_bind, max_calls=args.max_calls,
+        args,
+        cloud=args.cloud,
+        token_file=args.token_file,
+        control=args.control,
+        no_control=args.no_control,
+        force_bind=args.force_bind,
+        max_calls=args.max_calls,
         log_level=args.log_level,
     )
     if config.cloud_url and not config.cloud_url.startswith(("ws://", "wss://")):
@@ -137,8 +184,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         if config.control and exc.errno in (98, 48):
             host, port = config.control
-            return _fail(f"cannot serve the control API on {host}:{port}: the address is in "
-                         "use (is edge already running? try --control HOST:PORT or --no-control)")
+            return _fail(
+                f"cannot serve the control API on {host}:{port}: the address is in "
+                "use (is edge already running? try --control HOST:PORT or --no-control)"
+            )
         raise
     return 0
 
@@ -155,8 +204,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
             health = client.get("/health").json()
             tunnel = client.get("/tunnel/status").json()
     except httpx.HTTPError as exc:
-        return _fail(f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__}); "
-                     "start one with: edge run", code=1)
+        return _fail(
+            f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__}); "
+            "start one with: edge run",
+            code=1,
+        )
     if args.json:
         print(json.dumps({"health": health, "tunnel": tunnel}, indent=2))
         return 0
@@ -167,8 +219,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if tunnel.get("reason"):
         line += f": {tunnel['reason']}"
     print(line)
-    print(f"tools: {health['tools']} effective of {health['offeredTools']} offered; "
-          f"{health['callsInFlight']} calls in flight; {tunnel['outbox']} results waiting")
+    print(
+        f"tools: {health['tools']} effective of {health['offeredTools']} offered; "
+        f"{health['callsInFlight']} calls in flight; {tunnel['outbox']} results waiting"
+    )
     return 0
 
 
@@ -225,8 +279,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"edge {__version__}")
         return 0
-    commands = {"run": _cmd_run, "status": _cmd_status, "tools": _cmd_tools,
-                "dev-cloud": _cmd_dev_cloud}
+    commands = {
+        "run": _cmd_run,
+        "status": _cmd_status,
+        "tools": _cmd_tools,
+        "dev-cloud": _cmd_dev_cloud,
+    }
     if args.command is None:
         _parser().print_help()
         return 2

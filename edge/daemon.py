@@ -74,8 +74,9 @@ def build_executor(config: Config, registry: ToolRegistry | None = None) -> Exec
 class Daemon:
     """``edge run``: start with ``await nursery.start(daemon.run)``, stop with ``stop()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, tunnel_options: dict[str, Any] | None = None) -> None:
         self.config = config
+        self._tunnel_options = tunnel_options or {}
         self.registry = build_registry()
         self.executor = build_executor(config, self.registry)
         self.approved: frozenset[str] = frozenset()
@@ -103,11 +104,12 @@ class Daemon:
         async with trio.open_nursery() as root:
             self._root = root
             self._workers = await root.start(
-                partial(serve_workers, self.executor, max_calls=cfg.max_calls,
-                        queue_size=cfg.queue_size)
+                partial(
+                    serve_workers, self.executor, max_calls=cfg.max_calls, queue_size=cfg.queue_size
+                )
             )
             hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
-            self._tunnel = await root.start(serve_tunnel, hooks)
+            self._tunnel = await root.start(partial(serve_tunnel, hooks, **self._tunnel_options))
             self.registry.subscribe(self._tunnel.announce)
             if cfg.control is not None:
                 host, port = cfg.control
@@ -130,8 +132,14 @@ class Daemon:
             tunnel = f"tunnel idle: waiting for POST {self.control_url}/tunnel/activate"
         else:
             tunnel = "tunnel idle: no --cloud and no control API, nothing will connect"
-        log.info("edge %s: %s; %s; workspace %s; %d tools offered",
-                 __version__, control, tunnel, cfg.workspace, len(self.offered_tools()))
+        log.info(
+            "edge %s: %s; %s; workspace %s; %d tools offered",
+            __version__,
+            control,
+            tunnel,
+            cfg.workspace,
+            len(self.offered_tools()),
+        )
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Cancel every call, give their results ``grace`` seconds to go out, then stop all."""
@@ -144,6 +152,7 @@ class Daemon:
                 await self._workers.wait_idle()
             if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
                 await self._tunnel.outbox.wait_sent()
+                await self._tunnel.close()
         self._root.cancel_scope.cancel()
 
     # -- state the children report into --------------------------------------------
@@ -154,7 +163,8 @@ class Daemon:
 
     def effective_tools(self) -> frozenset[str]:
         """The cloud's approval ∩ the local policy ∩ what is registered."""
-        return frozenset(t for t in self.approved if self.executor.refusal(t, self.approved) is None)
+        approved = self.approved
+        return frozenset(t for t in approved if self.executor.refusal(t, approved) is None)
 
     def capability_report(self) -> dict[str, Any]:
         policy = self.executor.policy
@@ -179,8 +189,11 @@ class Daemon:
     def _on_frame(self, frame: Frame) -> None:
         if isinstance(frame, ToolCall):
             self.workers.submit(
-                frame.id, frame.tool, frame.args,
-                approved=self.approved, reply=self.tunnel.send_result,
+                frame.id,
+                frame.tool,
+                frame.args,
+                approved=self.approved,
+                reply=self.tunnel.send_result,
             )
         elif isinstance(frame, Cancel):
             if not self.workers.cancel(frame.id):
@@ -188,8 +201,11 @@ class Daemon:
         elif isinstance(frame, ApprovedTools):
             self.approved = frame.tools
             effective = sorted(self.effective_tools())
-            log.info("cloud approved %d tools; effective: %s",
-                     len(frame.tools), ", ".join(effective) or "none")
+            log.info(
+                "cloud approved %d tools; effective: %s",
+                len(frame.tools),
+                ", ".join(effective) or "none",
+            )
         else:
             log.debug("ignoring frame %r", frame)
 

@@ -106,7 +106,7 @@ class FakeCloud:
             self.rejected += 1
             await request.reject(self.refuse_status, body=b"refused by the fake cloud")
             return
-        if not auth.startswith("Bearer ") or auth[len("Bearer "):] not in self.tokens:
+        if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self.tokens:
             self.rejected += 1
             await request.reject(401, body=b"bad token")
             return
@@ -140,12 +140,11 @@ class FakeCloud:
                 self.frames.append(message)
                 continue
             self._receive(conn, frame)
-            if conn.report is not None and frame.get("type") == "capability_report":
-                if self.send_approval:
-                    offered = [t["name"] for t in conn.report.get("tools", [])]
-                    tools = offered if self.approve is None else sorted(self.approve)
-                    async with conn.send_lock:
-                        await ws.send_message(json.dumps({"type": "approved_tools", "tools": tools}))
+            if frame is conn.report and self.send_approval:
+                offered = [t["name"] for t in conn.report.get("tools", [])]
+                tools = offered if self.approve is None else sorted(self.approve)
+                async with conn.send_lock:
+                    await ws.send_message(json.dumps({"type": "approved_tools", "tools": tools}))
             self._notify()
 
     def _receive(self, conn: _Connection, frame: Any) -> None:
@@ -238,11 +237,13 @@ async def run_interactive(host: str, port: int, token: str) -> None:
         print(f"fake cloud on {cloud.url}  (token: {token})")
         print(f"  connect an edge:  EDGE_TOKEN={token} edge run --cloud {cloud.url}")
         print("  or hand a running edge the token:")
-        print("    curl -X POST http://127.0.0.1:8660/tunnel/activate -H 'content-type: "
-              f"application/json' -d '{{\"jwt\":\"{token}\",\"tunnelUrl\":\"{cloud.url}\"}}'")
+        print(
+            "    curl -X POST http://127.0.0.1:8660/tunnel/activate -H 'content-type: "
+            f'application/json\' -d \'{{"jwt":"{token}","tunnelUrl":"{cloud.url}"}}\''
+        )
         print("commands: call TOOL {JSON args} | approve NAME,NAME | ping | drop | status | quit")
         sys.stdout.flush()
-        if not sys.stdin or not sys.stdin.isatty() and sys.stdin.closed:
+        if not sys.stdin or (not sys.stdin.isatty() and sys.stdin.closed):
             await trio.sleep_forever()
         stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
         buffer = b""
@@ -267,8 +268,15 @@ async def _command(cloud: FakeCloud, line: str) -> bool:
         if not word:
             return True
         if word == "status":
-            print(json.dumps({"connected": cloud.connected, "attempts": cloud.attempts,
-                              "results": len(cloud.results)}))
+            print(
+                json.dumps(
+                    {
+                        "connected": cloud.connected,
+                        "attempts": cloud.attempts,
+                        "results": len(cloud.results),
+                    }
+                )
+            )
         elif not cloud.connected:
             print("no edge connected yet")
         elif word == "call":

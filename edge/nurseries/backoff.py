@@ -37,4 +37,4 @@ class Backoff:
             return 0.0
         base = min(self.cap, self.first * 2 ** min(self.failures, 32))
         self.failures += 1
-        return base + self.rng.uniform(0, self.jitter * base)
+        return float(base + self.rng.uniform(0, self.jitter * base))

@@ -80,13 +80,23 @@ class BrowserGuard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if not host_is_loopback(headers.get("host", "")):
-            await _refuse(scope, send, 403, "Host not allowed: the control API answers only "
-                          "to loopback names (localhost, 127.0.0.1, [::1])")
+            await _refuse(
+                scope,
+                send,
+                403,
+                "Host not allowed: the control API answers only "
+                "to loopback names (localhost, 127.0.0.1, [::1])",
+            )
             return
         origin = headers.get("origin")
         if origin is not None and origin.rstrip("/") not in self.allowed:
-            await _refuse(scope, send, 403, "Origin not allowed: add it to "
-                          "[control] allowed_origins to let that page call edge")
+            await _refuse(
+                scope,
+                send,
+                403,
+                "Origin not allowed: add it to "
+                "[control] allowed_origins to let that page call edge",
+            )
             return
         if headers.get("access-control-request-private-network") == "true":
             send = partial(_add_private_network_header, send)
@@ -97,7 +107,8 @@ async def _add_private_network_header(send: Send, message: Message) -> None:
     if message["type"] == "http.response.start":
         message.setdefault("headers", [])
         message["headers"] = [
-            *message["headers"], (b"access-control-allow-private-network", b"true")
+            *message["headers"],
+            (b"access-control-allow-private-network", b"true"),
         ]
     await send(message)
 
@@ -107,12 +118,16 @@ async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     body = json.dumps({"error": message}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -32,6 +32,9 @@ class Outbox:
         self._sent_seq = 0
         self._max_results = max_results
         self._wakeup = trio.Event()
+        self._empty = trio.Event()
+        self._empty.set()
+        self._sending = False
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -43,11 +46,13 @@ class Outbox:
 
     def put_result(self, text: str) -> None:
         self._results.append(text)
+        self._not_empty()
         if len(self._results) > self._max_results:
             self._results.popleft()
             self.dropped += 1
-            log.warning("outbox full: dropped the oldest undelivered result (%d so far)",
-                        self.dropped)
+            log.warning(
+                "outbox full: dropped the oldest undelivered result (%d so far)", self.dropped
+            )
         self._wakeup.set()
 
     async def get(self) -> tuple[bool, str]:
@@ -56,25 +61,33 @@ class Outbox:
             if self._urgent:
                 return False, self._urgent.popleft()
             if self._results:
+                self._sending = True
                 return True, self._results.popleft()
             if self._wakeup.is_set():
                 self._wakeup = trio.Event()
             await self._wakeup.wait()
 
-    async def wait_sent(self, poll: float = 0.005) -> None:
-        """Return once every queued result has been handed to the socket."""
-        while self._results:
-            await trio.sleep(poll)
+    async def wait_sent(self) -> None:
+        """Return once every queued result has been written to the socket."""
+        await self._empty.wait()
+
+    def _not_empty(self) -> None:
+        if self._empty.is_set():
+            self._empty = trio.Event()
 
     def unsent(self, is_result: bool, text: str) -> None:
         """The writer could not send ``text``: results go back to the front."""
         if is_result:
+            self._sending = False
             self._results.appendleft(text)
 
     def sent(self, is_result: bool, text: str) -> None:
         if is_result:
+            self._sending = False
             self._sent_seq += 1
             self._unconfirmed.append((self._sent_seq, text))
+            if not self._results:
+                self._empty.set()
 
     def mark(self) -> int:
         """A point in the sent sequence; ``confirm(mark)`` once the cloud has seen it."""
@@ -88,4 +101,5 @@ class Outbox:
         """Requeue every unconfirmed result and drop the old connection's urgent frames."""
         while self._unconfirmed:
             self._results.appendleft(self._unconfirmed.pop()[1])
+            self._not_empty()
         self._urgent.clear()

@@ -44,6 +44,7 @@ from ..protocol import (
 from ..secret import Secret
 from .backoff import Backoff
 from .outbox import Outbox
+from .wsclient import open_ws
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Tunnel:
         self.connections = 0
         self._last_problem: str | None = None
         self._handshake_at: float | None = None
+        self._close_requested = trio.Event()
 
     # -- what the owner calls -------------------------------------------------
 
@@ -219,21 +221,24 @@ class Tunnel:
                 kind, message = _classify(exc)
                 self.outbox.connection_lost()
                 if kind == "unauthorized":
-                    log.warning("tunnel: the cloud refused the token (%s); waiting for a new one",
-                                message)
+                    log.warning(
+                        "tunnel: the cloud refused the token (%s); waiting for a new one", message
+                    )
                     self._set_status(TunnelStatus.UNAUTHORIZED, message)
                     return
                 self._note_problem(message)
                 self._set_status(TunnelStatus.CONNECTING, message)
-            if (
-                self._handshake_at is not None
-                and trio.current_time() - self._handshake_at >= STABLE_AFTER
-            ):
+            if self._was_stable():
                 self._backoff.reset()
             delay = self._backoff.next_delay()
             if delay > 0:
                 log.debug("tunnel: next attempt in %.1f s", delay)
             await trio.sleep(delay)
+
+    def _was_stable(self) -> bool:
+        """Whether the last attempt completed its handshake and stayed up ``STABLE_AFTER``."""
+        at = self._handshake_at
+        return at is not None and trio.current_time() - at >= STABLE_AFTER
 
     def _note_problem(self, message: str) -> None:
         if message != self._last_problem:
@@ -245,12 +250,13 @@ class Tunnel:
     async def _attempt(self, creds: _Credentials) -> None:
         """One connection, from the upgrade until it breaks (it always ends in an exception)."""
         headers = [(b"Authorization", b"Bearer " + creds.token.reveal().encode())]
-        async with trio_websocket.open_websocket_url(
+        async with open_ws(
             creds.url,
-            extra_headers=headers,
+            headers=headers,
             connect_timeout=CONNECT_TIMEOUT,
-            disconnect_timeout=1.0,
-            max_message_size=MAX_FRAME_CHARS,
+            # Twice the protocol limit: a frame between the two gets a clear error
+            # result from parse_frame; only a larger one closes the socket (1009).
+            max_message_size=2 * MAX_FRAME_CHARS,
         ) as ws:
             await self._handshake(ws)
             self._handshake_at = trio.current_time()
@@ -263,6 +269,7 @@ class Tunnel:
                 conn.start_soon(self._reader, ws)
                 conn.start_soon(self._writer, ws)
                 conn.start_soon(self._heartbeat, ws)
+                conn.start_soon(self._close_when_asked, ws)
 
     async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> None:
         self.outbox.connection_lost()
@@ -313,6 +320,18 @@ class Tunnel:
                 raise
             self.outbox.sent(is_result, text)
 
+    async def _close_when_asked(self, ws: trio_websocket.WebSocketConnection) -> None:
+        await self._close_requested.wait()
+        # The reader keeps running, so the cloud's close reply is read and the
+        # socket is shut down cleanly; the reader then ends the connection.
+        await ws.aclose(1001, "edge is shutting down")
+
+    async def close(self) -> None:
+        """Close the live connection politely (code 1001); bound the wait yourself."""
+        self._close_requested.set()
+        while self.status is TunnelStatus.CONNECTED:  # noqa: ASYNC110 (status has no event)
+            await trio.sleep(0.005)
+
     async def _heartbeat(self, ws: trio_websocket.WebSocketConnection) -> None:
         while True:
             await trio.sleep(self._heartbeat_interval)
@@ -320,9 +339,7 @@ class Tunnel:
             with trio.move_on_after(self._heartbeat_timeout) as scope:
                 await ws.ping()
             if scope.cancelled_caught:
-                raise ConnectionLost(
-                    f"heartbeat unanswered for {self._heartbeat_timeout:g} s"
-                )
+                raise ConnectionLost(f"heartbeat unanswered for {self._heartbeat_timeout:g} s")
             self.outbox.confirm(mark)
 
 
@@ -396,4 +413,3 @@ async def serve_tunnel(
     """
     tunnel = Tunnel(hooks, **options)
     await tunnel.run(task_status=task_status)
-

@@ -72,9 +72,14 @@ class ToolWorkers:
             return
         if len(self._scopes) >= self.max_calls + self.queue_size:
             self.refused_busy += 1
-            reply(call_id, error_result(
-                f"busy: {self.max_calls} calls running and {self.queue_size} waiting; "
-                "try again later", busy=True))
+            reply(
+                call_id,
+                error_result(
+                    f"busy: {self.max_calls} calls running and {self.queue_size} waiting; "
+                    "try again later",
+                    busy=True,
+                ),
+            )
             return
         scope = trio.CancelScope()
         if not self._scopes:

@@ -19,7 +19,7 @@ from typing import Final
 import trio
 
 #: How long a process group gets between SIGTERM and SIGKILL (seconds).
-TERM_GRACE: Final = 2.0
+TERM_GRACE: Final = 0.5
 #: How often the sweep looks whether a group is gone (seconds).
 SWEEP_POLL: Final = 0.02
 #: How long output may keep flowing after the command exited (seconds).
@@ -65,7 +65,7 @@ async def stop_group(proc: trio.Process) -> None:
     _signal_group(pgid, signal.SIGTERM)
     with trio.move_on_after(TERM_GRACE):
         await proc.wait()
-        while _group_alive(pgid):
+        while _group_alive(pgid):  # noqa: ASYNC110 (no event tells when a group empties)
             await trio.sleep(SWEEP_POLL)
     if _group_alive(pgid):
         _signal_group(pgid, signal.SIGKILL)
@@ -73,7 +73,7 @@ async def stop_group(proc: trio.Process) -> None:
     # The leader is reaped; children it left in the group are re-parented and
     # were sent SIGKILL above: wait (bounded) until the kernel has removed them.
     with trio.move_on_after(TERM_GRACE):
-        while _group_alive(pgid):
+        while _group_alive(pgid):  # noqa: ASYNC110 (no event tells when a group empties)
             await trio.sleep(SWEEP_POLL)
 
 
@@ -111,7 +111,7 @@ async def run_captured(
         try:
             while data := await proc.stdout.receive_some(65536):
                 room = max(max_bytes - kept, 0)
-                chunks.append(data[:room])
+                chunks.append(bytes(data[:room]))
                 kept += min(room, len(data))
                 dropped += len(data) - min(room, len(data))
         except (trio.BrokenResourceError, trio.ClosedResourceError):

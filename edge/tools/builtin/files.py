@@ -138,12 +138,12 @@ def _stat(path: Path) -> dict[str, Any]:
 
 
 def _list(path: Path) -> ToolResult:
-    entries = []
+    entries: list[dict[str, Any]] = []
     with os.scandir(path) as it:
         for entry in it:
             st = entry.stat(follow_symlinks=False)
             entries.append({"name": entry.name, "type": _kind(st.st_mode), "size": st.st_size})
-    entries.sort(key=lambda e: e["name"])
+    entries.sort(key=lambda e: str(e["name"]))
     shown = entries[:MAX_LIST]
     text = "\n".join(f"{e['name']}{'/' if e['type'] == 'dir' else ''}" for e in shown)
     fields: dict[str, Any] = {"entries": shown, "count": len(entries)}

@@ -44,7 +44,9 @@ def _files(root: Path, glob: str | None) -> Any:
             yield path
 
 
-def _grep(root: Path, regex: re.Pattern[str], glob: str | None, most: int, base: Path) -> ToolResult:
+def _grep(
+    root: Path, regex: re.Pattern[str], glob: str | None, most: int, base: Path
+) -> ToolResult:
     matches: list[dict[str, Any]] = []
     files_searched = 0
     for path in _files(root, glob):

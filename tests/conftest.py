@@ -1,0 +1,125 @@
+"""Shared fixtures: a fake cloud on loopback, a workspace, a running daemon, leak probes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from edge.config import Config
+from edge.daemon import Daemon
+from edge.devcloud import FakeCloud
+from edge.nurseries.backoff import Backoff
+from edge.secret import Secret
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+@pytest.fixture
+async def cloud(nursery: trio.Nursery) -> FakeCloud:
+    return await nursery.start(FakeCloud([TOKEN]).serve)
+
+
+def make_config(workspace: Path, cloud: FakeCloud | None = None, **overrides: Any) -> Config:
+    cfg = Config(
+        workspace=workspace,
+        cloud_url=cloud.url if cloud is not None else None,
+        token=Secret(TOKEN) if cloud is not None else None,
+        control=None,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def fast_tunnel(**extra: Any) -> dict[str, Any]:
+    """Tunnel options that keep reconnect tests short on the real clock."""
+    options: dict[str, Any] = {"backoff": Backoff(first=0.05, cap=0.2, jitter=0.0)}
+    options.update(extra)
+    return options
+
+
+@pytest.fixture
+async def edge(nursery: trio.Nursery, cloud: FakeCloud, workspace: Path) -> AsyncIterator[Daemon]:
+    daemon = await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=fast_tunnel()).run)
+    with trio.fail_after(10):
+        await cloud.wait_connected()
+    yield daemon
+
+
+def task_tree() -> list[str]:
+    """Names of every task trio is running now."""
+    names: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        names.append(task.name)
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return names
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Pids of live (not zombie) processes whose process group is ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def child_processes(pid: int | None = None) -> list[int]:
+    """Pids of live children of ``pid`` (default: this process)."""
+    parent = os.getpid() if pid is None else pid
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture
+def no_child_left() -> Iterator[None]:
+    before = set(child_processes())
+    yield
+    assert set(child_processes()) - before == set()
+
+
+async def until(predicate: Any, poll: float = 0.005) -> None:
+    """Wait until ``predicate()`` holds, for state that signals no event (daemon internals)."""
+    while not predicate():
+        await trio.sleep(poll)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edge.errors import PolicyError
+from edge.tools.policy import Policy
+
+
+def test_relative_paths_start_in_the_workspace(workspace: Path) -> None:
+    policy = Policy.create(workspace)
+    assert policy.resolve("a/b.txt") == workspace.resolve() / "a" / "b.txt"
+    assert policy.resolve(".") == workspace.resolve()
+
+
+@pytest.mark.parametrize("path", ["..", "../x", "/etc/passwd", "a/../../x", "~/x"])
+def test_escapes_are_refused(workspace: Path, path: str) -> None:
+    with pytest.raises(PolicyError, match="outside the allowed roots"):
+        Policy.create(workspace).resolve(path)
+
+
+def test_symlinks_are_followed_before_the_check(workspace: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "key").write_text("k")
+    os.symlink(outside, workspace / "door")
+    os.symlink(outside / "key", workspace / "keylink")
+    policy = Policy.create(workspace)
+    for path in ("door/key", "keylink", "door"):
+        with pytest.raises(PolicyError):
+            policy.resolve(path)
+
+
+def test_extra_roots_are_allowed(workspace: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "projects"
+    extra.mkdir()
+    policy = Policy.create(workspace, [extra])
+    assert policy.resolve(str(extra / "p")) == extra.resolve() / "p"
+
+
+def test_nul_and_empty_paths(workspace: Path) -> None:
+    policy = Policy.create(workspace)
+    with pytest.raises(PolicyError, match="NUL"):
+        policy.resolve("a\x00b")
+    with pytest.raises(PolicyError, match="empty"):
+        policy.resolve("")
+
+
+def test_tool_allow_list(workspace: Path) -> None:
+    assert Policy.create(workspace).allows_tool("terminal")
+    narrow = Policy.create(workspace, allowed_tools=["grep"])
+    assert narrow.allows_tool("grep") and not narrow.allows_tool("terminal")
