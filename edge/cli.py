@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge",
         description=DESCRIPTION,
+        allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run the daemon in the foreground (Ctrl-C stops it)",
+        allow_abbrev=False,
         description="Run the edge daemon in the foreground.",
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -179,17 +181,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if config.cloud_url and not config.cloud_url.startswith(("ws://", "wss://")):
         return _fail(f"--cloud must be a ws:// or wss:// URL, not {config.cloud_url!r}")
+    from .errors import EdgeError
+
     try:
         trio.run(run_until_signalled, config)
-    except OSError as exc:
-        if config.control and exc.errno in (98, 48):
-            host, port = config.control
-            return _fail(
-                f"cannot serve the control API on {host}:{port}: the address is in "
-                "use (is edge already running? try --control HOST:PORT or --no-control)"
-            )
-        raise
+    except BaseExceptionGroup as group:
+        # The API edge: a start-up error arrives wrapped by the nurseries it crossed.
+        ours, rest = group.split(EdgeError)
+        if ours is None or rest is not None:
+            raise
+        return _fail(str(_first_leaf(ours)))
     return 0
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ register their tools in the same registry.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import platform
@@ -30,6 +31,7 @@ import trio
 
 from . import __version__
 from .config import TOKEN_ENV, Config
+from .errors import ConfigError
 from .nurseries.control import build_app, serve_control
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelStatus, serve_tunnel
 from .nurseries.workers import ToolWorkers, serve_workers
@@ -114,7 +116,10 @@ class Daemon:
             if cfg.control is not None:
                 host, port = cfg.control
                 app = build_app(self, cfg.allowed_origins)
-                self.control_url = await root.start(serve_control, app, host, port)
+                try:
+                    self.control_url = await root.start(serve_control, app, host, port)
+                except* OSError as group:
+                    raise ConfigError(_bind_problem(host, port, group.exceptions[0])) from None
             self._announce_start()
             if cfg.cloud_url and cfg.token:
                 self._tunnel.activate(cfg.token, cfg.cloud_url)
@@ -242,6 +247,17 @@ class Daemon:
         log.info("tunnel: disconnect requested")
         self.tunnel.disconnect()
         self.workers.cancel_all("cancelled: the tunnel was disconnected")
+
+
+def _bind_problem(host: str, port: int, exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot serve the control API on {host}:{port}: the address is in use "
+            "(is edge already running? try --control HOST:PORT or --no-control)"
+        )
+    return f"cannot serve the control API on {host}:{port}: {exc}"
 
 
 async def run_until_signalled(config: Config) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from contextlib import aclosing
 from functools import partial
 from typing import Any, Final, Protocol
 
@@ -144,11 +145,15 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
     origins = list(allowed_origins)
 
     async def read_json(request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise BadRequest(f"body is over {MAX_BODY} bytes")
         body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise BadRequest(f"body is over {MAX_BODY} bytes")
+        async with aclosing(request.stream()) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise BadRequest(f"body is over {MAX_BODY} bytes")
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:

@@ -142,6 +142,7 @@ class Tunnel:
         """Use these credentials from now on, reconnecting if connected."""
         secret = token if isinstance(token, Secret) else Secret(token)
         self._creds = _Credentials(url, secret)
+        self._close_requested = trio.Event()
         self._restart()
 
     def disconnect(self) -> None:

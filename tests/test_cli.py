@@ -1,0 +1,186 @@
+"""The ``edge`` command as a user runs it: real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from edge.devcloud import FakeCloud
+
+from .conftest import TOKEN, processes_in_group, until
+
+pytestmark = pytest.mark.usefixtures("no_child_left")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    env.pop("EDGE_TOKEN", None)
+    return env
+
+
+def edge_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edge", *args]
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(edge_cmd(*args), capture_output=True, text=True, env=env, timeout=30)
+
+
+class Daemon:
+    """``edge run`` in a subprocess, its stderr collected as it comes."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc = proc
+        self.log = ""
+
+    async def collect(self) -> None:
+        assert self.proc.stderr is not None
+        async for chunk in self.proc.stderr:
+            self.log += chunk.decode()
+
+    async def wait_for_log(self, text: str) -> None:
+        await until(lambda: text in self.log, poll=0.01)
+
+
+async def start_edge(nursery: trio.Nursery, *args: str, env: dict[str, str]) -> Daemon:
+    proc = await trio.lowlevel.open_process(edge_cmd("run", *args), env=env, stderr=subprocess.PIPE)
+    daemon = Daemon(proc)
+    nursery.start_soon(daemon.collect)
+    return daemon
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_run_autonomous_then_stop_on_signal(
+    nursery: trio.Nursery, workspace: Path, env: dict[str, str], signum: int
+) -> None:
+    port = free_port()
+    edge = await start_edge(nursery, "--workspace", str(workspace), "--control", f"127.0.0.1:{port}", env=env)
+    with trio.fail_after(20):
+        await edge.wait_for_log("tunnel idle: waiting for POST")
+    assert f"control API on http://127.0.0.1:{port}" in edge.log
+    status = await trio.to_thread.run_sync(
+        lambda: run_cli("status", "--control", f"127.0.0.1:{port}", env=env)
+    )
+    assert status.returncode == 0, status.stderr
+    assert "tunnel: disconnected" in status.stdout
+    start = trio.current_time()
+    edge.proc.send_signal(signum)
+    with trio.fail_after(10):
+        code = await edge.proc.wait()
+    assert code == 0, edge.log
+    assert trio.current_time() - start < 1.0
+    assert "Traceback" not in edge.log
+
+
+async def test_run_against_the_cloud_and_stop_mid_call(
+    nursery: trio.Nursery, workspace: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    cloud = await nursery.start(FakeCloud([TOKEN]).serve)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    edge = await start_edge(
+        nursery, "--cloud", cloud.url, "--token-file", str(token_file),
+        "--workspace", str(workspace), "--no-control", env=env,
+    )
+    with trio.fail_after(20):
+        await cloud.wait_connected()
+        assert (await cloud.call("terminal", {"command": "echo via-cli"}))["output"] == "via-cli\n"
+        call = await cloud.start_call("terminal", {"command": "echo $$ > pgid; sleep 60"})
+        await until(lambda: (workspace / "pgid").exists() and (workspace / "pgid").read_text().strip() != "")
+    edge.proc.send_signal(signal.SIGTERM)
+    with trio.fail_after(10):
+        assert await edge.proc.wait() == 0
+        result = await cloud.result(call)
+    assert result == {"error": "cancelled: edge is shutting down", "cancelled": True}
+    assert processes_in_group(int((workspace / "pgid").read_text())) == []
+    assert TOKEN not in edge.log
+    assert "connected to" in edge.log
+
+
+def test_token_comes_from_the_environment_not_argv(env: dict[str, str]) -> None:
+    result = run_cli("run", "--token", "x", env=env)
+    assert result.returncode == 2
+    assert "unrecognized arguments: --token" in result.stderr
+
+
+def test_refuses_a_non_loopback_control_address(env: dict[str, str], workspace: Path) -> None:
+    result = run_cli("run", "--control", "0.0.0.0:8660", "--workspace", str(workspace), env=env)
+    assert result.returncode == 2
+    assert "not a loopback address" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(env: dict[str, str], workspace: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = run_cli("run", "--control", f"127.0.0.1:{port}", "--workspace", str(workspace), env=env)
+    assert result.returncode == 2
+    assert "address is in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_without_a_daemon(env: dict[str, str]) -> None:
+    result = run_cli("status", "--control", f"127.0.0.1:{free_port()}", env=env)
+    assert result.returncode == 1
+    assert "no edge daemon answers" in result.stderr
+
+
+def test_tools_list_and_call(env: dict[str, str], workspace: Path) -> None:
+    listing = run_cli("tools", "list", "--workspace", str(workspace), env=env)
+    assert listing.returncode == 0
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == [
+        "terminal", "code", "file_read", "file_write", "file_ops", "grep"
+    ]
+    narrowed = run_cli("tools", "list", "--json", "--allow-tool", "grep", "--workspace", str(workspace), env=env)
+    assert [t["name"] for t in json.loads(narrowed.stdout)] == ["grep"]
+
+    ok = run_cli("tools", "call", "file_write", "--args", '{"path": "x.txt", "content": "hi"}',
+                 "--workspace", str(workspace), env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["bytes"] == 2
+    escape = run_cli("tools", "call", "file_read", "--args", '{"path": "../../etc/passwd"}',
+                     "--workspace", str(workspace), env=env)
+    assert escape.returncode == 1
+    assert "outside the allowed roots" in json.loads(escape.stdout)["error"]
+    bad = run_cli("tools", "call", "grep", "--args", "{oops", "--workspace", str(workspace), env=env)
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+
+
+def test_help_explains(env: dict[str, str]) -> None:
+    top = run_cli("--help", env=env)
+    assert top.returncode == 0
+    assert "control API" in top.stdout
+    run = run_cli("run", "--help", env=env)
+    for flag in ("--cloud", "--token-file", "--control", "--no-control", "--workspace",
+                 "--allow-tool", "--config", "--log-level", "EDGE_TOKEN"):
+        assert flag in run.stdout
+
+
+def test_config_file(env: dict[str, str], tmp_path: Path, workspace: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[policy]\nworkspace = "{workspace}"\nallow_tools = ["file_read"]\n')
+    listing = run_cli("tools", "list", "--config", str(config), env=env)
+    assert listing.stdout.split()[0] == "file_read" and len(listing.stdout.splitlines()) == 1
+    config.write_text("[policy\n")
+    broken = run_cli("tools", "list", "--config", str(config), env=env)
+    assert broken.returncode == 2 and "not valid TOML" in broken.stderr
