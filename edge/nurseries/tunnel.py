@@ -199,7 +199,7 @@ class Tunnel:
                 with trio.CancelScope() as scope:
                     self._session_scope = scope
                     await self._session(creds)
-                    # _session returns only when the token was refused.
+                    # _session returns only when the token was refused or edge closed.
                     await self._wait_for_credentials()
                 self._session_scope = None
         finally:
@@ -221,6 +221,10 @@ class Tunnel:
             except BaseException as exc:
                 kind, message = _classify(exc)
                 self.outbox.connection_lost()
+                if self._close_requested.is_set():
+                    log.info("tunnel: closed")
+                    self._set_status(TunnelStatus.DISCONNECTED, "closed by edge")
+                    return
                 if kind == "unauthorized":
                     log.warning(
                         "tunnel: the cloud refused the token (%s); waiting for a new one", message

@@ -6,6 +6,7 @@ The blocking work runs in a worker thread so a large file never stalls pings.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat as stat_mod
@@ -20,6 +21,8 @@ from ..registry import CallContext, ToolResult, ToolSpec
 
 #: Bytes ``file_read`` looks at for a NUL to call a file binary.
 BINARY_SNIFF: Final = 8192
+#: Regular files up to this size are read on the event loop, not in a thread (bytes).
+INLINE_READ_BYTES: Final = 64 * 1024
 #: Most characters ``file_read`` collects; the result is cut to the protocol limit anyway.
 READ_CAP: Final = MAX_OUTPUT_CHARS + 1
 #: Most bytes one ``file_write`` may write.
@@ -29,16 +32,21 @@ MAX_LIST: Final = 5000
 
 
 def _read(path: Path, offset: int, limit: int | None) -> ToolResult:
-    if path.is_dir():
-        raise ToolError(f"{path} is a directory (use file_ops list)")
     with open(path, "rb") as raw:
-        if b"\x00" in raw.read(BINARY_SNIFF):
-            raise ToolError(f"{path} is a binary file ({path.stat().st_size} bytes)")
-    lines: list[str] = []
-    chars = 0
-    line_no = 0
-    more = False
-    with open(path, encoding="utf-8", errors="replace", newline="") as text:
+        size = os.fstat(raw.fileno()).st_size
+        head = raw.read(BINARY_SNIFF)
+        if b"\x00" in head:
+            raise ToolError(f"{path} is a binary file ({size} bytes)")
+        if offset == 0 and limit is None and size <= INLINE_READ_BYTES:
+            # The common case, a whole small file: no line splitting needed.
+            whole = (head + raw.read()).decode("utf-8", errors="replace")
+            count = whole.count("\n") + (1 if whole and not whole.endswith("\n") else 0)
+            return ok_result(whole, lines=count, size=size)
+        raw.seek(0)
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        lines: list[str] = []
+        chars = 0
+        more = False
         for line_no, line in enumerate(text):
             if line_no < offset:
                 continue
@@ -47,16 +55,22 @@ def _read(path: Path, offset: int, limit: int | None) -> ToolResult:
                 break
             lines.append(line)
             chars += len(line)
-    output = "".join(lines)
-    fields: dict[str, Any] = {"lines": len(lines), "size": path.stat().st_size}
+    fields: dict[str, Any] = {"lines": len(lines), "size": size}
     if more:
         fields["next_offset"] = offset + len(lines)
-    return ok_result(output, **fields)
+    return ok_result("".join(lines), **fields)
 
 
 async def _file_read(args: dict[str, Any], ctx: CallContext) -> ToolResult:
     path = ctx.policy.resolve(args["path"])
-    return await trio.to_thread.run_sync(_read, path, args.get("offset", 0), args.get("limit"))
+    st = path.stat()
+    if stat_mod.S_ISDIR(st.st_mode):
+        raise ToolError(f"{path} is a directory (use file_ops list)")
+    offset, limit = args.get("offset", 0), args.get("limit")
+    if stat_mod.S_ISREG(st.st_mode) and st.st_size <= INLINE_READ_BYTES:
+        # A small regular file reads faster than a thread hand-off (~0.2 ms).
+        return _read(path, offset, limit)
+    return await trio.to_thread.run_sync(_read, path, offset, limit)
 
 
 FILE_READ: Final = ToolSpec(
