@@ -243,7 +243,7 @@ async def run_interactive(host: str, port: int, token: str) -> None:
         )
         print("commands: call TOOL {JSON args} | approve NAME,NAME | ping | drop | status | quit")
         sys.stdout.flush()
-        if not sys.stdin or (not sys.stdin.isatty() and sys.stdin.closed):
+        if sys.stdin is None or sys.stdin.closed:
             await trio.sleep_forever()
         stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
         buffer = b""

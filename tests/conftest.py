@@ -123,3 +123,35 @@ async def until(predicate: Any, poll: float = 0.005) -> None:
     """Wait until ``predicate()`` holds, for state that signals no event (daemon internals)."""
     while not predicate():
         await trio.sleep(poll)
+
+
+class Proxy:
+    """A loopback TCP proxy that can freeze: bytes stop flowing both ways, sockets stay open."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.frozen = False
+
+    async def serve(self, *, task_status: trio.TaskStatus[Proxy] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started(self)
+            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        async with client, await trio.open_tcp_stream("127.0.0.1", self.target_port) as upstream:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
+                nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
+
+    async def _pump(self, src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope) -> None:
+        try:
+            async for chunk in src:
+                while self.frozen:
+                    await trio.sleep(0.01)
+                await dst.send_all(chunk)
+        except trio.BrokenResourceError:
+            pass
+        scope.cancel()

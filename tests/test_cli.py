@@ -184,3 +184,40 @@ def test_config_file(env: dict[str, str], tmp_path: Path, workspace: Path) -> No
     config.write_text("[policy\n")
     broken = run_cli("tools", "list", "--config", str(config), env=env)
     assert broken.returncode == 2 and "not valid TOML" in broken.stderr
+
+
+async def test_dev_cloud_drives_a_real_edge(nursery: trio.Nursery, workspace: Path, env: dict[str, str]) -> None:
+    port = free_port()
+    cloud = await trio.lowlevel.open_process(
+        edge_cmd("dev-cloud", "--port", str(port), "--token", "demo"),
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    out = Daemon(cloud)
+
+    async def collect_stdout() -> None:
+        assert cloud.stdout is not None
+        async for chunk in cloud.stdout:
+            out.log += chunk.decode()
+
+    nursery.start_soon(collect_stdout)
+    try:
+        with trio.fail_after(20):
+            await out.wait_for_log("commands:")
+            assert f"ws://127.0.0.1:{port}/tunnel" in out.log
+            edge = await start_edge(
+                nursery, "--cloud", f"ws://127.0.0.1:{port}/tunnel", "--workspace", str(workspace),
+                "--no-control", env={**env, "EDGE_TOKEN": "demo"},
+            )
+            await edge.wait_for_log("connected to")
+            assert cloud.stdin is not None
+            await cloud.stdin.send_all(b'call terminal {"command": "echo from-dev-cloud"}\n')
+            await out.wait_for_log('"output": "from-dev-cloud\\n"')
+            await cloud.stdin.send_all(b"ping\n")
+            await out.wait_for_log("pong in")
+            edge.proc.send_signal(signal.SIGTERM)
+            assert await edge.proc.wait() == 0
+            await cloud.stdin.send_all(b"quit\n")
+            assert await cloud.wait() == 0
+    finally:
+        cloud.kill()
+        await cloud.wait()

@@ -20,6 +20,7 @@ from ..conftest import (
     child_processes,
     fast_tunnel,
     make_config,
+    open_fds,
     processes_in_group,
     task_tree,
     until,
@@ -297,6 +298,7 @@ async def test_busy_when_the_queue_is_full(nursery: trio.Nursery, cloud: FakeClo
 async def test_disconnect_and_shutdown_leave_nothing_behind(cloud: FakeCloud, workspace: Path) -> None:
     baseline = sorted(task_tree())
     children = set(child_processes())
+    fds = open_fds()
     async with trio.open_nursery() as nursery:
         daemon = await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=fast_tunnel()).run)
         with trio.fail_after(10):
@@ -316,6 +318,8 @@ async def test_disconnect_and_shutdown_leave_nothing_behind(cloud: FakeCloud, wo
     for i in range(3):
         assert processes_in_group(int((workspace / f"g{i}").read_text())) == []
     assert sorted(task_tree()) == baseline
+    with trio.fail_after(2):  # the cloud's side of the socket closes a moment later
+        await until(lambda: open_fds() <= fds)
     assert set(child_processes()) - children == set()
     assert not set(ids) & set(cloud.results)
 
@@ -335,3 +339,25 @@ async def test_shutdown_cancels_calls_and_sends_their_results(cloud: FakeCloud, 
         result = await cloud.result(call)
     assert result == {"error": "cancelled: edge is shutting down", "cancelled": True}
     assert sorted(task_tree()) == baseline
+
+
+async def test_a_silent_connection_is_detected_by_the_heartbeat(
+    nursery: trio.Nursery, cloud: FakeCloud, workspace: Path
+) -> None:
+    from ..conftest import Proxy
+
+    port = int(cloud.url.rsplit(":", 1)[1].split("/")[0])
+    proxy = await nursery.start(Proxy(port).serve)
+    cfg = make_config(workspace, cloud)
+    cfg.cloud_url = f"ws://127.0.0.1:{proxy.port}/tunnel"
+    options = fast_tunnel(heartbeat_interval=0.1, heartbeat_timeout=0.3)
+    daemon = await nursery.start(Daemon(cfg, tunnel_options=options).run)
+    with trio.fail_after(10):
+        await cloud.wait_connected()
+        await until(lambda: daemon.tunnel.status is TunnelStatus.CONNECTED)
+        proxy.frozen = True  # the socket stays open, nothing comes back
+        await until(lambda: "heartbeat unanswered" in (daemon.tunnel.reason or ""))
+        proxy.frozen = False
+        await cloud.wait_connected(2)
+        await until(lambda: daemon.tunnel.status is TunnelStatus.CONNECTED)
+        assert (await cloud.call("terminal", {"command": "echo fresh"}))["output"] == "fresh\n"
