@@ -72,9 +72,8 @@ def task_tree() -> list[str]:
     return names
 
 
-def processes_in_group(pgid: int) -> list[int]:
-    """Pids of live (not zombie) processes whose process group is ``pgid``."""
-    found = []
+def _processes() -> Iterator[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process in /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -84,28 +83,18 @@ def processes_in_group(pgid: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2 :].split()
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            found.append(int(entry))
-    return found
+        yield int(entry), fields[0], int(fields[1]), int(fields[2])
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Pids of live (not zombie) processes whose process group is ``pgid``."""
+    return [pid for pid, state, _, group in _processes() if group == pgid and state != "Z"]
 
 
 def child_processes(pid: int | None = None) -> list[int]:
     """Pids of live children of ``pid`` (default: this process)."""
     parent = os.getpid() if pid is None else pid
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == parent and fields[0] != "Z":
-            found.append(int(entry))
-    return found
+    return [p for p, state, ppid, _ in _processes() if ppid == parent and state != "Z"]
 
 
 def open_fds() -> set[int]:
