@@ -179,8 +179,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_calls=args.max_calls,
         log_level=args.log_level,
     )
-    if config.cloud_url and not config.cloud_url.startswith(("ws://", "wss://")):
-        return _fail(f"--cloud must be a ws:// or wss:// URL, not {config.cloud_url!r}")
+    from .nurseries.wsclient import parse_ws_url
+
+    if config.cloud_url:
+        try:
+            parse_ws_url(config.cloud_url)
+        except ValueError as exc:
+            return _fail(f"--cloud: {exc}")
     from .errors import EdgeError
 
     try:

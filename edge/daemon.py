@@ -17,6 +17,7 @@ register their tools in the same registry.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import platform
@@ -25,6 +26,7 @@ import socket
 import sys
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, Final
 
 import trio
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a stopping daemon gives cancelled calls to report and the outbox to drain.
 SHUTDOWN_GRACE: Final = 0.5
+#: Where undelivered results wait between runs, inside the state directory.
+OUTBOX_FILE: Final = "outbox.jsonl"
 
 
 def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -103,6 +107,15 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the root nursery until ``stop()`` or cancellation."""
         cfg = self.config
+        kept = _load_outbox(cfg.state_dir)
+        try:
+            await self._run(kept, task_status)
+        finally:
+            if self._tunnel is not None:
+                _save_outbox(cfg.state_dir, self._tunnel.outbox.pending())
+
+    async def _run(self, kept: list[str], task_status: trio.TaskStatus[Daemon]) -> None:
+        cfg = self.config
         async with trio.open_nursery() as root:
             self._root = root
             self._workers = await root.start(
@@ -113,6 +126,9 @@ class Daemon:
             hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
             self._tunnel = await root.start(partial(serve_tunnel, hooks, **self._tunnel_options))
             self.registry.subscribe(self._tunnel.announce)
+            if kept:
+                self._tunnel.outbox.restore(kept)
+                log.info("%d results from the last run wait for the cloud", len(kept))
             if cfg.control is not None:
                 host, port = cfg.control
                 app = build_app(self, cfg.allowed_origins)
@@ -247,6 +263,48 @@ class Daemon:
         log.info("tunnel: disconnect requested")
         self.tunnel.disconnect()
         self.workers.cancel_all("cancelled: the tunnel was disconnected")
+
+
+def _outbox_file(state_dir: Path | None) -> Path | None:
+    return None if state_dir is None else state_dir / OUTBOX_FILE
+
+
+def _load_outbox(state_dir: Path | None) -> list[str]:
+    """Results an earlier run could not deliver (the file is consumed)."""
+    path = _outbox_file(state_dir)
+    if path is None or not path.exists():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.unlink()
+    except OSError as exc:
+        log.warning("cannot read undelivered results from %s: %s", path, exc.strerror)
+        return []
+    kept = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            continue
+        kept.append(line)
+    return kept
+
+
+def _save_outbox(state_dir: Path | None, pending: list[str]) -> None:
+    """Keep undelivered results for the next run (mode 0600: they hold tool output)."""
+    path = _outbox_file(state_dir)
+    if path is None or not pending:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(pending) + "\n")
+        os.replace(tmp, path)
+        log.info("%d undelivered results kept in %s for the next run", len(pending), path)
+    except OSError as exc:
+        log.error("cannot keep %d undelivered results: %s", len(pending), exc.strerror)
 
 
 def _bind_problem(host: str, port: int, exc: BaseException) -> str:

@@ -140,6 +140,12 @@ def test_port_in_use_is_a_clear_error(env: dict[str, str], workspace: Path) -> N
     assert "Traceback" not in result.stderr
 
 
+def test_bad_cloud_url(env: dict[str, str], workspace: Path) -> None:
+    result = run_cli("run", "--cloud", "https://cloud.example", "--workspace", str(workspace), env=env)
+    assert result.returncode == 2
+    assert "is not a ws:// or wss:// URL" in result.stderr
+
+
 def test_status_without_a_daemon(env: dict[str, str]) -> None:
     result = run_cli("status", "--control", f"127.0.0.1:{free_port()}", env=env)
     assert result.returncode == 1

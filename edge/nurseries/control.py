@@ -176,7 +176,10 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
             raise BadRequest('"jwt" is missing or not a non-empty string')
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise BadRequest('"tunnelUrl" is missing or not a ws:// or wss:// URL')
-        target.activate(jwt.strip(), url)
+        try:
+            target.activate(jwt.strip(), url)
+        except ValueError as exc:
+            raise BadRequest(f'"tunnelUrl": {exc}') from None
         return JSONResponse({"status": "connecting", "tunnelUrl": url}, status_code=202)
 
     async def tunnel_disconnect(request: Request) -> JSONResponse:

@@ -97,6 +97,18 @@ class Outbox:
         while self._unconfirmed and self._unconfirmed[0][0] <= mark:
             self._unconfirmed.popleft()
 
+    def pending(self) -> list[str]:
+        """Every result not yet confirmed, oldest first (what a restart must not lose)."""
+        return [text for _, text in self._unconfirmed] + list(self._results)
+
+    def restore(self, texts: list[str]) -> None:
+        """Queue results kept from an earlier run ahead of everything else."""
+        for text in reversed(texts):
+            self._results.appendleft(text)
+        if texts:
+            self._not_empty()
+            self._wakeup.set()
+
     def connection_lost(self) -> None:
         """Requeue every unconfirmed result and drop the old connection's urgent frames."""
         while self._unconfirmed:

@@ -44,7 +44,7 @@ from ..protocol import (
 from ..secret import Secret
 from .backoff import Backoff
 from .outbox import Outbox
-from .wsclient import open_ws
+from .wsclient import open_ws, parse_ws_url
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,12 @@ class Tunnel:
         return None if self._creds is None else self._creds.url
 
     def activate(self, token: str | Secret, url: str) -> None:
-        """Use these credentials from now on, reconnecting if connected."""
+        """Use these credentials from now on, reconnecting if connected.
+
+        Raises:
+            ValueError: ``url`` is not a usable ws:// or wss:// URL.
+        """
+        parse_ws_url(url)
         secret = token if isinstance(token, Secret) else Secret(token)
         self._creds = _Credentials(url, secret)
         self._close_requested = trio.Event()
@@ -231,6 +236,8 @@ class Tunnel:
                     )
                     self._set_status(TunnelStatus.UNAUTHORIZED, message)
                     return
+                if kind == "bug":
+                    log.error("tunnel: unexpected error, reconnecting", exc_info=exc)
                 self._note_problem(message)
                 self._set_status(TunnelStatus.CONNECTING, message)
             if self._was_stable():
@@ -364,7 +371,10 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
-    """Sort what ended an attempt: ``("unauthorized" | "retry", message)``.
+    """Sort what ended an attempt: ``("unauthorized" | "retry" | "bug", message)``.
+
+    ``bug`` is an exception no network problem explains: it is logged with its
+    traceback, and the tunnel still reconnects (with backoff) rather than die.
 
     Cancellation and anything that is not an ``Exception`` is re-raised as is.
     """
@@ -386,7 +396,14 @@ def _classify(exc: BaseException) -> tuple[str, str]:
             leaf = _lost(leaf)
         if isinstance(leaf, ConnectionLost) and leaf.code in UNAUTHORIZED_CLOSE_CODES:
             return "unauthorized", str(leaf)
-    return "retry", "; ".join(_describe(leaf) for leaf in leaves)
+    expected = (
+        OSError,
+        TunnelError,
+        trio_websocket.HandshakeError,
+        trio_websocket.ConnectionClosed,
+    )
+    kind = "retry" if all(isinstance(leaf, expected) for leaf in leaves) else "bug"
+    return kind, "; ".join(_describe(leaf) for leaf in leaves)
 
 
 def _describe(exc: BaseException) -> str:

@@ -78,6 +78,7 @@ async def test_activate_connects_and_never_echoes_the_token(
         (json.dumps({"jwt": "t"}).encode(), '"tunnelUrl" is missing'),
         (json.dumps({"jwt": "t", "tunnelUrl": "http://x"}).encode(), "ws:// or wss://"),
         (json.dumps({"jwt": 5, "tunnelUrl": "ws://x"}).encode(), '"jwt"'),
+        (json.dumps({"jwt": "t", "tunnelUrl": "ws://"}).encode(), "has no host"),
         (b"{" + b'"a":"' + b"x" * 70_000 + b'"}', "over 65536 bytes"),
     ],
 )

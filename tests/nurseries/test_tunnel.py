@@ -361,3 +361,28 @@ async def test_a_silent_connection_is_detected_by_the_heartbeat(
         await cloud.wait_connected(2)
         await until(lambda: daemon.tunnel.status is TunnelStatus.CONNECTED)
         assert (await cloud.call("terminal", {"command": "echo fresh"}))["output"] == "fresh\n"
+
+
+async def test_undelivered_results_survive_a_restart(
+    nursery: trio.Nursery, cloud: FakeCloud, workspace: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    cfg = make_config(workspace, cloud, state_dir=state)
+    async with trio.open_nursery() as run:
+        daemon = await run.start(Daemon(cfg, tunnel_options=fast_tunnel()).run)
+        with trio.fail_after(10):
+            await cloud.wait_connected()
+            call = await cloud.start_call("terminal", {"command": "sleep 0.3; echo kept"})
+            await until(lambda: daemon.workers.running == 1)
+            cloud.refuse_status = 503
+            await cloud.drop()
+            await until(lambda: daemon.workers.in_flight == 0)
+        await daemon.stop()
+    saved = state / "outbox.jsonl"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert call not in cloud.results
+    cloud.refuse_status = None
+    await nursery.start(Daemon(cfg, tunnel_options=fast_tunnel()).run)
+    with trio.fail_after(10):
+        assert (await cloud.result(call))["output"] == "kept\n"
+    assert not saved.exists()
