@@ -26,10 +26,11 @@ exists)::
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +39,8 @@ from .secret import Secret
 
 DEFAULT_CONTROL: Final = "127.0.0.1:8660"
 TOKEN_ENV: Final = "EDGE_TOKEN"
+log = logging.getLogger(__name__)
+
 LOOPBACK_NAMES: Final = frozenset({"localhost", "ip6-localhost"})
 
 
@@ -58,7 +61,6 @@ class Config:
     call_timeout: float = 60.0
     log_level: str = "INFO"
     state_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def default_paths() -> tuple[Path, Path, Path]:
@@ -104,11 +106,7 @@ def read_token_file(path: Path) -> Secret:
     if not text:
         raise ConfigError(f"the token file {path} is empty")
     if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "the token file %s is readable by other users; chmod 600 it", path
-        )
+        log.warning("the token file %s is readable by other users; chmod 600 it", path)
     return Secret(text)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,9 +230,6 @@ class FakeCloud:
 
 async def run_interactive(host: str, port: int, token: str) -> None:
     """``edge dev-cloud``: serve, print how to connect, and take commands on stdin."""
-    import os
-    import sys
-
     cloud = FakeCloud([token])
     async with trio.open_nursery() as nursery:
         await nursery.start(cloud.serve, host, port)
@@ -296,7 +295,5 @@ async def _command(cloud: FakeCloud, line: str) -> bool:
             print(f"unknown command {word!r}")
     except (ValueError, trio.TooSlowError) as exc:
         print(f"error: {exc}")
-    import sys
-
     sys.stdout.flush()
     return True

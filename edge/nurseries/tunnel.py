@@ -225,7 +225,6 @@ class Tunnel:
                 await self._attempt(creds)
             except BaseException as exc:
                 kind, message = _classify(exc)
-                self.outbox.connection_lost()
                 if self._close_requested.is_set():
                     log.info("tunnel: closed")
                     self._set_status(TunnelStatus.DISCONNECTED, "closed by edge")
@@ -260,7 +259,17 @@ class Tunnel:
             log.debug("tunnel: %s (again)", message)
 
     async def _attempt(self, creds: _Credentials) -> None:
-        """One connection, from the upgrade until it breaks (it always ends in an exception)."""
+        """One connection, from the upgrade until it breaks (it always ends in an exception).
+
+        However it ends (a drop, a refusal, ``activate``/``disconnect`` cancelling
+        it), unconfirmed results go back to the outbox and its urgent frames go.
+        """
+        try:
+            await self._connect(creds)
+        finally:
+            self.outbox.connection_lost()
+
+    async def _connect(self, creds: _Credentials) -> None:
         headers = [(b"Authorization", b"Bearer " + creds.token.reveal().encode())]
         async with open_ws(
             creds.url,
@@ -284,7 +293,6 @@ class Tunnel:
                 conn.start_soon(self._close_when_asked, ws)
 
     async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> None:
-        self.outbox.connection_lost()
         limit = self._handshake_timeout
         with trio.move_on_after(limit) as waiting:
             while not isinstance(frame := parse_frame(await ws.get_message()), Connected):
