@@ -1,0 +1,128 @@
+"""The local recording: PCM in, a lossless file out, written off the event loop.
+
+Audio is written as WAV while the capture runs, one block about every second,
+each followed by a header update, so a crash or a kill leaves a readable file
+up to the last second written. When the capture stops cleanly and FLAC was
+asked for (the default), the WAV is encoded to FLAC beside it and removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from .sources import AudioFormat, CaptureError
+
+log = logging.getLogger(__name__)
+
+#: Seconds of audio gathered before each write.
+FLUSH_SECONDS: Final = 1.0
+#: Seconds of audio the recorder may fall behind before chunks are dropped (counted).
+BUFFER_SECONDS: Final = 30
+CONTAINERS: Final = ("flac", "wav")
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    frames_written: int = 0
+    frames_dropped: int = 0
+
+
+class Recorder:
+    """Feed it chunks with ``feed`` (never blocks); ``run`` writes them until ``finish``."""
+
+    def __init__(self, path: Path, fmt: AudioFormat, container: str = "flac") -> None:
+        if container not in CONTAINERS:
+            raise CaptureError(f"unknown recording format {container!r} (flac or wav)")
+        self.fmt = fmt
+        self.container = container
+        self.final_path = path.with_suffix("." + container)
+        self.path = path.with_suffix(".wav") if container == "wav" else path.with_suffix(".partial.wav")
+        self.stats = RecorderStats()
+        frames_per_chunk_max = max(1, int(BUFFER_SECONDS * 1000 / fmt.frame_ms))
+        self._send, self._receive = trio.open_memory_channel[tuple[bytes, int]](frames_per_chunk_max)
+        self._file: Any = None
+
+    def feed(self, pcm: bytes, frames: int) -> None:
+        try:
+            self._send.send_nowait((pcm, frames))
+        except trio.WouldBlock:
+            self.stats.frames_dropped += frames
+        except trio.ClosedResourceError:
+            pass
+
+    def finish(self) -> None:
+        """No more audio: ``run`` writes what it has, closes the file and returns."""
+        self._send.close()
+
+    def open(self) -> None:
+        import soundfile
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._file = soundfile.SoundFile(
+                str(self.path), "w", samplerate=self.fmt.sample_rate,
+                channels=self.fmt.channels, subtype="PCM_16", format="WAV",
+            )
+        except (OSError, RuntimeError) as exc:
+            raise CaptureError(f"cannot record to {self.path}: {exc}") from None
+
+    async def run(self) -> None:
+        """Write until ``finish``; the file is closed (and encoded) when this returns."""
+        if self._file is None:
+            self.open()
+        block_frames = max(1, round(FLUSH_SECONDS * 1000 / self.fmt.frame_ms))
+        pending: list[bytes] = []
+        pending_frames = 0
+        clean = False
+        try:
+            async with self._receive:
+                async for pcm, frames in self._receive:
+                    pending.append(pcm)
+                    pending_frames += frames
+                    if pending_frames >= block_frames:
+                        data, pending, pending_frames = b"".join(pending), [], 0
+                        await trio.to_thread.run_sync(self._write, data)
+            clean = True
+        finally:
+            data = b"".join(pending)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close, data, clean)
+
+    def _write(self, data: bytes) -> None:
+        self._file.buffer_write(data, dtype="int16")
+        self._file.flush()  # rewrites the WAV header: the file is readable up to here
+        self.stats.frames_written += len(data) // (2 * self.fmt.channels)
+
+    def _close(self, data: bytes, encode: bool) -> None:
+        if data:
+            self._write(data)
+        self._file.close()
+        if self.container == "flac" and encode:
+            self._encode_flac()
+
+    def _encode_flac(self) -> None:
+        import soundfile
+
+        tmp = self.final_path.with_suffix(".flac.tmp")
+        try:
+            with soundfile.SoundFile(str(self.path)) as src, soundfile.SoundFile(
+                str(tmp), "w", samplerate=src.samplerate, channels=src.channels,
+                subtype="PCM_16", format="FLAC",
+            ) as dst:
+                while True:
+                    block = src.buffer_read(src.samplerate * 10, dtype="int16")
+                    if not block:
+                        break
+                    dst.buffer_write(block, dtype="int16")
+            os.replace(tmp, self.final_path)
+            self.path.unlink()
+            self.path = self.final_path
+        except (OSError, RuntimeError) as exc:
+            log.error("kept %s as WAV: cannot encode FLAC: %s", self.path, exc)
+            tmp.unlink(missing_ok=True)

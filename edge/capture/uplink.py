@@ -1,0 +1,313 @@
+"""The speech-recognition uplink: one WebSocket per capture, resumable without holes.
+
+``feed`` (never blocks) appends audio to a backlog; the connection task sends it
+and the endpoint's acks trim it. When the link drops, audio keeps piling up in
+the backlog (bounded: the oldest is dropped and counted); after reconnecting,
+the endpoint says how much of this chat it already holds (``ready``) and edge
+sends the rest marked as backfill, then goes live again. Messages: see
+``edge.protocol.asr`` and docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+import trio_websocket
+
+from ..nurseries.backoff import Backoff
+from ..nurseries.wsclient import open_ws
+from ..protocol.asr import (
+    Ack,
+    AsrError,
+    Done,
+    Ready,
+    Transcript,
+    backfill_message,
+    gap_message,
+    live_message,
+    parse_asr_message,
+    start_message,
+    stop_message,
+)
+from ..secret import Secret
+from .sources import AudioFormat
+
+log = logging.getLogger(__name__)
+
+#: Seconds of unacknowledged audio kept for backfill before the oldest is dropped.
+MAX_BACKLOG_SECONDS: Final = 300
+#: Seconds the endpoint gets to connect and answer ``start``.
+CONNECT_TIMEOUT: Final = 10.0
+#: Seconds a stopping capture waits for the endpoint's last transcript.
+FINISH_TIMEOUT: Final = 5.0
+#: Frame-to-socket latencies kept for the status view and the benchmark.
+LATENCY_SAMPLES: Final = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class AsrTarget:
+    """Where to stream: a ws:// or wss:// URL and the Bearer token to present."""
+
+    url: str
+    token: Secret | None = None
+
+
+@dataclass(slots=True)
+class UplinkStats:
+    connected: bool = False
+    connections: int = 0
+    frames_sent: int = 0
+    frames_acked: int = 0
+    frames_backfilled: int = 0
+    frames_lost: int = 0
+    last_error: str | None = None
+    complete: bool = False
+    latencies: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=LATENCY_SAMPLES)
+    )
+
+
+class _Chunk:
+    __slots__ = ("frames", "offset", "pcm", "t_ready")
+
+    def __init__(self, offset: int, pcm: bytes, frames: int, t_ready: float) -> None:
+        self.offset = offset
+        self.pcm = pcm
+        self.frames = frames
+        self.t_ready = t_ready
+
+
+class AsrUplink:
+    def __init__(
+        self,
+        target: AsrTarget,
+        *,
+        chat_id: str,
+        source: str,
+        fmt: AudioFormat,
+        on_transcript: Callable[[Transcript], None],
+        backoff: Backoff | None = None,
+        max_backlog_seconds: float = MAX_BACKLOG_SECONDS,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        finish_timeout: float = FINISH_TIMEOUT,
+    ) -> None:
+        self.target = target
+        self.chat_id = chat_id
+        self.source = source
+        self.fmt = fmt
+        self._on_transcript = on_transcript
+        self._backoff = backoff or Backoff(first=0.5, cap=15.0)
+        self._max_backlog = int(max_backlog_seconds * fmt.sample_rate)
+        self._connect_timeout = connect_timeout
+        self._finish_timeout = finish_timeout
+        self._frame_bytes_per_sample = 2 * fmt.channels
+        self._backlog: collections.deque[_Chunk] = collections.deque()
+        self._backlog_frames = 0
+        self._end = 0  # sample frames fed in all
+        self._acked = 0
+        self._wake = trio.Event()
+        self._finished = False
+        self._finish_requested = trio.Event()
+        self._done = trio.Event()
+        self.stats = UplinkStats()
+
+    # -- the capture's side -----------------------------------------------------------
+
+    def feed(self, pcm: bytes, frames: int, t_ready: float) -> None:
+        samples = frames * self.fmt.frame_samples
+        self._backlog.append(_Chunk(self._end, pcm, samples, t_ready))
+        self._end += samples
+        self._backlog_frames += samples
+        while self._backlog_frames > self._max_backlog and len(self._backlog) > 1:
+            old = self._backlog.popleft()
+            self._backlog_frames -= old.frames
+            if old.offset + old.frames > self._acked:
+                self.stats.frames_lost += old.frames
+        self._wake.set()
+
+    def finish(self) -> None:
+        """No more audio: send what is left, then ``stop``, then wait for ``done``."""
+        self._finished = True
+        self._finish_requested.set()
+        self._wake.set()
+
+    @property
+    def backlog_seconds(self) -> float:
+        return self.fmt.seconds(self._end - self._acked)
+
+    # -- the connection task ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, stream and reconnect until ``finish`` and the endpoint's ``done``.
+
+        After ``finish`` the endpoint gets ``finish_timeout`` seconds in all;
+        whatever it has not confirmed by then is reported in the stats.
+        """
+        finish_scope = trio.CancelScope()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._finish_watch, finish_scope)
+            with finish_scope:
+                while not self._done.is_set():
+                    try:
+                        await self._connection()
+                    except (OSError, trio_websocket.HandshakeError) as exc:
+                        self._problem(f"cannot connect: {_describe(exc)}")
+                    except trio_websocket.ConnectionClosed as exc:
+                        self._problem(f"connection closed ({exc.reason.code})")
+                    except trio.TooSlowError:
+                        self._problem("the endpoint did not answer start in time")
+                    except _EndpointProblem as exc:
+                        self._problem(str(exc))
+                    finally:
+                        self.stats.connected = False
+                    if not self._done.is_set():
+                        await trio.sleep(self._backoff.next_delay())
+            nursery.cancel_scope.cancel()
+        self.stats.complete = self._done.is_set()
+
+    async def _finish_watch(self, scope: trio.CancelScope) -> None:
+        await self._finish_requested.wait()
+        await trio.sleep(self._finish_timeout)
+        if not self._done.is_set():
+            self._problem(f"gave up after {self._finish_timeout} s waiting for the last transcript")
+        scope.cancel()
+
+    def _problem(self, message: str) -> None:
+        if message != self.stats.last_error:
+            log.warning("ASR uplink for %s: %s", self.chat_id, message)
+        self.stats.last_error = message
+
+    async def _wait_wake(self) -> None:
+        await self._wake.wait()
+        self._wake = trio.Event()
+
+    async def _connection(self) -> None:
+        headers = []
+        if self.target.token is not None:
+            headers.append((b"authorization", f"Bearer {self.target.token.reveal()}".encode()))
+        async with open_ws(
+            self.target.url,
+            headers=headers,
+            connect_timeout=self._connect_timeout,
+            max_message_size=1024 * 1024,
+        ) as ws:
+            fmt = self.fmt
+            await ws.send_message(
+                start_message(self.chat_id, self.source, fmt.sample_rate, fmt.channels, fmt.frame_ms)
+            )
+            with trio.fail_after(self._connect_timeout):
+                ready = parse_asr_message(await ws.get_message())
+            if not isinstance(ready, Ready):
+                detail = ready.message if isinstance(ready, AsrError) else type(ready).__name__
+                raise _EndpointProblem(f"expected ready, got {detail}")
+            self.stats.connections += 1
+            self.stats.connected = True
+            self._backoff.reset()
+            self._ack(ready.received)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receiver, ws, nursery.cancel_scope)
+                await self._sender(ws, ready.received, resumed=self.stats.connections > 1)
+                await self._done.wait()
+                nursery.cancel_scope.cancel()
+
+    async def _sender(self, ws: trio_websocket.WebSocketConnection, position: int, *, resumed: bool) -> None:
+        position = min(position, self._end)
+        first = self._backlog[0].offset if self._backlog else self._end
+        if position < first:
+            await ws.send_message(gap_message(position, first - position))
+            position = first
+        if position < self._end and resumed:
+            backfill = self._end - position
+            await ws.send_message(backfill_message(position, backfill))
+            position = await self._send_upto(ws, position, self._end, live=False)
+            self.stats.frames_backfilled += backfill
+        await ws.send_message(live_message(position))
+        while True:
+            if position < self._end:
+                position = await self._send_upto(ws, position, self._end, live=True)
+            elif self._finished:
+                await ws.send_message(stop_message(self._end))
+                return
+            else:
+                await self._wait_wake()
+
+    async def _send_upto(
+        self, ws: trio_websocket.WebSocketConnection, position: int, end: int, *, live: bool
+    ) -> int:
+        """Send the backlog from ``position`` to ``end`` as one binary message."""
+        parts = []
+        stamps = []
+        per = self._frame_bytes_per_sample
+        for chunk in self._backlog:
+            if chunk.offset + chunk.frames <= position:
+                continue
+            if chunk.offset >= end:
+                break
+            start = max(0, position - chunk.offset) * per
+            stop = (min(end, chunk.offset + chunk.frames) - chunk.offset) * per
+            parts.append(chunk.pcm if start == 0 and stop == len(chunk.pcm) else chunk.pcm[start:stop])
+            stamps.append(chunk.t_ready)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        await ws.send_message(data)
+        self.stats.frames_sent += end - position
+        if live:
+            now = trio.current_time()
+            self.stats.latencies.extend(now - t for t in stamps)
+        return end
+
+    async def _receiver(self, ws: trio_websocket.WebSocketConnection, scope: trio.CancelScope) -> None:
+        while True:
+            message = parse_asr_message(await ws.get_message())
+            if isinstance(message, Transcript):
+                self._on_transcript(message)
+            elif isinstance(message, Ack):
+                self._ack(message.received)
+            elif isinstance(message, Done):
+                self._ack(message.received)
+                self._done.set()
+                return
+            elif isinstance(message, AsrError):
+                self._problem(f"endpoint: {message.message}")
+            else:
+                self._problem("endpoint sent ready twice")
+
+    def _ack(self, received: int) -> None:
+        received = min(received, self._end)
+        if received <= self._acked:
+            return
+        self._acked = received
+        self.stats.frames_acked = received
+        while self._backlog and self._backlog[0].offset + self._backlog[0].frames <= received:
+            self._backlog_frames -= self._backlog.popleft().frames
+
+    def info(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "url": self.target.url,
+            "connected": s.connected,
+            "connections": s.connections,
+            "sentSeconds": round(self.fmt.seconds(s.frames_sent), 3),
+            "ackedSeconds": round(self.fmt.seconds(s.frames_acked), 3),
+            "backlogSeconds": round(self.backlog_seconds, 3),
+            "backfilledSeconds": round(self.fmt.seconds(s.frames_backfilled), 3),
+            "lostSeconds": round(self.fmt.seconds(s.frames_lost), 3),
+            "complete": s.complete,
+            "lastError": s.last_error,
+        }
+
+
+class _EndpointProblem(Exception):
+    """The endpoint answered something edge cannot work with."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        return f"HTTP {exc.status_code}"
+    if isinstance(exc, trio_websocket.ConnectionTimeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,69 @@
+/* edge_audio: the C ABI every capture backend sits behind.
+ *
+ * A capture is an opaque handle. The backend's own thread writes whole frames
+ * (frame_samples * channels interleaved signed 16-bit little-endian samples)
+ * into a single-producer/single-consumer ring and writes one byte to a pipe
+ * per frame; the consumer waits for the pipe's read end to become readable,
+ * then calls edge_audio_read, which drains the pipe and copies whole frames
+ * out. Nothing here polls, and nothing calls back into Python.
+ *
+ * Backends: PulseAudio's simple API on Linux (loaded with dlopen at run time,
+ * so it also works against PipeWire's pulse server), CoreAudio for the
+ * microphone and ScreenCaptureKit for system audio on macOS, and a portable
+ * test pattern (a running sample counter) for checking the pipeline itself.
+ */
+#ifndef EDGE_AUDIO_H
+#define EDGE_AUDIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EDGE_SOURCE_MIC 0
+#define EDGE_SOURCE_SYSTEM 1
+#define EDGE_SOURCE_PATTERN 2
+
+typedef struct edge_audio edge_audio;
+typedef struct edge_ring edge_ring;
+
+typedef struct {
+    uint64_t frames_delivered; /* frames the consumer has read */
+    uint64_t frames_dropped;   /* frames the backend produced while the ring was full */
+    uint64_t frames_captured;  /* frames the backend produced in all */
+    int ended;                 /* the backend stopped on its own (error or end of stream) */
+} edge_audio_counters;
+
+/* Open a capture. device may be NULL (the default for that source). On failure
+ * returns NULL and writes a message into err (errlen bytes, NUL-terminated). */
+edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int channels,
+                            int frame_samples, int ring_frames, char *err, size_t errlen);
+
+/* The descriptor that becomes readable when frames (or the end) are ready. */
+int edge_audio_fd(edge_audio *a);
+
+/* Copy up to max_frames whole frames into buf (max_frames * frame bytes) without
+ * blocking. Returns the number copied, 0 when none is ready, or -1 when the ring
+ * is empty and the backend has ended (edge_audio_last_error says why).
+ * *t_ready_ns receives the CLOCK_MONOTONIC time the first copied frame entered
+ * the ring. */
+int edge_audio_read(edge_audio *a, void *buf, int max_frames, int64_t *t_ready_ns);
+
+void edge_audio_counters_get(edge_audio *a, edge_audio_counters *out);
+
+/* The backend's last error as text ("" when there is none). */
+const char *edge_audio_last_error(edge_audio *a);
+
+/* Stop the backend, join its thread and free everything. Safe on any handle
+ * edge_audio_open returned, exactly once. */
+void edge_audio_close(edge_audio *a);
+
+/* The name of the backend compiled in for EDGE_SOURCE_MIC / EDGE_SOURCE_SYSTEM. */
+const char *edge_audio_backend(void);
+
+/* The ring on its own, for tests: frames of frame_bytes bytes, capacity frames. */
+edge_ring *edge_ring_new(int frame_bytes, int capacity);
+int edge_ring_push(edge_ring *r, const void *frame, int64_t t_ns); /* 1 stored, 0 full */
+int edge_ring_pop(edge_ring *r, void *buf, int max_frames, int64_t *t_first_ns);
+int edge_ring_count(edge_ring *r);
+void edge_ring_free(edge_ring *r);
+
+#endif
