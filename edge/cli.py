@@ -101,11 +101,62 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--args", default="{}", metavar="JSON", help='e.g. \'{"command": "ls"}\'')
     _add_common(tc)
 
+    cap = sub.add_parser(
+        "capture",
+        help="record (and transcribe) audio sources side by side, with a live view",
+        allow_abbrev=False,
+        description="Capture audio in the foreground: one recording (and one ASR stream) per "
+        "source, a live level meter per source and transcript lines as they arrive. Ctrl-C "
+        "stops every capture cleanly and prints their summaries.",
+        epilog=CAPTURE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cap.add_argument(
+        "--duplex", action="store_true", help="the microphone and the system's output together"
+    )
+    cap.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        dest="sources",
+        help="mic, system, mic:DEVICE, system:SINK, pattern, tone:FREQ or file:PATH (repeatable)",
+    )
+    cap.add_argument(
+        "--chat", metavar="ID", help="chat id prefix; each source adds -KIND (default capture)"
+    )
+    cap.add_argument(
+        "--out", type=Path, metavar="DIR", help="where recordings go (default: the config's)"
+    )
+    cap.add_argument("--asr", metavar="URL", help="stream to this ASR WebSocket (ws:// or wss://)")
+    cap.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="token for --asr (else $EDGE_TOKEN)"
+    )
+    cap.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    cap.add_argument("--format", choices=["flac", "wav"], default="flac", help="default flac")
+    cap.add_argument("--rate", type=int, default=16000, metavar="HZ", help="default 16000")
+    cap.add_argument("--channels", type=int, default=1, choices=[1, 2], help="default 1")
+    cap.add_argument("--json", action="store_true", help="no live view; summaries as JSON")
+    cap.add_argument("--config", type=Path, metavar="FILE", help="TOML config")
+
     dev = sub.add_parser("dev-cloud", help="run a fake cloud to try edge by hand")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8765)
     dev.add_argument("--token", default="dev-token", help="the token it accepts")
     return parser
+
+
+CAPTURE_EPILOG = """\
+Without --asr the audio is recorded locally only. Recordings are FLAC (WAV with
+--format wav); while recording they are written as WAV a second at a time, so
+even a killed capture leaves a readable file.
+
+examples:
+  edge capture --duplex
+  edge capture --source mic --duration 60 --out ~/notes
+  EDGE_TOKEN=... edge capture --duplex --asr wss://cloud.example/asr
+  edge capture --source tone:440 --source tone:660 --asr ws://127.0.0.1:8765/asr
+"""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -267,6 +318,54 @@ def _cmd_tools(args: argparse.Namespace) -> int:
     return 1 if "error" in result else 0
 
 
+def _cmd_capture(args: argparse.Namespace) -> int:
+    import trio
+
+    from .capture.capture import CaptureRequest, check_chat_id
+    from .capture.live import run_captures
+    from .capture.sources import AudioFormat, CaptureError, parse_source
+    from .capture.uplink import AsrTarget
+    from .config import load_config
+    from .nurseries.wsclient import parse_ws_url
+
+    _setup_logging("WARNING")
+    texts = (["mic", "system"] if args.duplex else []) + args.sources
+    if not texts:
+        return _fail("nothing to capture: give --duplex or --source SOURCE (see --help)")
+    if args.duration is not None and args.duration <= 0:
+        return _fail("--duration must be positive")
+    config = load_config(config_file=args.config, token_file=args.token_file, no_control=True)
+    asr = None
+    if args.asr:
+        try:
+            parse_ws_url(args.asr)
+        except ValueError as exc:
+            return _fail(f"--asr: {exc}")
+        asr = AsrTarget(args.asr, config.token)
+    prefix = args.chat or "capture"
+    out_dir = args.out.expanduser() if args.out else config.recordings_dir
+    try:
+        fmt = AudioFormat(args.rate, args.channels)
+        specs = [parse_source(t) for t in texts]
+        requests = []
+        for i, spec in enumerate(specs):
+            kinds = [s.kind for s in specs]
+            suffix = spec.kind if kinds.count(spec.kind) == 1 else f"{spec.kind}{i + 1}"
+            chat_id = check_chat_id(f"{prefix}-{suffix}")
+            requests.append(CaptureRequest(chat_id, spec, fmt, out_dir, args.format, asr))
+        summaries = trio.run(
+            lambda: run_captures(requests, duration=args.duration, as_json=args.json)
+        )
+    except CaptureError as exc:
+        return _fail(str(exc))
+    except BaseExceptionGroup as group:
+        ours, rest = group.split(CaptureError)
+        if ours is None or rest is not None:
+            raise
+        return _fail(str(_first_leaf(ours)))
+    return 1 if any(s.get("error") for s in summaries) else 0
+
+
 def _cmd_dev_cloud(args: argparse.Namespace) -> int:
     import trio
 
@@ -296,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": _cmd_run,
         "status": _cmd_status,
         "tools": _cmd_tools,
+        "capture": _cmd_capture,
         "dev-cloud": _cmd_dev_cloud,
     }
     if args.command is None:

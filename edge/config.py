@@ -17,6 +17,9 @@ exists)::
     roots = ["~/projects"]                  # extra directories file tools may touch
     allow_tools = ["file_read", "grep"]     # omit to allow every tool
 
+    [capture]
+    recordings = "~/edge-recordings"        # default: "recordings" in the workspace
+
     [workers]
     max_calls = 64
     queue = 256
@@ -61,6 +64,12 @@ class Config:
     call_timeout: float = 60.0
     log_level: str = "INFO"
     state_dir: Path | None = None
+    recordings: Path | None = None
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Where captures are recorded (the workspace's ``recordings`` by default)."""
+        return self.recordings or self.workspace / "recordings"
 
 
 def default_paths() -> tuple[Path, Path, Path]:
@@ -147,6 +156,7 @@ def load_config(
     roots: list[Path] | None = None,
     max_calls: int | None = None,
     log_level: str | None = None,
+    recordings: Path | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Merge the config file, the environment and the flags (flags win)."""
@@ -161,6 +171,7 @@ def load_config(
     ctl = _table(data, "control")
     pol = _table(data, "policy")
     work = _table(data, "workers")
+    cap = _table(data, "capture")
 
     ws_text = workspace or _typed(pol, "workspace", str, "policy")
     ws = Path(ws_text).expanduser() if ws_text else default_ws
@@ -203,4 +214,9 @@ def load_config(
         call_timeout=float(_typed(work, "timeout", (int, float), "workers") or 60.0),
         log_level=(log_level or "INFO").upper(),
         state_dir=state_dir,
+        recordings=_path_or_none(recordings or _typed(cap, "recordings", str, "capture")),
     )
+
+
+def _path_or_none(value: str | Path | None) -> Path | None:
+    return None if not value else Path(value).expanduser()

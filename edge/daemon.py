@@ -5,6 +5,7 @@
     root nursery
     ├── tool-call workers   (edge.nurseries.workers)
     ├── tunnel              (edge.nurseries.tunnel)
+    ├── captures            (edge.nurseries.captures: {chat_id: capture}, each its own nursery)
     └── control API         (edge.nurseries.control)
 
 Children never import the daemon: they report through the hooks and callbacks
@@ -32,12 +33,25 @@ from typing import Any, Final
 import trio
 
 from . import __version__
+from .capture.capture import CaptureEvent, CaptureRequest
+from .capture.sources import AudioFormat, CaptureError, parse_source, probe_sources
+from .capture.uplink import AsrTarget
 from .config import TOKEN_ENV, Config
 from .errors import ConfigError
+from .events import EventHub
+from .nurseries.captures import Captures, serve_captures
 from .nurseries.control import build_app, serve_control
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelStatus, serve_tunnel
 from .nurseries.workers import ToolWorkers, serve_workers
-from .protocol import MAX_OUTPUT_CHARS, ApprovedTools, Cancel, Frame, ToolCall, capability_report
+from .protocol import (
+    MAX_OUTPUT_CHARS,
+    ApprovedTools,
+    Cancel,
+    Connected,
+    Frame,
+    ToolCall,
+    capability_report,
+)
 from .secret import Secret
 from .tools.builtin import BUILTIN_TOOLS
 from .tools.execute import Executor
@@ -48,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a stopping daemon gives cancelled calls to report and the outbox to drain.
 SHUTDOWN_GRACE: Final = 0.5
+#: Seconds a stopping daemon gives captures to finish their files and transcripts.
+CAPTURE_GRACE: Final = 6.0
 #: Where undelivered results wait between runs, inside the state directory.
 OUTBOX_FILE: Final = "outbox.jsonl"
 
@@ -80,9 +96,16 @@ def build_executor(config: Config, registry: ToolRegistry | None = None) -> Exec
 class Daemon:
     """``edge run``: start with ``await nursery.start(daemon.run)``, stop with ``stop()``."""
 
-    def __init__(self, config: Config, *, tunnel_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tunnel_options: dict[str, Any] | None = None,
+        uplink_options: dict[str, Any] | None = None,
+    ) -> None:
         self.config = config
         self._tunnel_options = tunnel_options or {}
+        self._uplink_options = uplink_options
         self.registry = build_registry()
         self.executor = build_executor(config, self.registry)
         self.approved: frozenset[str] = frozenset()
@@ -90,7 +113,11 @@ class Daemon:
         self.control_url: str | None = None
         self._tunnel: Tunnel | None = None
         self._workers: ToolWorkers | None = None
+        self._captures: Captures | None = None
         self._root: trio.Nursery | None = None
+        self.events = EventHub()
+        self.audio_sources: list[dict[str, Any]] = []
+        self.cloud_asr_url: str | None = None
 
     # -- children ----------------------------------------------------------------
 
@@ -103,6 +130,11 @@ class Daemon:
     def workers(self) -> ToolWorkers:
         assert self._workers is not None, "the daemon is not running"
         return self._workers
+
+    @property
+    def captures(self) -> Captures:
+        assert self._captures is not None, "the daemon is not running"
+        return self._captures
 
     async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the root nursery until ``stop()`` or cancellation."""
@@ -123,6 +155,10 @@ class Daemon:
                     serve_workers, self.executor, max_calls=cfg.max_calls, queue_size=cfg.queue_size
                 )
             )
+            self._captures = await root.start(
+                partial(serve_captures, self._on_capture_event, uplink_options=self._uplink_options)
+            )
+            self.audio_sources = await probe_sources()
             hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
             self._tunnel = await root.start(partial(serve_tunnel, hooks, **self._tunnel_options))
             self.registry.subscribe(self._tunnel.announce)
@@ -166,6 +202,9 @@ class Daemon:
         """Cancel every call, give their results ``grace`` seconds to go out, then stop all."""
         if self._root is None:
             return
+        if self._captures is not None and len(self._captures):
+            with trio.move_on_after(CAPTURE_GRACE):
+                await self._captures.stop_all()
         if self._workers is not None:
             self._workers.cancel_all("cancelled: edge is shutting down")
         with trio.move_on_after(grace):
@@ -193,7 +232,7 @@ class Daemon:
             platform=f"{sys.platform}-{platform.machine()}",
             edge_version=__version__,
             hostname=socket.gethostname(),
-            audio_sources=[],
+            audio_sources=self.audio_sources,
             tools=[
                 {"name": s.name, "description": s.description, "input_schema": s.input_schema}
                 for s in self.registry
@@ -219,6 +258,8 @@ class Daemon:
         elif isinstance(frame, Cancel):
             if not self.workers.cancel(frame.id):
                 log.debug("cancel for %r: no such call in flight", frame.id)
+        elif isinstance(frame, Connected):
+            self.cloud_asr_url = frame.asr_url
         elif isinstance(frame, ApprovedTools):
             self.approved = frame.tools
             effective = sorted(self.effective_tools())
@@ -247,6 +288,7 @@ class Daemon:
             "tools": len(self.effective_tools()),
             "offeredTools": len(self.offered_tools()),
             "callsInFlight": self.workers.in_flight,
+            "captures": len(self.captures),
         }
 
     def tunnel_info(self) -> dict[str, Any]:
@@ -263,6 +305,55 @@ class Daemon:
         log.info("tunnel: disconnect requested")
         self.tunnel.disconnect()
         self.workers.cancel_all("cancelled: the tunnel was disconnected")
+
+
+    # -- captures (ControlTarget) ---------------------------------------------------
+
+    def _on_capture_event(self, event: CaptureEvent) -> None:
+        self.events.publish(event.to_json())
+
+    def asr_target(self, asr: str | bool | None) -> AsrTarget | None:
+        """Where a capture streams: ``None`` → the cloud's endpoint, ``False`` → nowhere."""
+        token = self._tunnel.token if self._tunnel is not None else None
+        if asr is False:
+            return None
+        if isinstance(asr, str):
+            if not asr.startswith(("ws://", "wss://")):
+                raise CaptureError('"asr" must be a ws:// or wss:// URL, or false')
+            return AsrTarget(asr, token)
+        if self.cloud_asr_url and token is not None:
+            return AsrTarget(self.cloud_asr_url, token)
+        return None
+
+    async def record_start(
+        self,
+        chat_id: str,
+        source: str,
+        *,
+        asr: str | bool | None = None,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        container: str = "flac",
+    ) -> dict[str, Any]:
+        request = CaptureRequest(
+            chat_id=chat_id,
+            source=parse_source(source),
+            fmt=AudioFormat(sample_rate, channels),
+            out_dir=self.config.recordings_dir,
+            container=container,
+            asr=self.asr_target(asr),
+        )
+        capture = await self.captures.start(request)
+        self.events.publish({"type": "capture_started", **capture.status()})
+        return capture.status()
+
+    async def record_stop(self, chat_id: str | None) -> list[dict[str, Any]]:
+        if chat_id is None:
+            return await self.captures.stop_all()
+        return [await self.captures.stop(chat_id)]
+
+    def record_status(self) -> list[dict[str, Any]]:
+        return self.captures.status()
 
 
 def _outbox_file(state_dir: Path | None) -> Path | None:

@@ -4,6 +4,9 @@ It checks the Bearer token, sends ``connected``, reads the capability report,
 approves tools (all offered ones unless told otherwise), sends tool calls and
 records their results (deduplicated by id, as the real cloud does), answers
 nothing it need not, and can refuse, close or drop connections on command.
+It also serves a speech-recognition endpoint on ``/asr`` (``edge.devasr``),
+named to edge in ``connected`` as ``asrUrl``, whose transcripts name the tones
+each second of audio holds.
 Tests drive edge against it over loopback; ``edge dev-cloud`` runs it by hand.
 """
 
@@ -20,6 +23,8 @@ from typing import Any
 
 import trio
 import trio_websocket
+
+from .devasr import AsrSession, FakeAsr
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,10 @@ class FakeCloud:
         self.send_connected = True
         self.send_approval = True
         self.url = ""
+        self.asr_url = ""
+        self.asr = FakeAsr()
+        #: When set, ASR upgrades are refused with this HTTP status.
+        self.asr_refuse_status: int | None = None
         self.reports: list[dict[str, Any]] = []
         self.results: dict[Any, dict[str, Any]] = {}
         self.duplicate_results = 0
@@ -84,6 +93,7 @@ class FakeCloud:
                 trio_websocket.serve_websocket, self._handle, host, port, None
             )
             self.url = f"ws://{host}:{server.port}/tunnel"
+            self.asr_url = f"ws://{host}:{server.port}/asr"
             task_status.started(self)
 
     @property
@@ -99,6 +109,9 @@ class FakeCloud:
         self._changed = trio.Event()
 
     async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
+        if request.path.startswith("/asr"):
+            await self._handle_asr(request)
+            return
         self.attempts += 1
         self._notify()
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
@@ -130,10 +143,44 @@ class FakeCloud:
                     self._conn = None
                 self._notify()
 
+    async def _handle_asr(self, request: trio_websocket.WebSocketRequest) -> None:
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        auth = headers.get("authorization", "")
+        if self.asr_refuse_status is not None:
+            await request.reject(self.asr_refuse_status, body=b"refused by the fake cloud")
+            return
+        if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self.tokens:
+            await request.reject(401, body=b"bad token")
+            return
+        ws = await request.accept()
+        try:
+            await self.asr.handle(ws, self._notify)
+        except trio_websocket.ConnectionClosed:
+            pass
+
+    def asr_session(self, chat_id: str) -> AsrSession | None:
+        return self.asr.sessions.get(chat_id)
+
+    async def wait_transcribed(self, chat_id: str, seconds: int) -> AsrSession:
+        """Wait until ``chat_id`` has at least ``seconds`` final transcript segments."""
+        await self.wait_for(
+            lambda: (s := self.asr.sessions.get(chat_id)) is not None and len(s.finals()) >= seconds
+        )
+        return self.asr.sessions[chat_id]
+
+    async def drop_asr(self, chat_id: str) -> None:
+        """Cut the ASR connection of ``chat_id`` without a close frame."""
+        ws = self.asr.live.get(chat_id)
+        if ws is not None:
+            await ws._stream.aclose()
+            await self.wait_for(lambda: self.asr.live.get(chat_id) is not ws)
+
     async def _converse(self, conn: _Connection) -> None:
         ws = conn.ws
         if self.send_connected:
-            await ws.send_message(json.dumps({"type": "connected", "userId": self.user_id}))
+            await ws.send_message(
+                json.dumps({"type": "connected", "userId": self.user_id, "asrUrl": self.asr_url})
+            )
         while True:
             message = await ws.get_message()
             try:

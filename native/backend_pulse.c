@@ -78,14 +78,11 @@ static void pulse_stop(edge_audio *a) {
     free(s);
 }
 
-int edge_backend_start(edge_audio *a, int source, const char *device, char *err, size_t errlen) {
+/* Load the library and connect a record stream into s (no thread yet). */
+static int pulse_connect(pulse_state *s, int source, const char *device, int sample_rate,
+                         int channels, int frame_bytes, char *err, size_t errlen) {
     if (source != EDGE_SOURCE_MIC && source != EDGE_SOURCE_SYSTEM) {
         snprintf(err, errlen, "unknown source %d", source);
-        return -1;
-    }
-    pulse_state *s = calloc(1, sizeof *s);
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
         return -1;
     }
     s->lib = dlopen("libpulse-simple.so.0", RTLD_NOW | RTLD_LOCAL);
@@ -93,7 +90,6 @@ int edge_backend_start(edge_audio *a, int source, const char *device, char *err,
         snprintf(err, errlen,
                  "libpulse-simple.so.0 is not installed (install PulseAudio or PipeWire's "
                  "pulse client library, e.g. the libpulse0 package)");
-        free(s);
         return -1;
     }
     s->simple_new = (simple_new_fn)dlsym(s->lib, "pa_simple_new");
@@ -103,7 +99,6 @@ int edge_backend_start(edge_audio *a, int source, const char *device, char *err,
     if (!s->simple_new || !s->simple_read || !s->simple_free || !s->pa_strerror) {
         snprintf(err, errlen, "libpulse-simple.so.0 lacks the simple API");
         dlclose(s->lib);
-        free(s);
         return -1;
     }
     char monitor[256];
@@ -116,10 +111,10 @@ int edge_backend_start(edge_audio *a, int source, const char *device, char *err,
             dev = "@DEFAULT_MONITOR@";
         }
     }
-    pa_sample_spec ss = {PA_SAMPLE_S16LE, (uint32_t)a->sample_rate, (uint8_t)a->channels};
+    pa_sample_spec ss = {PA_SAMPLE_S16LE, (uint32_t)sample_rate, (uint8_t)channels};
     /* One frame per fragment: the server hands audio over as soon as a frame is ready. */
     pa_buffer_attr attr = {(uint32_t)-1, (uint32_t)-1, (uint32_t)-1, (uint32_t)-1,
-                           (uint32_t)a->frame_bytes};
+                           (uint32_t)frame_bytes};
     int error = 0;
     const char *stream_name = source == EDGE_SOURCE_MIC ? "microphone" : "system audio";
     s->stream = s->simple_new(NULL, "edge", PA_STREAM_RECORD, dev, stream_name, &ss, NULL,
@@ -128,6 +123,31 @@ int edge_backend_start(edge_audio *a, int source, const char *device, char *err,
         snprintf(err, errlen, "cannot record from %s: %s", dev ? dev : "the default source",
                  s->pa_strerror(error));
         dlclose(s->lib);
+        return -1;
+    }
+    return 0;
+}
+
+int edge_audio_probe(int source, const char *device, int sample_rate, int channels, char *err,
+                     size_t errlen) {
+    if (source == EDGE_SOURCE_PATTERN) return 0;
+    pulse_state s = {0};
+    if (pulse_connect(&s, source, device, sample_rate, channels, 2 * channels * sample_rate / 50,
+                      err, errlen) != 0)
+        return -1;
+    s.simple_free(s.stream);
+    dlclose(s.lib);
+    return 0;
+}
+
+int edge_backend_start(edge_audio *a, int source, const char *device, char *err, size_t errlen) {
+    pulse_state *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (pulse_connect(s, source, device, a->sample_rate, a->channels, a->frame_bytes, err,
+                      errlen) != 0) {
         free(s);
         return -1;
     }

@@ -35,6 +35,8 @@ void edge_audio_counters_get(edge_audio *a, edge_audio_counters *out);
 const char *edge_audio_last_error(edge_audio *a);
 void edge_audio_close(edge_audio *a);
 const char *edge_audio_backend(void);
+int edge_audio_probe(int source, const char *device, int sample_rate, int channels, char *err,
+                     size_t errlen);
 edge_ring *edge_ring_new(int frame_bytes, int capacity);
 int edge_ring_push(edge_ring *r, const void *frame, int64_t t_ns);
 int edge_ring_pop(edge_ring *r, void *buf, int max_frames, int64_t *t_first_ns);

@@ -56,6 +56,12 @@ const char *edge_audio_last_error(edge_audio *a);
  * edge_audio_open returned, exactly once. */
 void edge_audio_close(edge_audio *a);
 
+/* Whether a capture of source/device could be opened now (the sound server is
+ * there, the device exists, permission is granted), without starting one:
+ * 0 if so, else -1 with a message in err. */
+int edge_audio_probe(int source, const char *device, int sample_rate, int channels, char *err,
+                     size_t errlen);
+
 /* The name of the backend compiled in for EDGE_SOURCE_MIC / EDGE_SOURCE_SYSTEM. */
 const char *edge_audio_backend(void);
 

@@ -76,8 +76,12 @@ class TranscriptEvent:
     transcript: Transcript
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "transcript", "chatId": self.chat_id, "source": self.source,
-                **self.transcript.to_json()}
+        return {
+            "type": "transcript",
+            "chatId": self.chat_id,
+            "source": self.source,
+            **self.transcript.to_json(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,9 @@ class Capture:
 
     # -- lifetime -----------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[Capture] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[Capture] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Open the source and sinks, report started, capture until ``stop()``.
 
         Raises ``CaptureError`` before ``started`` when the source or the
@@ -144,8 +150,12 @@ class Capture:
                 await trio.to_thread.run_sync(self.recorder.open)
             if req.asr is not None:
                 self.uplink = AsrUplink(
-                    req.asr, chat_id=self.chat_id, source=str(req.source), fmt=req.fmt,
-                    on_transcript=self._transcript, **self._uplink_options,
+                    req.asr,
+                    chat_id=self.chat_id,
+                    source=str(req.source),
+                    fmt=req.fmt,
+                    on_transcript=self._transcript,
+                    **self._uplink_options,
                 )
             async with trio.open_nursery() as nursery:
                 if self.recorder is not None:
@@ -205,7 +215,9 @@ class Capture:
             samples = np.frombuffer(chunk.pcm, dtype="<i2")
             top = max(int(samples.max()), -int(samples.min()))
             self.peak = top / 32768
-            self.rms = math.sqrt(float(np.dot(samples, samples.astype(np.float64))) / len(samples)) / 32768
+            self.rms = (
+                math.sqrt(float(np.dot(samples, samples.astype(np.float64))) / len(samples)) / 32768
+            )
             self._zero_frames = self._zero_frames + chunk.frames if top == 0 else 0
             if recorder is not None:
                 recorder.feed(chunk.pcm, chunk.frames)
@@ -219,7 +231,7 @@ class Capture:
 
     def _recording_path(self, out_dir: Path) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{self.chat_id}-{self.request.source.kind}")
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", self.chat_id)
         base = out_dir / f"{stamp}-{name}"
         path, n = base, 1
         while any(path.with_suffix(s).exists() for s in (".flac", ".wav", ".partial.wav")):

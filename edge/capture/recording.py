@@ -42,10 +42,14 @@ class Recorder:
         self.fmt = fmt
         self.container = container
         self.final_path = path.with_suffix("." + container)
-        self.path = path.with_suffix(".wav") if container == "wav" else path.with_suffix(".partial.wav")
+        self.path = (
+            path.with_suffix(".wav") if container == "wav" else path.with_suffix(".partial.wav")
+        )
         self.stats = RecorderStats()
         frames_per_chunk_max = max(1, int(BUFFER_SECONDS * 1000 / fmt.frame_ms))
-        self._send, self._receive = trio.open_memory_channel[tuple[bytes, int]](frames_per_chunk_max)
+        self._send, self._receive = trio.open_memory_channel[tuple[bytes, int]](
+            frames_per_chunk_max
+        )
         self._file: Any = None
 
     def feed(self, pcm: bytes, frames: int) -> None:
@@ -66,8 +70,12 @@ class Recorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._file = soundfile.SoundFile(
-                str(self.path), "w", samplerate=self.fmt.sample_rate,
-                channels=self.fmt.channels, subtype="PCM_16", format="WAV",
+                str(self.path),
+                "w",
+                samplerate=self.fmt.sample_rate,
+                channels=self.fmt.channels,
+                subtype="PCM_16",
+                format="WAV",
             )
         except (OSError, RuntimeError) as exc:
             raise CaptureError(f"cannot record to {self.path}: {exc}") from None
@@ -111,10 +119,17 @@ class Recorder:
 
         tmp = self.final_path.with_suffix(".flac.tmp")
         try:
-            with soundfile.SoundFile(str(self.path)) as src, soundfile.SoundFile(
-                str(tmp), "w", samplerate=src.samplerate, channels=src.channels,
-                subtype="PCM_16", format="FLAC",
-            ) as dst:
+            with (
+                soundfile.SoundFile(str(self.path)) as src,
+                soundfile.SoundFile(
+                    str(tmp),
+                    "w",
+                    samplerate=src.samplerate,
+                    channels=src.channels,
+                    subtype="PCM_16",
+                    format="FLAC",
+                ) as dst,
+            ):
                 while True:
                     block = src.buffer_read(src.samplerate * 10, dtype="int16")
                     if not block:

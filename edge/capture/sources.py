@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import abc
 import math
+import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -137,6 +138,14 @@ class AudioSource(Protocol):
         """Release the source (threads, descriptors, files)."""
 
 
+class CaptureConflict(CaptureError):
+    """The chat id already names a live capture."""
+
+
+class NoSuchCapture(CaptureError):
+    """No live capture has that chat id."""
+
+
 class SourceEnded(CaptureError):
     """A finite source (a file) reached its end: the capture finishes normally."""
 
@@ -189,8 +198,14 @@ class NativeSource:
 
         def open_blocking() -> Any:
             return lib.edge_audio_open(
-                source, device, fmt.sample_rate, fmt.channels, fmt.frame_samples,
-                RING_FRAMES, err, len(err),
+                source,
+                device,
+                fmt.sample_rate,
+                fmt.channels,
+                fmt.frame_samples,
+                RING_FRAMES,
+                err,
+                len(err),
             )
 
         # Connecting to the sound server blocks; the thread is done when open returns.
@@ -298,9 +313,11 @@ class FileSource(_PacedSource):
     async def open(cls, spec: SourceSpec, fmt: AudioFormat) -> FileSource:
         import soundfile
 
-        path = Path(spec.arg or "").expanduser()
+        path = spec.arg or ""
         try:
-            handle = await trio.to_thread.run_sync(soundfile.SoundFile, str(path))
+            handle = await trio.to_thread.run_sync(
+                lambda: soundfile.SoundFile(os.path.expanduser(path))
+            )
         except (OSError, RuntimeError, ValueError) as exc:
             raise CaptureError(f"{spec}: cannot read {path}: {exc}") from None
         return cls(spec, fmt, handle)
@@ -315,16 +332,17 @@ class FileSource(_PacedSource):
             n_out = round(len(block) * self.fmt.sample_rate / rate_in)
             x_in = np.arange(len(block)) / rate_in
             x_out = np.arange(n_out) / self.fmt.sample_rate
-            block = np.stack([np.interp(x_out, x_in, block[:, c]) for c in range(block.shape[1])], 1)
+            block = np.stack(
+                [np.interp(x_out, x_in, block[:, c]) for c in range(block.shape[1])], 1
+            )
         return bytes((np.clip(block, -1, 1) * 32767).astype("<i2").tobytes())
 
     async def _frame(self) -> bytes:
         size = self.fmt.frame_bytes
         while len(self._pending) < size and not self._eof:
             frames = self._file.samplerate * self.BLOCK_SECONDS
-            block = await trio.to_thread.run_sync(
-                lambda: self._file.read(frames, dtype="float64", always_2d=True)
-            )
+            read = partial(self._file.read, frames, dtype="float64", always_2d=True)
+            block = await trio.to_thread.run_sync(read)
             self._eof = len(block) < frames
             self._pending += self._convert(block)
         if not self._pending:
@@ -345,7 +363,9 @@ async def open_source(spec: SourceSpec, fmt: AudioFormat) -> AudioSource:
     return await FileSource.open(spec, fmt)
 
 
-def zero_audio_warning(spec: SourceSpec, zero_seconds: float, platform: str = sys.platform) -> str | None:
+def zero_audio_warning(
+    spec: SourceSpec, zero_seconds: float, platform: str = sys.platform
+) -> str | None:
     """What to tell the user when a live native source has sent only zeros for a while.
 
     On macOS a missing permission yields silence, not an error; elsewhere exact
@@ -358,3 +378,42 @@ def zero_audio_warning(spec: SourceSpec, zero_seconds: float, platform: str = sy
         f"{spec}: only silence for {zero_seconds:.0f} s: probably no permission; allow "
         f"this terminal under System Settings → Privacy & Security → {setting}"
     )
+
+
+async def probe_native(spec: SourceSpec, fmt: AudioFormat) -> None:
+    """``CaptureError`` unless a capture of ``spec`` could be opened now (none is started)."""
+    mod = native_module()
+    ffi, lib = mod.ffi, mod.lib
+    source = lib.EDGE_SOURCE_MIC if spec.kind == "mic" else lib.EDGE_SOURCE_SYSTEM
+    device = ffi.NULL if spec.arg is None else spec.arg.encode()
+    err = ffi.new("char[512]")
+    rc = await trio.to_thread.run_sync(
+        partial(lib.edge_audio_probe, source, device, fmt.sample_rate, fmt.channels, err, len(err))
+    )
+    if rc != 0:
+        raise CaptureError(f"{spec}: {ffi.string(err).decode(errors='replace')}")
+
+
+async def probe_sources(fmt: AudioFormat | None = None) -> list[dict[str, Any]]:
+    """The audio sources this machine offers, for the capability report.
+
+    ``mic`` and ``system`` are opened and closed once each to see whether the
+    sound server (and permission) is there; the rest are always available.
+    """
+    fmt = fmt or AudioFormat()
+    found: list[dict[str, Any]] = []
+    for kind, what in (("mic", "microphone"), ("system", "system audio")):
+        entry: dict[str, Any] = {"id": kind, "kind": what, "available": True}
+        try:
+            entry["backend"] = native_backend()
+            await probe_native(SourceSpec(kind), fmt)
+        except CaptureError as exc:
+            entry["available"] = False
+            entry["detail"] = str(exc)
+        found.append(entry)
+    found += [
+        {"id": "pattern", "kind": "test pattern", "available": "backend" in found[0]},
+        {"id": "tone:FREQ", "kind": "test tone", "available": True},
+        {"id": "file:PATH", "kind": "audio file", "available": True},
+    ]
+    return found

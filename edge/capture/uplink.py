@@ -155,14 +155,8 @@ class AsrUplink:
                 while not self._done.is_set():
                     try:
                         await self._connection()
-                    except (OSError, trio_websocket.HandshakeError) as exc:
-                        self._problem(f"cannot connect: {_describe(exc)}")
-                    except trio_websocket.ConnectionClosed as exc:
-                        self._problem(f"connection closed ({exc.reason.code})")
-                    except trio.TooSlowError:
-                        self._problem("the endpoint did not answer start in time")
-                    except _EndpointProblem as exc:
-                        self._problem(str(exc))
+                    except* _LINK_ERRORS as group:
+                        self._problem(_describe(_first_leaf(group)))
                     finally:
                         self.stats.connected = False
                     if not self._done.is_set():
@@ -198,7 +192,9 @@ class AsrUplink:
         ) as ws:
             fmt = self.fmt
             await ws.send_message(
-                start_message(self.chat_id, self.source, fmt.sample_rate, fmt.channels, fmt.frame_ms)
+                start_message(
+                    self.chat_id, self.source, fmt.sample_rate, fmt.channels, fmt.frame_ms
+                )
             )
             with trio.fail_after(self._connect_timeout):
                 ready = parse_asr_message(await ws.get_message())
@@ -215,7 +211,9 @@ class AsrUplink:
                 await self._done.wait()
                 nursery.cancel_scope.cancel()
 
-    async def _sender(self, ws: trio_websocket.WebSocketConnection, position: int, *, resumed: bool) -> None:
+    async def _sender(
+        self, ws: trio_websocket.WebSocketConnection, position: int, *, resumed: bool
+    ) -> None:
         position = min(position, self._end)
         first = self._backlog[0].offset if self._backlog else self._end
         if position < first:
@@ -250,7 +248,9 @@ class AsrUplink:
                 break
             start = max(0, position - chunk.offset) * per
             stop = (min(end, chunk.offset + chunk.frames) - chunk.offset) * per
-            parts.append(chunk.pcm if start == 0 and stop == len(chunk.pcm) else chunk.pcm[start:stop])
+            parts.append(
+                chunk.pcm if start == 0 and stop == len(chunk.pcm) else chunk.pcm[start:stop]
+            )
             stamps.append(chunk.t_ready)
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         await ws.send_message(data)
@@ -260,7 +260,9 @@ class AsrUplink:
             self.stats.latencies.extend(now - t for t in stamps)
         return end
 
-    async def _receiver(self, ws: trio_websocket.WebSocketConnection, scope: trio.CancelScope) -> None:
+    async def _receiver(
+        self, ws: trio_websocket.WebSocketConnection, scope: trio.CancelScope
+    ) -> None:
         while True:
             message = parse_asr_message(await ws.get_message())
             if isinstance(message, Transcript):
@@ -305,9 +307,29 @@ class _EndpointProblem(Exception):
     """The endpoint answered something edge cannot work with."""
 
 
+_LINK_ERRORS = (
+    OSError,
+    trio_websocket.HandshakeError,
+    trio_websocket.ConnectionClosed,
+    trio.TooSlowError,
+    _EndpointProblem,
+)
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, trio_websocket.ConnectionRejected):
-        return f"HTTP {exc.status_code}"
-    if isinstance(exc, trio_websocket.ConnectionTimeout):
-        return "timed out"
+        return f"cannot connect: HTTP {exc.status_code}"
+    if isinstance(exc, trio_websocket.ConnectionTimeout | trio.TooSlowError):
+        return "the endpoint did not answer in time"
+    if isinstance(exc, trio_websocket.ConnectionClosed):
+        code = exc.reason.code if exc.reason is not None else None
+        return f"connection closed ({code})"
+    if isinstance(exc, OSError):
+        return f"cannot connect: {exc.strerror or exc}"
     return str(exc) or type(exc).__name__

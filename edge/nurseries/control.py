@@ -6,6 +6,10 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     GET  /tunnel/status     the tunnel's state (never the token)
     POST /tunnel/activate   {"jwt": ..., "tunnelUrl": ...}: connect with these credentials
     POST /tunnel/disconnect
+    POST /record/start      {"chatId", "source", "asr"?, "sampleRate"?, "channels"?, "format"?}
+    POST /record/stop       ?chatId=ID stops one capture; without it, all
+    GET  /record/status     every live capture
+    GET  /record/events     server-sent events: transcripts, captures started and ended
 
 Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
 be a loopback name (a DNS-rebinding page arrives with its own host name), and a
@@ -26,12 +30,16 @@ from typing import Any, Final, Protocol
 
 import trio
 
+from ..capture.sources import CaptureConflict, CaptureError, NoSuchCapture
 from ..config import is_loopback
+from ..events import EventHub
 
 log = logging.getLogger(__name__)
 
 #: Request bodies larger than this are refused (bytes).
 MAX_BODY: Final = 64 * 1024
+#: Seconds between keep-alive comments on an idle event stream.
+EVENT_KEEPALIVE: Final = 15.0
 #: Seconds open HTTP requests get to finish when the daemon stops.
 GRACEFUL_TIMEOUT: Final = 0.3
 
@@ -52,6 +60,23 @@ class ControlTarget(Protocol):
     def activate(self, jwt: str, url: str) -> None: ...
 
     def disconnect(self) -> None: ...
+
+    events: EventHub
+
+    async def record_start(
+        self,
+        chat_id: str,
+        source: str,
+        *,
+        asr: str | bool | None = None,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        container: str = "flac",
+    ) -> dict[str, Any]: ...
+
+    async def record_stop(self, chat_id: str | None) -> list[dict[str, Any]]: ...
+
+    def record_status(self) -> list[dict[str, Any]]: ...
 
 
 class BadRequest(Exception):
@@ -139,7 +164,7 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
     from starlette.middleware import Middleware
     from starlette.middleware.cors import CORSMiddleware
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
     origins = list(allowed_origins)
@@ -186,8 +211,62 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
         target.disconnect()
         return JSONResponse({"status": "disconnected"})
 
+    async def record_start(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        options: dict[str, Any] = {}
+        for key, name, kind in (
+            ("sampleRate", "sample_rate", int),
+            ("channels", "channels", int),
+            ("format", "container", str),
+        ):
+            if key in data:
+                value = data[key]
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    raise BadRequest(f'"{key}" must be a {kind.__name__}')
+                options[name] = value
+        asr = data.get("asr")
+        if asr is not None and asr is not False and not isinstance(asr, str):
+            raise BadRequest('"asr" must be a ws:// or wss:// URL, or false')
+        source = data.get("source")
+        if not isinstance(source, str):
+            raise BadRequest('"source" is missing or not a string (mic, system, tone:FREQ, ...)')
+        status = await target.record_start(data.get("chatId"), source, asr=asr, **options)  # type: ignore[arg-type]
+        return JSONResponse(status, status_code=201)
+
+    async def record_stop(request: Request) -> JSONResponse:
+        chat_id = request.query_params.get("chatId")
+        return JSONResponse({"stopped": await target.record_stop(chat_id)})
+
+    async def record_status(request: Request) -> JSONResponse:
+        return JSONResponse({"captures": target.record_status()})
+
+    async def record_events(request: Request) -> StreamingResponse:
+        async def stream() -> Any:
+            with target.events.subscribe() as sub:
+                yield b": edge events\n\n"
+                while True:
+                    with trio.move_on_after(EVENT_KEEPALIVE):
+                        event = await sub.receive.receive()
+                        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+                        continue
+                    yield b": keep-alive\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
     async def bad_request(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def capture_error(request: Request, exc: Exception) -> JSONResponse:
+        status = 400
+        if isinstance(exc, NoSuchCapture):
+            status = 404
+        elif isinstance(exc, CaptureConflict):
+            status = 409
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -199,6 +278,10 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
             Route("/tunnel/status", tunnel_status, methods=["GET"]),
             Route("/tunnel/activate", tunnel_activate, methods=["POST"]),
             Route("/tunnel/disconnect", tunnel_disconnect, methods=["POST"]),
+            Route("/record/start", record_start, methods=["POST"]),
+            Route("/record/stop", record_stop, methods=["POST"]),
+            Route("/record/status", record_status, methods=["GET"]),
+            Route("/record/events", record_events, methods=["GET"]),
         ],
         middleware=[
             Middleware(BrowserGuard, allowed_origins=origins),
@@ -210,7 +293,11 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
                 max_age=600,
             ),
         ],
-        exception_handlers={BadRequest: bad_request, HTTPException: http_error},
+        exception_handlers={
+            BadRequest: bad_request,
+            CaptureError: capture_error,
+            HTTPException: http_error,
+        },
     )
     return app
 

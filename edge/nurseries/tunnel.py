@@ -138,6 +138,11 @@ class Tunnel:
     def url(self) -> str | None:
         return None if self._creds is None else self._creds.url
 
+    @property
+    def token(self) -> Secret | None:
+        """The token in use, for other links to the same cloud (the ASR uplink)."""
+        return None if self._creds is None else self._creds.token
+
     def activate(self, token: str | Secret, url: str) -> None:
         """Use these credentials from now on, reconnecting if connected.
 
@@ -300,6 +305,7 @@ class Tunnel:
                     raise HandshakeFailed(f"bad first frame from the cloud: {frame.message}")
                 self._dispatch(frame)
             self.user_id = frame.user_id or None
+            self._hooks.on_frame(frame)
         if waiting.cancelled_caught:
             raise HandshakeFailed(f"the cloud sent no 'connected' within {limit:g} s")
         await ws.send_message(encode(self._hooks.capability_report()))

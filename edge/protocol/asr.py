@@ -77,9 +77,7 @@ class AsrError:
 AsrMessage = Ready | Ack | Done | Transcript | AsrError
 
 
-def start_message(
-    chat_id: str, source: str, sample_rate: int, channels: int, frame_ms: int
-) -> str:
+def start_message(chat_id: str, source: str, sample_rate: int, channels: int, frame_ms: int) -> str:
     return json.dumps(
         {
             "type": "start",
@@ -141,7 +139,9 @@ def parse_asr_message(data: str | bytes) -> AsrMessage:
         received = _count(obj, "received")
         if received is None:
             return AsrError(f'"{kind}" needs "received": a count of frames')
-        return {"ready": Ready, "ack": Ack, "done": Done}[kind](received)
+        if kind == "ready":
+            return Ready(received)
+        return Ack(received) if kind == "ack" else Done(received)
     if kind == "transcript":
         text = obj.get("text")
         start, end = _seconds(obj.get("start")), _seconds(obj.get("end"))

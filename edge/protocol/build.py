@@ -29,7 +29,7 @@ def capability_report(
     platform: str,
     edge_version: str,
     hostname: str,
-    audio_sources: Iterable[str],
+    audio_sources: Iterable[Mapping[str, Any]],
     tools: Iterable[Mapping[str, Any]],
     limits: Mapping[str, Any],
 ) -> dict[str, Any]:

@@ -21,9 +21,14 @@ RequestId = str | int
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The cloud accepted the connection: ``{"type":"connected","userId":...}``."""
+    """The cloud accepted the connection: ``{"type":"connected","userId":...}``.
+
+    ``asr_url`` is the speech-recognition endpoint the cloud names for captures
+    (optional ``"asrUrl"``, a ws:// or wss:// URL).
+    """
 
     user_id: str
+    asr_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +127,12 @@ def parse_frame(data: str | bytes) -> Frame:
         user = obj.get("userId", "")
         if not isinstance(user, str):
             return ProtocolError('"connected" frame has a non-string "userId"')
-        return Connected(user)
+        asr = obj.get("asrUrl")
+        if asr is not None and (
+            not isinstance(asr, str) or not asr.startswith(("ws://", "wss://")) or len(asr) > 2048
+        ):
+            return ProtocolError('"connected" frame has an "asrUrl" that is not a ws:// URL')
+        return Connected(user, asr)
     if kind == "approved_tools":
         tools = obj.get("tools")
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):

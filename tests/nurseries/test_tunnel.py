@@ -39,7 +39,7 @@ async def test_handshake_reports_capabilities(edge: Daemon, cloud: FakeCloud) ->
     tools = {t["name"]: t for t in report["tools"]}
     assert set(tools) == {"terminal", "code", "file_read", "file_write", "file_ops", "grep"}
     assert tools["terminal"]["input_schema"]["required"] == ["command"]
-    assert report["audioSources"] == []
+    assert {s["id"] for s in report["audioSources"]} >= {"mic", "system", "tone:FREQ", "file:PATH"}
     assert edge.tunnel.status is TunnelStatus.CONNECTED
     assert edge.tunnel.user_id == "user-1"
 
