@@ -111,8 +111,13 @@ class Recorder:
         if data:
             self._write(data)
         self._file.close()
-        if self.container == "flac" and encode:
+        if self.container == "flac" and encode and self.stats.frames_written:
             self._encode_flac()
+        elif self.container == "flac" and encode:
+            # No audio at all: FLAC cannot hold an empty stream, an empty WAV can.
+            empty = self.final_path.with_suffix(".wav")
+            os.replace(self.path, empty)
+            self.path = empty
 
     def _encode_flac(self) -> None:
         import soundfile

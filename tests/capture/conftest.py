@@ -1,0 +1,159 @@
+"""A private PulseAudio daemon with null sinks, and tones played into it.
+
+The daemon is started once per test session in its own runtime directory and
+reached through ``PULSE_SERVER``; edge's native backend (libpulse, dlopen'd)
+reads that like any PulseAudio client. Its sinks:
+
+    sys_out      the default sink: what "the machine plays"; ``system`` records its monitor
+    mic_feed     a sink whose monitor is remapped as ``virtual_mic``, the default source
+
+Without the ``pulseaudio`` binary the tests that need it skip, naming the
+package to install, except under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import trio
+
+PULSE_PACKAGES = "pulseaudio pulseaudio-utils"
+
+
+def _need(binary: str) -> None:
+    if shutil.which(binary) is None:
+        message = f"{binary} is not installed (apt-get install -y {PULSE_PACKAGES})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the sound tests: {message}")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pulse() -> Iterator[str]:
+    """Start a private PulseAudio daemon; yields its PULSE_SERVER value."""
+    _need("pulseaudio")
+    _need("pactl")
+    runtime = Path(tempfile.mkdtemp(prefix="edge-pulse-"))
+    socket = runtime / "native"
+    server = f"unix:{socket}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+    env.update(PULSE_RUNTIME_PATH=str(runtime), PULSE_STATE_PATH=str(runtime), HOME=str(runtime))
+    daemon = subprocess.Popen(
+        [
+            "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--use-pid-file=no",
+            "--disable-shm=yes", "--log-target=stderr", "--log-level=error",
+            f"--load=module-native-protocol-unix socket={socket} auth-anonymous=1",
+            "--load=module-null-sink sink_name=sys_out",
+            "--load=module-null-sink sink_name=mic_feed",
+            "--load=module-remap-source master=mic_feed.monitor source_name=virtual_mic",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    client_env = {**env, "PULSE_SERVER": server}
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pactl", "info"], env=client_env, capture_output=True).returncode:
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            daemon.kill()
+            _, err = daemon.communicate()
+            pytest.fail(f"the test PulseAudio daemon did not start: {err.decode()[-500:]}")
+        time.sleep(0.05)
+    for command in (["set-default-sink", "sys_out"], ["set-default-source", "virtual_mic"]):
+        subprocess.run(["pactl", *command], env=client_env, check=True)
+    saved = os.environ.get("PULSE_SERVER")
+    os.environ["PULSE_SERVER"] = server
+    try:
+        yield server
+    finally:
+        if saved is None:
+            os.environ.pop("PULSE_SERVER", None)
+        else:
+            os.environ["PULSE_SERVER"] = saved
+        daemon.terminate()
+        try:
+            daemon.wait(5)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        daemon.stderr.close()  # type: ignore[union-attr]
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def write_tone(path: Path, freq: float, seconds: float = 30, rate: int = 48000) -> Path:
+    t = np.arange(int(rate * seconds)) / rate
+    soundfile.write(path, 0.5 * np.sin(2 * np.pi * freq * t), rate, subtype="PCM_16")
+    return path
+
+
+class Player:
+    """Plays tone files into sinks with paplay; every player is killed on exit."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.processes: list[trio.Process] = []
+
+    async def play(self, freq: float, sink: str) -> trio.Process:
+        _need("paplay")
+        path = write_tone(self.directory / f"tone-{freq:g}.wav", freq)
+        # A small latency, or the null sink hands its monitor audio in seconds-long blocks.
+        process = await trio.lowlevel.open_process(
+            ["paplay", "--latency-msec=20", "-d", sink, str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.append(process)
+        return process
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            await process.wait()
+        self.processes.clear()
+
+
+@pytest.fixture
+async def player(pulse: str, tmp_path: Path) -> AsyncIterator[Player]:
+    p = Player(tmp_path)
+    try:
+        yield p
+    finally:
+        with trio.CancelScope(shield=True):
+            await p.stop()
+
+
+def audio_threads() -> list[str]:
+    """Native threads of edge's audio backends still alive in this process."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except FileNotFoundError:
+            continue
+        if name in ("edge-audio", "threaded-ml"):
+            names.append(name)
+    return names
+
+
+def non_trio_threads() -> int:
+    """Threads of this process other than trio's cached worker threads."""
+    count = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except FileNotFoundError:
+            continue
+        if not name.startswith("Trio thread"):
+            count += 1
+    return count
