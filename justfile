@@ -22,6 +22,7 @@ lint: setup
 # print the benchmark figures
 bench: setup
     {{venv}}/bin/python bench/bench_spine.py
+    {{venv}}/bin/python bench/bench_capture.py
 
 # a fake cloud to try edge by hand
 dev-cloud: setup

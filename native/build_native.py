@@ -54,7 +54,8 @@ if sys.platform == "darwin":
         "extra_link_args": [
             "-framework", "AudioToolbox", "-framework", "CoreAudio",
             "-framework", "CoreMedia", "-framework", "ScreenCaptureKit",
-            "-framework", "Foundation",
+            "-framework", "Foundation", "-framework", "AVFoundation",
+            "-framework", "CoreGraphics",
         ],
     }
 else:

@@ -80,8 +80,13 @@ int edge_ring_count(edge_ring *r) {
 /* ---- helpers for backends ------------------------------------------------------ */
 
 int64_t edge_audio_now_ns(void) {
+    /* The clock Python's time.monotonic() reads on each platform. */
     struct timespec ts;
+#if defined(__APPLE__)
+    clock_gettime(CLOCK_UPTIME_RAW, &ts);
+#else
     clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 

@@ -43,7 +43,7 @@ int edge_audio_fd(edge_audio *a);
 /* Copy up to max_frames whole frames into buf (max_frames * frame bytes) without
  * blocking. Returns the number copied, 0 when none is ready, or -1 when the ring
  * is empty and the backend has ended (edge_audio_last_error says why).
- * *t_ready_ns receives the CLOCK_MONOTONIC time the first copied frame entered
+ * *t_ready_ns receives the monotonic time (what Python's time.monotonic reads) the first copied frame entered
  * the ring. */
 int edge_audio_read(edge_audio *a, void *buf, int max_frames, int64_t *t_ready_ns);
 

@@ -20,6 +20,7 @@ import abc
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -220,19 +221,23 @@ class NativeSource:
             n = lib.edge_audio_read(self._handle, self._buf, MAX_BATCH, self._stamp)
             if n > 0:
                 pcm = self._ffi.buffer(self._buf, n * self.fmt.frame_bytes)[:]
-                return Chunk(pcm, n, self._stamp[0] / 1e9)
+                # The shim stamps with the OS monotonic clock; trio's clock is offset from it.
+                t_ready = self._stamp[0] / 1e9 - time.monotonic() + trio.current_time()
+                return Chunk(pcm, n, t_ready)
             if n < 0:
                 why = self._ffi.string(lib.edge_audio_last_error(self._handle)).decode()
                 raise CaptureError(f"{self.spec}: {why or 'the backend stopped'}")
             await trio.lowlevel.wait_readable(self._fd)
 
     def counters(self) -> tuple[int, int]:
-        self._lib.edge_audio_counters_get(self._handle, self._counters)
+        if not self._closed:  # after close the handle is freed: the last reading stands
+            self._lib.edge_audio_counters_get(self._handle, self._counters)
         return int(self._counters.frames_captured), int(self._counters.frames_dropped)
 
     async def aclose(self) -> None:
         if self._closed:
             return
+        self.counters()
         self._closed = True
         trio.lowlevel.notify_closing(self._fd)
         # Joining the backend thread takes up to one frame: do it off the loop,

@@ -129,3 +129,13 @@ async def test_bad_format_is_refused_by_the_shim_too() -> None:
     handle = mod.lib.edge_audio_open(2, mod.ffi.NULL, 1000, 1, 320, 10, err, 256)
     assert handle == mod.ffi.NULL
     assert mod.ffi.string(err) == b"unsupported sample rate"
+
+
+async def test_counters_stay_readable_after_close() -> None:
+    source = await NativeSource.open(SourceSpec("pattern"), AudioFormat(16000, 1, 5))
+    await trio.sleep(0.8)  # overflow the ring so the counters are not all zero
+    before = source.counters()
+    await source.aclose()
+    after = source.counters()
+    assert after[1] >= before[1] > 0
+    assert after[0] >= before[0] and after[0] < 1000
