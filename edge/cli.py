@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import first_leaf
+
 DESCRIPTION = """\
 edge is the cloud brain's pair of hands on this machine: it keeps a WebSocket
 tunnel to the cloud, runs the tool calls the cloud sends (within what you
@@ -246,14 +248,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ours, rest = group.split(EdgeError)
         if ours is None or rest is not None:
             raise
-        return _fail(str(_first_leaf(ours)))
+        return _fail(str(first_leaf(ours)))
     return 0
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -362,7 +358,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
         ours, rest = group.split(CaptureError)
         if ours is None or rest is not None:
             raise
-        return _fail(str(_first_leaf(ours)))
+        return _fail(str(first_leaf(ours)))
     return 1 if any(s.get("error") for s in summaries) else 0
 
 

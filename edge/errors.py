@@ -15,6 +15,13 @@ The tree::
 from __future__ import annotations
 
 
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups, or ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 class EdgeError(Exception):
     """Root of every error edge raises on purpose."""
 

@@ -8,6 +8,7 @@ builds CoreAudio (microphone) and ScreenCaptureKit (system audio).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,34 +16,21 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 
-CDEF = """
-#define EDGE_SOURCE_MIC 0
-#define EDGE_SOURCE_SYSTEM 1
-#define EDGE_SOURCE_PATTERN 2
-typedef struct edge_audio edge_audio;
-typedef struct edge_ring edge_ring;
-typedef struct {
-    uint64_t frames_delivered;
-    uint64_t frames_dropped;
-    uint64_t frames_captured;
-    int ended;
-} edge_audio_counters;
-edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int channels,
-                            int frame_samples, int ring_frames, char *err, size_t errlen);
-int edge_audio_fd(edge_audio *a);
-int edge_audio_read(edge_audio *a, void *buf, int max_frames, int64_t *t_ready_ns);
-void edge_audio_counters_get(edge_audio *a, edge_audio_counters *out);
-const char *edge_audio_last_error(edge_audio *a);
-void edge_audio_close(edge_audio *a);
-const char *edge_audio_backend(void);
-int edge_audio_probe(int source, const char *device, int sample_rate, int channels, char *err,
-                     size_t errlen);
-edge_ring *edge_ring_new(int frame_bytes, int capacity);
-int edge_ring_push(edge_ring *r, const void *frame, int64_t t_ns);
-int edge_ring_pop(edge_ring *r, void *buf, int max_frames, int64_t *t_first_ns);
-int edge_ring_count(edge_ring *r);
-void edge_ring_free(edge_ring *r);
-"""
+def header_cdef(header: Path) -> str:
+    """The ABI declarations of ``header`` as cffi's cdef wants them.
+
+    Comments, include guards and includes go; the integer ``#define``s stay.
+    """
+    text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
+    lines = [
+        line
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#") or re.match(r"#define EDGE_\w+ \d+$", line.strip())
+    ]
+    return "\n".join(lines)
+
+
+CDEF = header_cdef(HERE / "edge_audio.h")
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)

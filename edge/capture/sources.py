@@ -171,6 +171,15 @@ def native_backend() -> str:
     return str(mod.ffi.string(mod.lib.edge_audio_backend()).decode())
 
 
+def _native_args(mod: Any, spec: SourceSpec) -> tuple[int, Any]:
+    """The shim's (source constant, device name or NULL) for ``spec``."""
+    lib = mod.lib
+    source = {"mic": lib.EDGE_SOURCE_MIC, "system": lib.EDGE_SOURCE_SYSTEM}.get(
+        spec.kind, lib.EDGE_SOURCE_PATTERN
+    )
+    return source, mod.ffi.NULL if spec.arg is None else spec.arg.encode()
+
+
 class NativeSource:
     """A capture through the C shim: a backend thread fills a ring and a pipe wakes trio."""
 
@@ -191,10 +200,7 @@ class NativeSource:
     async def open(cls, spec: SourceSpec, fmt: AudioFormat) -> NativeSource:
         mod = native_module()
         ffi, lib = mod.ffi, mod.lib
-        source = {"mic": lib.EDGE_SOURCE_MIC, "system": lib.EDGE_SOURCE_SYSTEM}.get(
-            spec.kind, lib.EDGE_SOURCE_PATTERN
-        )
-        device = ffi.NULL if spec.arg is None else spec.arg.encode()
+        source, device = _native_args(mod, spec)
         err = ffi.new("char[512]")
 
         def open_blocking() -> Any:
@@ -389,8 +395,7 @@ async def probe_native(spec: SourceSpec, fmt: AudioFormat) -> None:
     """``CaptureError`` unless a capture of ``spec`` could be opened now (none is started)."""
     mod = native_module()
     ffi, lib = mod.ffi, mod.lib
-    source = lib.EDGE_SOURCE_MIC if spec.kind == "mic" else lib.EDGE_SOURCE_SYSTEM
-    device = ffi.NULL if spec.arg is None else spec.arg.encode()
+    source, device = _native_args(mod, spec)
     err = ffi.new("char[512]")
     rc = await trio.to_thread.run_sync(
         partial(lib.edge_audio_probe, source, device, fmt.sample_rate, fmt.channels, err, len(err))

@@ -19,6 +19,7 @@ from typing import Any, Final
 import trio
 import trio_websocket
 
+from ..errors import first_leaf
 from ..nurseries.backoff import Backoff
 from ..nurseries.wsclient import open_ws
 from ..protocol.asr import (
@@ -156,7 +157,7 @@ class AsrUplink:
                     try:
                         await self._connection()
                     except* _LINK_ERRORS as group:
-                        self._problem(_describe(_first_leaf(group)))
+                        self._problem(_describe(first_leaf(group)))
                     finally:
                         self.stats.connected = False
                     if not self._done.is_set():
@@ -314,12 +315,6 @@ _LINK_ERRORS = (
     trio.TooSlowError,
     _EndpointProblem,
 )
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _describe(exc: BaseException) -> str:
