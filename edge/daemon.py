@@ -306,7 +306,6 @@ class Daemon:
         self.tunnel.disconnect()
         self.workers.cancel_all("cancelled: the tunnel was disconnected")
 
-
     # -- captures (ControlTarget) ---------------------------------------------------
 
     def _on_capture_event(self, event: CaptureEvent) -> None:

@@ -109,7 +109,8 @@ static void notify(edge_audio *a) {
 void edge_audio_push(edge_audio *a, const void *frame) {
     atomic_fetch_add(&a->captured, 1);
     if (edge_ring_push(a->ring, frame, edge_audio_now_ns())) {
-        notify(a);
+        /* Only a consumer that found the ring empty and is about to wait needs a byte. */
+        if (atomic_exchange(&a->armed, 0)) notify(a);
     } else {
         atomic_fetch_add(&a->dropped, 1);
     }
@@ -158,6 +159,7 @@ edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int
     a->notify_rd = a->notify_wr = -1;
     atomic_init(&a->running, 1);
     atomic_init(&a->ended, 0);
+    atomic_init(&a->armed, 1);
     atomic_init(&a->delivered, 0);
     atomic_init(&a->dropped, 0);
     atomic_init(&a->captured, 0);
@@ -190,10 +192,18 @@ edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int
 int edge_audio_fd(edge_audio *a) { return a->notify_rd; }
 
 int edge_audio_read(edge_audio *a, void *buf, int max_frames, int64_t *t_ready_ns) {
-    char sink[512];
-    while (read(a->notify_rd, sink, sizeof sink) > 0) {
-    }
     int n = edge_ring_pop(a->ring, buf, max_frames, t_ready_ns);
+    if (n == 0) {
+        /* The caller will wait on the pipe: empty it, arm, and look once more, so a
+         * frame pushed between the first look and the arming is not left unsignalled.
+         * While frames keep coming this costs no system call at all. */
+        char sink[512];
+        while (read(a->notify_rd, sink, sizeof sink) == (ssize_t)sizeof sink) {
+        }
+        atomic_store(&a->armed, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        n = edge_ring_pop(a->ring, buf, max_frames, t_ready_ns);
+    }
     if (n == 0 && atomic_load(&a->ended)) {
         /* The backend may have pushed its last frames just before it ended. */
         n = edge_ring_pop(a->ring, buf, max_frames, t_ready_ns);

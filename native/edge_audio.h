@@ -2,12 +2,14 @@
  *
  * A capture is an opaque handle. The backend's own thread writes whole frames
  * (frame_samples * channels interleaved signed 16-bit little-endian samples)
- * into a single-producer/single-consumer ring and writes one byte to a pipe
- * per frame; the consumer waits for the pipe's read end to become readable,
- * then calls edge_audio_read, which drains the pipe and copies whole frames
- * out. Nothing here polls, and nothing calls back into Python.
+ * into a single-producer/single-consumer ring. The consumer calls
+ * edge_audio_read, which copies whole frames out; when it finds the ring
+ * empty it arms the handle and returns 0, and the consumer waits for the
+ * pipe's read end to become readable: the next frame pushed (or the end)
+ * writes one byte. While frames keep coming, reading costs no system call.
+ * Nothing here polls, and nothing calls back into Python.
  *
- * Backends: PulseAudio's simple API on Linux (loaded with dlopen at run time,
+ * Backends: PulseAudio's asynchronous API on Linux (loaded with dlopen at run time,
  * so it also works against PipeWire's pulse server), CoreAudio for the
  * microphone and ScreenCaptureKit for system audio on macOS, and a portable
  * test pattern (a running sample counter) for checking the pipeline itself.

@@ -9,7 +9,8 @@
 
 struct edge_audio {
     edge_ring *ring;
-    int notify_rd, notify_wr;  /* pipe: one byte per frame pushed, and one at the end */
+    int notify_rd, notify_wr;  /* pipe: a byte when the consumer waits and a frame comes, and at the end */
+    atomic_int armed;          /* set by the consumer before it waits on notify_rd */
     int frame_bytes;
     int sample_rate, channels, frame_samples;
     atomic_int running;        /* cleared by close: the backend stops producing */

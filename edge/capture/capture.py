@@ -125,8 +125,7 @@ class Capture:
         self._t0: float | None = None
         self._t_end: float | None = None
         self.frames = 0
-        self.peak = 0.0
-        self.rms = 0.0
+        self._last_pcm = b""
         self._zero_frames = 0
         self.error: str | None = None
         self.segments: list[dict[str, Any]] = []
@@ -206,23 +205,33 @@ class Capture:
     # -- the reader ----------------------------------------------------------------------
 
     async def _read(self, source: AudioSource) -> None:
-        import numpy as np
-
+        # The hot path: a few attribute stores per chunk. The level meter is
+        # computed from the last chunk only when status() is read.
         recorder, uplink = self.recorder, self.uplink
         while True:
             chunk = await source.receive()
+            pcm = chunk.pcm
             self.frames += chunk.frames
-            samples = np.frombuffer(chunk.pcm, dtype="<i2")
-            top = max(int(samples.max()), -int(samples.min()))
-            self.peak = top / 32768
-            self.rms = (
-                math.sqrt(float(np.dot(samples, samples.astype(np.float64))) / len(samples)) / 32768
-            )
-            self._zero_frames = self._zero_frames + chunk.frames if top == 0 else 0
+            self._last_pcm = pcm
+            if pcm.count(0) == len(pcm):
+                self._zero_frames += chunk.frames
+            else:
+                self._zero_frames = 0
             if recorder is not None:
-                recorder.feed(chunk.pcm, chunk.frames)
+                recorder.feed(pcm, chunk.frames)
             if uplink is not None:
-                uplink.feed(chunk.pcm, chunk.frames, chunk.t_ready)
+                uplink.feed(pcm, chunk.frames, chunk.t_ready)
+
+    def level(self) -> tuple[float, float]:
+        """Peak and RMS of the last chunk read, as shares of full scale."""
+        import numpy as np
+
+        if not self._last_pcm:
+            return 0.0, 0.0
+        samples = np.frombuffer(self._last_pcm, dtype="<i2")
+        peak = max(int(samples.max()), -int(samples.min())) / 32768
+        rms = math.sqrt(float(np.dot(samples, samples.astype(np.float64))) / len(samples)) / 32768
+        return peak, rms
 
     def _transcript(self, transcript: Transcript) -> None:
         if transcript.final and len(self.segments) < MAX_SEGMENTS:
@@ -257,6 +266,7 @@ class Capture:
 
     def status(self) -> dict[str, Any]:
         fmt = self.request.fmt
+        peak, rms = self.level()
         return {
             "chatId": self.chat_id,
             "source": str(self.request.source),
@@ -267,7 +277,7 @@ class Capture:
             "channels": fmt.channels,
             "frames": self.frames,
             "droppedFrames": self.dropped(),
-            "level": {"peakDb": _db(self.peak), "rmsDb": _db(self.rms)},
+            "level": {"peakDb": _db(peak), "rmsDb": _db(rms)},
             "file": str(self.recorder.path) if self.recorder else None,
             "asr": self.uplink.info() if self.uplink else None,
             "segments": len(self.segments),

@@ -20,7 +20,7 @@ from .sources import AudioFormat, CaptureError
 
 log = logging.getLogger(__name__)
 
-#: Seconds of audio gathered before each write.
+#: Seconds between writes (each followed by a header update).
 FLUSH_SECONDS: Final = 1.0
 #: Seconds of audio the recorder may fall behind before chunks are dropped (counted).
 BUFFER_SECONDS: Final = 30
@@ -46,23 +46,33 @@ class Recorder:
             path.with_suffix(".wav") if container == "wav" else path.with_suffix(".partial.wav")
         )
         self.stats = RecorderStats()
-        frames_per_chunk_max = max(1, int(BUFFER_SECONDS * 1000 / fmt.frame_ms))
-        self._send, self._receive = trio.open_memory_channel[tuple[bytes, int]](
-            frames_per_chunk_max
-        )
+        self._max_pending = max(1, int(BUFFER_SECONDS * 1000 / fmt.frame_ms))
+        self._pending: list[bytes] = []
+        self._pending_frames = 0
+        self._finished = False
+        self._finish = trio.Event()
         self._file: Any = None
 
     def feed(self, pcm: bytes, frames: int) -> None:
-        try:
-            self._send.send_nowait((pcm, frames))
-        except trio.WouldBlock:
+        """Queue a chunk; ``run`` writes the queue about once a second."""
+        if self._finished:
+            return
+        if self._pending_frames + frames > self._max_pending:
             self.stats.frames_dropped += frames
-        except trio.ClosedResourceError:
-            pass
+            return
+        self._pending.append(pcm)
+        self._pending_frames += frames
 
     def finish(self) -> None:
         """No more audio: ``run`` writes what it has, closes the file and returns."""
-        self._send.close()
+        self._finished = True
+        self._finish.set()
+
+    def _take(self) -> bytes:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_frames = 0
+        return data
 
     def open(self) -> None:
         import soundfile
@@ -84,21 +94,19 @@ class Recorder:
         """Write until ``finish``; the file is closed (and encoded) when this returns."""
         if self._file is None:
             self.open()
-        block_frames = max(1, round(FLUSH_SECONDS * 1000 / self.fmt.frame_ms))
-        pending: list[bytes] = []
-        pending_frames = 0
         clean = False
         try:
-            async with self._receive:
-                async for pcm, frames in self._receive:
-                    pending.append(pcm)
-                    pending_frames += frames
-                    if pending_frames >= block_frames:
-                        data, pending, pending_frames = b"".join(pending), [], 0
-                        await trio.to_thread.run_sync(self._write, data)
+            while not self._finished:
+                # No wake-up per chunk: the queue is written on a timer. While a
+                # write runs, chunks keep queueing (bounded by BUFFER_SECONDS).
+                with trio.move_on_after(FLUSH_SECONDS):
+                    await self._finish.wait()
+                if self._pending and not self._finished:
+                    await trio.to_thread.run_sync(self._write, self._take())
             clean = True
         finally:
-            data = b"".join(pending)
+            self._finished = True
+            data = self._take()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close, data, clean)
 

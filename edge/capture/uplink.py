@@ -46,6 +46,8 @@ MAX_BACKLOG_SECONDS: Final = 300
 CONNECT_TIMEOUT: Final = 10.0
 #: Seconds a stopping capture waits for the endpoint's last transcript.
 FINISH_TIMEOUT: Final = 5.0
+#: Seconds of audio at most in one binary message (backfill after a long gap).
+MAX_MESSAGE_SECONDS: Final = 1.0
 #: Frame-to-socket latencies kept for the status view and the benchmark.
 LATENCY_SAMPLES: Final = 2048
 
@@ -104,6 +106,7 @@ class AsrUplink:
         self._on_transcript = on_transcript
         self._backoff = backoff or Backoff(first=0.5, cap=15.0)
         self._max_backlog = int(max_backlog_seconds * fmt.sample_rate)
+        self._max_message = int(MAX_MESSAGE_SECONDS * fmt.sample_rate)
         self._connect_timeout = connect_timeout
         self._finish_timeout = finish_timeout
         self._frame_bytes_per_sample = 2 * fmt.channels
@@ -223,7 +226,9 @@ class AsrUplink:
         if position < self._end and resumed:
             backfill = self._end - position
             await ws.send_message(backfill_message(position, backfill))
-            position = await self._send_upto(ws, position, self._end, live=False)
+            end = self._end
+            while position < end:
+                position = await self._send_upto(ws, position, end, live=False)
             self.stats.frames_backfilled += backfill
         await ws.send_message(live_message(position))
         while True:
@@ -238,14 +243,19 @@ class AsrUplink:
     async def _send_upto(
         self, ws: trio_websocket.WebSocketConnection, position: int, end: int, *, live: bool
     ) -> int:
-        """Send the backlog from ``position`` to ``end`` as one binary message."""
+        """Send the backlog from ``position`` towards ``end`` as one binary message.
+
+        A message holds at most ``MAX_MESSAGE_SECONDS``; returns where it stopped.
+        Live, the backlog is walked from its newest end: usually one chunk.
+        """
+        end = min(end, position + self._max_message)
         parts = []
         stamps = []
         per = self._frame_bytes_per_sample
-        for chunk in self._backlog:
-            if chunk.offset + chunk.frames <= position:
-                continue
+        for chunk in reversed(self._backlog):
             if chunk.offset >= end:
+                continue
+            if chunk.offset + chunk.frames <= position:
                 break
             start = max(0, position - chunk.offset) * per
             stop = (min(end, chunk.offset + chunk.frames) - chunk.offset) * per
@@ -253,12 +263,16 @@ class AsrUplink:
                 chunk.pcm if start == 0 and stop == len(chunk.pcm) else chunk.pcm[start:stop]
             )
             stamps.append(chunk.t_ready)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(parts) == 1:
+            data = parts[0]
+        else:
+            parts.reverse()
+            data = b"".join(parts)
         await ws.send_message(data)
         self.stats.frames_sent += end - position
         if live:
             now = trio.current_time()
-            self.stats.latencies.extend(now - t for t in stamps)
+            self.stats.latencies.extend([now - t for t in stamps])
         return end
 
     async def _receiver(

@@ -37,56 +37,71 @@ def _need(binary: str) -> None:
         pytest.skip(message)
 
 
+class PulseServer:
+    """A private PulseAudio daemon in its own runtime directory (see the module doc)."""
+
+    def __init__(self) -> None:
+        _need("pulseaudio")
+        _need("pactl")
+        self.runtime = Path(tempfile.mkdtemp(prefix="edge-pulse-"))
+        socket = self.runtime / "native"
+        self.server = f"unix:{socket}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+        env.update(
+            PULSE_RUNTIME_PATH=str(self.runtime),
+            PULSE_STATE_PATH=str(self.runtime),
+            HOME=str(self.runtime),
+        )
+        self.process = subprocess.Popen(
+            [
+                "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--use-pid-file=no",
+                "--disable-shm=yes", "--log-target=stderr", "--log-level=error",
+                f"--load=module-native-protocol-unix socket={socket} auth-anonymous=1",
+                "--load=module-null-sink sink_name=sys_out",
+                "--load=module-null-sink sink_name=mic_feed",
+                "--load=module-remap-source master=mic_feed.monitor source_name=virtual_mic",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        client_env = {**env, "PULSE_SERVER": self.server}
+        deadline = time.monotonic() + 10
+        while subprocess.run(["pactl", "info"], env=client_env, capture_output=True).returncode:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                _, err = self.process.communicate()
+                pytest.fail(f"the test PulseAudio daemon did not start: {err.decode()[-500:]}")
+            time.sleep(0.05)
+        for command in (["set-default-sink", "sys_out"], ["set-default-source", "virtual_mic"]):
+            subprocess.run(["pactl", *command], env=client_env, check=True)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stderr.close()  # type: ignore[union-attr]
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pulse() -> Iterator[str]:
-    """Start a private PulseAudio daemon; yields its PULSE_SERVER value."""
-    _need("pulseaudio")
-    _need("pactl")
-    runtime = Path(tempfile.mkdtemp(prefix="edge-pulse-"))
-    socket = runtime / "native"
-    server = f"unix:{socket}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
-    env.update(PULSE_RUNTIME_PATH=str(runtime), PULSE_STATE_PATH=str(runtime), HOME=str(runtime))
-    daemon = subprocess.Popen(
-        [
-            "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--use-pid-file=no",
-            "--disable-shm=yes", "--log-target=stderr", "--log-level=error",
-            f"--load=module-native-protocol-unix socket={socket} auth-anonymous=1",
-            "--load=module-null-sink sink_name=sys_out",
-            "--load=module-null-sink sink_name=mic_feed",
-            "--load=module-remap-source master=mic_feed.monitor source_name=virtual_mic",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    client_env = {**env, "PULSE_SERVER": server}
-    deadline = time.monotonic() + 10
-    while subprocess.run(["pactl", "info"], env=client_env, capture_output=True).returncode:
-        if daemon.poll() is not None or time.monotonic() > deadline:
-            daemon.kill()
-            _, err = daemon.communicate()
-            pytest.fail(f"the test PulseAudio daemon did not start: {err.decode()[-500:]}")
-        time.sleep(0.05)
-    for command in (["set-default-sink", "sys_out"], ["set-default-source", "virtual_mic"]):
-        subprocess.run(["pactl", *command], env=client_env, check=True)
+    """Start a private PulseAudio daemon for the session; yields its PULSE_SERVER value."""
+    server = PulseServer()
     saved = os.environ.get("PULSE_SERVER")
-    os.environ["PULSE_SERVER"] = server
+    os.environ["PULSE_SERVER"] = server.server
     try:
-        yield server
+        yield server.server
     finally:
         if saved is None:
             os.environ.pop("PULSE_SERVER", None)
         else:
             os.environ["PULSE_SERVER"] = saved
-        daemon.terminate()
-        try:
-            daemon.wait(5)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        daemon.stderr.close()  # type: ignore[union-attr]
-        shutil.rmtree(runtime, ignore_errors=True)
+        server.close()
 
 
 def write_tone(path: Path, freq: float, seconds: float = 30, rate: int = 48000) -> Path:

@@ -167,6 +167,13 @@ async def test_bad_requests_get_clear_errors_and_disturb_nothing(
     assert [c["chatId"] for c in status] == ["keep"] and status[0]["error"] is None
     assert (await client.get("/health")).json()["captures"] == 1
     assert audio_threads() == []  # failed native opens left no thread behind
+
+    async def keep_frames() -> int:
+        return int((await client.get("/record/status")).json()["captures"][0]["frames"])
+
+    with trio.fail_after(5):
+        while await keep_frames() == 0:
+            await trio.sleep(0.02)
     [summary] = (await client.post("/record/stop", params={"chatId": "keep"})).json()["stopped"]
     assert summary["frames"] > 0 and os.path.exists(summary["file"])
 
