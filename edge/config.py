@@ -20,6 +20,9 @@ exists)::
     [capture]
     recordings = "~/edge-recordings"        # default: "recordings" in the workspace
 
+    [mcp]
+    servers = "~/.config/edge/mcp.json"     # MCP servers ("mcpServers"); this is the default
+
     [workers]
     max_calls = 64
     queue = 256
@@ -65,6 +68,8 @@ class Config:
     log_level: str = "INFO"
     state_dir: Path | None = None
     recordings: Path | None = None
+    #: The MCP servers file (``edge.mcp.config``); ``None``: no MCP servers.
+    mcp_file: Path | None = None
 
     @property
     def recordings_dir(self) -> Path:
@@ -80,6 +85,13 @@ def default_paths() -> tuple[Path, Path, Path]:
     workspace = platformdirs.user_data_path("edge") / "workspace"
     state = platformdirs.user_state_path("edge")
     return config_file, workspace, state
+
+
+def default_mcp_file() -> Path:
+    """Where ``edge mcp add`` writes and ``edge run`` reads MCP servers by default."""
+    import platformdirs
+
+    return platformdirs.user_config_path("edge") / "mcp.json"
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -157,6 +169,7 @@ def load_config(
     max_calls: int | None = None,
     log_level: str | None = None,
     recordings: Path | None = None,
+    mcp_file: Path | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Merge the config file, the environment and the flags (flags win)."""
@@ -172,6 +185,7 @@ def load_config(
     pol = _table(data, "policy")
     work = _table(data, "workers")
     cap = _table(data, "capture")
+    mcp = _table(data, "mcp")
 
     ws_text = workspace or _typed(pol, "workspace", str, "policy")
     ws = Path(ws_text).expanduser() if ws_text else default_ws
@@ -215,6 +229,8 @@ def load_config(
         log_level=(log_level or "INFO").upper(),
         state_dir=state_dir,
         recordings=_path_or_none(recordings or _typed(cap, "recordings", str, "capture")),
+        mcp_file=_path_or_none(mcp_file or _typed(mcp, "servers", str, "mcp"))
+        or default_mcp_file(),
     )
 
 

@@ -6,6 +6,7 @@
     ├── tool-call workers   (edge.nurseries.workers)
     ├── tunnel              (edge.nurseries.tunnel)
     ├── captures            (edge.nurseries.captures: {chat_id: capture}, each its own nursery)
+    ├── MCP servers         (edge.nurseries.mcp: one supervised session task per server)
     └── control API         (edge.nurseries.control)
 
 Children never import the daemon: they report through the hooks and callbacks
@@ -39,8 +40,11 @@ from .capture.uplink import AsrTarget
 from .config import TOKEN_ENV, Config
 from .errors import ConfigError
 from .events import EventHub
+from .mcp.config import load_servers
+from .mcp.session import Timing
 from .nurseries.captures import Captures, serve_captures
 from .nurseries.control import build_app, serve_control
+from .nurseries.mcp import McpServers, call_batch, serve_mcp
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelStatus, serve_tunnel
 from .nurseries.workers import ToolWorkers, serve_workers
 from .protocol import (
@@ -102,8 +106,10 @@ class Daemon:
         *,
         tunnel_options: dict[str, Any] | None = None,
         uplink_options: dict[str, Any] | None = None,
+        mcp_timing: Timing | None = None,
     ) -> None:
         self.config = config
+        self._mcp_timing = mcp_timing
         self._tunnel_options = tunnel_options or {}
         self._uplink_options = uplink_options
         self.registry = build_registry()
@@ -114,6 +120,7 @@ class Daemon:
         self._tunnel: Tunnel | None = None
         self._workers: ToolWorkers | None = None
         self._captures: Captures | None = None
+        self._mcp: McpServers | None = None
         self._root: trio.Nursery | None = None
         self.events = EventHub()
         self.audio_sources: list[dict[str, Any]] = []
@@ -130,6 +137,11 @@ class Daemon:
     def workers(self) -> ToolWorkers:
         assert self._workers is not None, "the daemon is not running"
         return self._workers
+
+    @property
+    def mcp(self) -> McpServers:
+        assert self._mcp is not None, "the daemon is not running"
+        return self._mcp
 
     @property
     def captures(self) -> Captures:
@@ -158,6 +170,15 @@ class Daemon:
             self._captures = await root.start(
                 partial(serve_captures, self._on_capture_event, uplink_options=self._uplink_options)
             )
+            self._mcp = await root.start(
+                partial(
+                    serve_mcp,
+                    self.registry,
+                    self._mcp_configs(),
+                    on_event=self.events.publish,
+                    timing=self._mcp_timing,
+                )
+            )
             self.audio_sources = await probe_sources()
             hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
             self._tunnel = await root.start(partial(serve_tunnel, hooks, **self._tunnel_options))
@@ -177,6 +198,19 @@ class Daemon:
                 self._tunnel.activate(cfg.token, cfg.cloud_url)
             task_status.started(self)
         self._root = None
+
+    def _mcp_configs(self) -> list[Any]:
+        path = self.config.mcp_file
+        if path is None:
+            return []
+        try:
+            servers = load_servers(path)
+        except ConfigError as exc:
+            log.error("no MCP servers: %s", exc)
+            return []
+        if servers:
+            log.info("MCP servers from %s: %s", path, ", ".join(s.name for s in servers))
+        return servers
 
     def _announce_start(self) -> None:
         cfg = self.config
@@ -254,6 +288,7 @@ class Daemon:
                 frame.args,
                 approved=self.approved,
                 reply=self.tunnel.send_result,
+                progress=self.tunnel.send_progress,
             )
         elif isinstance(frame, Cancel):
             if not self.workers.cancel(frame.id):
@@ -289,6 +324,7 @@ class Daemon:
             "offeredTools": len(self.offered_tools()),
             "callsInFlight": self.workers.in_flight,
             "captures": len(self.captures),
+            "mcpServers": len(self.mcp),
         }
 
     def tunnel_info(self) -> dict[str, Any]:
@@ -353,6 +389,35 @@ class Daemon:
 
     def record_status(self) -> list[dict[str, Any]]:
         return self.captures.status()
+
+    # -- MCP and tools (ControlTarget) --------------------------------------------------
+
+    def mcp_servers(self) -> list[dict[str, Any]]:
+        return self.mcp.info()
+
+    async def mcp_test(self, name: str) -> dict[str, Any]:
+        return await self.mcp.test(name)
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        """What the cloud approved and the policy allows, in OpenAI function-calling form."""
+        from .mcp.results import to_openai_tool
+
+        effective = self.effective_tools()
+        return [
+            to_openai_tool(s.name, s.description, s.input_schema)
+            for s in self.registry
+            if s.name in effective
+        ]
+
+    async def call_tools(
+        self, calls: list[tuple[str, dict[str, Any]]], concurrency: int
+    ) -> list[dict[str, Any]]:
+        """Run a batch of calls as the cloud would: approval and policy both apply."""
+
+        async def one(name: str, args: dict[str, Any]) -> dict[str, Any]:
+            return await self.executor.call(name, args, approved=self.approved)
+
+        return await call_batch(one, calls, concurrency=concurrency)
 
 
 def _outbox_file(state_dir: Path | None) -> Path | None:

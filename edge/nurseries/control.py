@@ -10,6 +10,12 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     POST /record/stop       ?chatId=ID stops one capture; without it, all
     GET  /record/status     every live capture
     GET  /record/events     server-sent events: transcripts, captures started and ended
+    GET  /events            the same stream (MCP server status changes included)
+    GET  /mcp/servers       every MCP server: status, metrics, per-tool figures
+    POST /mcp/servers/NAME/test   connect on a fresh connection, list tools, time it
+    GET  /tools/openai      the effective tools in OpenAI function-calling form
+    POST /tools/batch       {"toolCalls": [OpenAI tool calls], "concurrency"?}: run them
+                            under the cloud's approval and the local policy
 
 Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
 be a loopback name (a DNS-rebinding page arrives with its own host name), and a
@@ -33,11 +39,15 @@ import trio
 from ..capture.sources import CaptureConflict, CaptureError, NoSuchCapture
 from ..config import is_loopback
 from ..events import EventHub
+from ..mcp.results import from_openai_call, to_openai_message
+from .mcp import BATCH_CONCURRENCY
 
 log = logging.getLogger(__name__)
 
 #: Request bodies larger than this are refused (bytes).
 MAX_BODY: Final = 64 * 1024
+#: Calls in one /tools/batch request at most.
+MAX_BATCH: Final = 64
 #: Seconds between keep-alive comments on an idle event stream.
 EVENT_KEEPALIVE: Final = 15.0
 #: Seconds open HTTP requests get to finish when the daemon stops.
@@ -77,6 +87,16 @@ class ControlTarget(Protocol):
     async def record_stop(self, chat_id: str | None) -> list[dict[str, Any]]: ...
 
     def record_status(self) -> list[dict[str, Any]]: ...
+
+    def mcp_servers(self) -> list[dict[str, Any]]: ...
+
+    async def mcp_test(self, name: str) -> dict[str, Any]: ...
+
+    def openai_tools(self) -> list[dict[str, Any]]: ...
+
+    async def call_tools(
+        self, calls: list[tuple[str, dict[str, Any]]], concurrency: int
+    ) -> list[dict[str, Any]]: ...
 
 
 class BadRequest(Exception):
@@ -257,6 +277,43 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
+    async def mcp_servers(request: Request) -> JSONResponse:
+        return JSONResponse({"servers": target.mcp_servers()})
+
+    async def mcp_test(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        try:
+            report = await target.mcp_test(name)
+        except KeyError:
+            raise HTTPException(404, f"no MCP server named {name!r}") from None
+        return JSONResponse(report, status_code=200 if report["ok"] else 502)
+
+    async def tools_openai(request: Request) -> JSONResponse:
+        return JSONResponse({"tools": target.openai_tools()})
+
+    async def tools_batch(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        raw = data.get("toolCalls")
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_BATCH:
+            raise BadRequest(f'"toolCalls" must be a list of 1 to {MAX_BATCH} OpenAI tool calls')
+        concurrency = data.get("concurrency", BATCH_CONCURRENCY)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise BadRequest('"concurrency" must be a positive integer')
+        calls = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, dict):
+                raise BadRequest(f"toolCalls[{i}] is not an object")
+            try:
+                calls.append(from_openai_call(entry))
+            except ValueError as exc:
+                raise BadRequest(f"toolCalls[{i}]: {exc}") from None
+        results = await target.call_tools(calls, min(concurrency, MAX_BATCH))
+        messages = [
+            to_openai_message(str(entry.get("id", i)), result)
+            for i, (entry, result) in enumerate(zip(raw, results, strict=True))
+        ]
+        return JSONResponse({"results": results, "messages": messages})
+
     async def bad_request(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
@@ -282,6 +339,11 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
             Route("/record/stop", record_stop, methods=["POST"]),
             Route("/record/status", record_status, methods=["GET"]),
             Route("/record/events", record_events, methods=["GET"]),
+            Route("/events", record_events, methods=["GET"]),
+            Route("/mcp/servers", mcp_servers, methods=["GET"]),
+            Route("/mcp/servers/{name}/test", mcp_test, methods=["POST"]),
+            Route("/tools/openai", tools_openai, methods=["GET"]),
+            Route("/tools/batch", tools_batch, methods=["POST"]),
         ],
         middleware=[
             Middleware(BrowserGuard, allowed_origins=origins),

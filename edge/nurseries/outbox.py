@@ -44,6 +44,9 @@ class Outbox:
         self._urgent.append(text)
         self._wakeup.set()
 
+    def urgent_backlog(self) -> int:
+        return len(self._urgent)
+
     def put_result(self, text: str) -> None:
         self._results.append(text)
         self._not_empty()

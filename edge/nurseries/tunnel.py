@@ -39,6 +39,7 @@ from ..protocol import (
     invalid_request,
     parse_frame,
     pong,
+    progress_notification,
     tool_response,
 )
 from ..secret import Secret
@@ -47,6 +48,9 @@ from .outbox import Outbox
 from .wsclient import open_ws, parse_ws_url
 
 log = logging.getLogger(__name__)
+
+#: Frames waiting to go out above which progress notifications are dropped.
+MAX_PROGRESS: Final = 256
 
 #: Seconds between heartbeats on an idle or busy connection alike.
 HEARTBEAT_INTERVAL: Final = 30.0
@@ -163,6 +167,13 @@ class Tunnel:
     def send_result(self, request_id: str | int, result: Mapping[str, Any]) -> None:
         """Queue a tool result; it is sent now or after the next handshake."""
         self.outbox.put_result(encode(tool_response(request_id, result)))
+
+    def send_progress(
+        self, request_id: str | int, done: float, total: float | None, message: str | None
+    ) -> None:
+        """Tell the cloud how a call is getting on; dropped when not connected or swamped."""
+        if self.status is TunnelStatus.CONNECTED and self.outbox.urgent_backlog() < MAX_PROGRESS:
+            self.outbox.put_urgent(encode(progress_notification(request_id, done, total, message)))
 
     def announce(self) -> None:
         """Send a fresh capability report on the live connection (tools changed)."""

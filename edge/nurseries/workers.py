@@ -28,6 +28,8 @@ QUEUE_SIZE: Final = 256
 
 CallId = str | int
 Reply = Callable[[CallId, ToolResult], None]
+#: Progress of a call: (call id, done, total or None, message or None).
+ProgressReport = Callable[[CallId, float, float | None, str | None], None]
 
 
 class ToolWorkers:
@@ -65,6 +67,7 @@ class ToolWorkers:
         *,
         approved: frozenset[str] | None,
         reply: Reply,
+        progress: ProgressReport | None = None,
     ) -> None:
         """Start a call (never blocks); ``reply`` is called once with its result."""
         if call_id in self._scopes:
@@ -85,7 +88,7 @@ class ToolWorkers:
         if not self._scopes:
             self._idle = trio.Event()
         self._scopes[call_id] = scope
-        self._nursery.start_soon(self._run, call_id, tool, args, approved, reply, scope)
+        self._nursery.start_soon(self._run, call_id, tool, args, approved, reply, scope, progress)
 
     def cancel(self, call_id: CallId, why: str = "cancelled by the cloud") -> bool:
         """Cancel one call; ``False`` when no such call is in flight."""
@@ -113,13 +116,20 @@ class ToolWorkers:
         approved: frozenset[str] | None,
         reply: Reply,
         scope: trio.CancelScope,
+        progress: ProgressReport | None,
     ) -> None:
         result: ToolResult | None = None
+        report = None
+        if progress is not None:
+
+            def report(done: float, total: float | None, message: str | None) -> None:
+                progress(call_id, done, total, message)
+
         try:
             with scope:
                 async with self._limiter:
                     result = await self.executor.call(
-                        tool, args, approved=approved, call_id=call_id
+                        tool, args, approved=approved, call_id=call_id, progress=report
                     )
         finally:
             del self._scopes[call_id]

@@ -14,6 +14,7 @@ from .build import (
     encode as encode,
     invalid_request as invalid_request,
     pong as pong,
+    progress_notification as progress_notification,
     tool_response as tool_response,
 )
 from .frames import (

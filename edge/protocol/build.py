@@ -12,7 +12,7 @@ from .frames import RequestId
 PROTOCOL_VERSION: Final = 1
 
 #: Extensions a cloud may use; a cloud that ignores them loses nothing.
-EXTENSIONS: Final = ("cancel", "outbox")
+EXTENSIONS: Final = ("cancel", "outbox", "progress")
 
 
 def encode(frame: Mapping[str, Any]) -> str:
@@ -60,6 +60,18 @@ def capability_report(
 def tool_response(request_id: RequestId, result: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON-RPC response carrying a tool result (success or error alike)."""
     return {"jsonrpc": "2.0", "id": request_id, "result": dict(result)}
+
+
+def progress_notification(
+    request_id: RequestId, done: float, total: float | None, message: str | None
+) -> dict[str, Any]:
+    """A call's progress, as its tool reports it (best effort: never queued for later)."""
+    params: dict[str, Any] = {"id": request_id, "progress": done}
+    if total is not None:
+        params["total"] = total
+    if message:
+        params["message"] = message
+    return {"jsonrpc": "2.0", "method": "progress", "params": params}
 
 
 def invalid_request(message: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ cancellation propagates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -55,6 +55,7 @@ class Executor:
         *,
         approved: frozenset[str] | None,
         call_id: str | int | None = None,
+        progress: Callable[[float, float | None, str | None], None] | None = None,
     ) -> ToolResult:
         """Run one call and return its result (never raises but ``Cancelled``)."""
         refusal = self.refusal(tool, approved)
@@ -65,8 +66,11 @@ class Executor:
             return error_result(problem)
         spec = self.registry.get(tool)
         assert spec is not None
-        timeout = float(args.get("timeout", self.default_timeout))
-        ctx = CallContext(call_id=call_id, policy=self.policy, env=self.env)
+        if spec.timeout is not None:
+            timeout = spec.timeout
+        else:
+            timeout = float(args.get("timeout", self.default_timeout))
+        ctx = CallContext(call_id=call_id, policy=self.policy, env=self.env, progress=progress)
         try:
             with trio.move_on_after(timeout) as scope:
                 result = await spec.run(args, ctx)

@@ -7,6 +7,7 @@ followed and must land inside one of the roots (the workspace is always one).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ class Policy:
     Attributes:
         workspace: where relative paths start and commands run by default.
         roots: every directory file tools may touch (workspace included), resolved.
-        allowed_tools: tool names the user allows; ``None`` allows every registered tool.
+        allowed_tools: tool names the user allows (globs such as ``time__*`` too);
+            ``None`` allows every registered tool.
     """
 
     workspace: Path
@@ -46,7 +48,14 @@ class Policy:
         return cls(ws, tuple(roots), allowed)
 
     def allows_tool(self, name: str) -> bool:
-        return self.allowed_tools is None or name in self.allowed_tools
+        """Whether ``name`` is allowed: listed, or matched by a listed glob (``time__*``)."""
+        if self.allowed_tools is None or name in self.allowed_tools:
+            return True
+        return any(
+            fnmatch.fnmatchcase(name, pattern)
+            for pattern in self.allowed_tools
+            if any(c in pattern for c in "*?[")
+        )
 
     def resolve(self, path: str) -> Path:
         """Resolve ``path`` (relative to the workspace) and check it stays inside a root.

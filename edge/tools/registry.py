@@ -26,6 +26,8 @@ class CallContext:
     policy: Policy
     #: Environment for child processes (the daemon's, with secrets removed).
     env: Mapping[str, str]
+    #: Report progress (done, total or None, message or None) to whoever called.
+    progress: Callable[[float, float | None, str | None], None] | None = None
 
 
 ToolFn = Callable[[dict[str, Any], CallContext], Awaitable[ToolResult]]
@@ -36,6 +38,8 @@ class ToolSpec:
     """A tool: its name, what it does, the JSON Schema of its args and the coroutine.
 
     ``source`` says where it comes from (``builtin``, ``mcp:<server>``, ...).
+    ``timeout`` (seconds), when set, is the tool's own limit; otherwise a call
+    may pass ``timeout`` in its args, else the executor's default applies.
     """
 
     name: str
@@ -43,6 +47,7 @@ class ToolSpec:
     input_schema: dict[str, Any]
     run: ToolFn = field(repr=False)
     source: str = "builtin"
+    timeout: float | None = None
 
     def describe(self) -> dict[str, Any]:
         return {

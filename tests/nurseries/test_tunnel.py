@@ -35,7 +35,7 @@ async def test_handshake_reports_capabilities(edge: Daemon, cloud: FakeCloud) ->
     assert report is not None
     assert report["protocolVersion"] == PROTOCOL_VERSION
     assert report["edgeVersion"] == "0.1.0"
-    assert set(report["extensions"]) == {"cancel", "outbox"}
+    assert set(report["extensions"]) == {"cancel", "outbox", "progress"}
     tools = {t["name"]: t for t in report["tools"]}
     assert set(tools) == {"terminal", "code", "file_read", "file_write", "file_ops", "grep"}
     assert tools["terminal"]["input_schema"]["required"] == ["command"]

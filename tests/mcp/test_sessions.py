@@ -1,0 +1,290 @@
+"""MCP sessions against real servers: supervision, crashes, hangs, floods, transports, no orphans."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from edge.mcp.config import parse_server
+from edge.mcp.session import McpCallError, McpServer, probe_server
+from edge.nurseries.mcp import McpServers, serve_mcp
+from edge.tools.registry import ToolRegistry
+
+from ..conftest import child_processes, processes_in_group, until
+from .conftest import FAST, behave, everything_command, silent, time_server
+
+
+@pytest.fixture
+async def mcp(nursery: trio.Nursery) -> AsyncIterator[tuple[McpServers, ToolRegistry, list[dict]]]:
+    registry = ToolRegistry()
+    events: list[dict] = []
+    servers = await nursery.start(lambda task_status: serve_mcp(registry, on_event=events.append, timing=FAST, task_status=task_status))
+    yield servers, registry, events
+
+
+async def wait_status(server: McpServer, *statuses: str, within: float = 10) -> None:
+    with trio.fail_after(within):
+        await until(lambda: server.status in statuses, poll=0.01)
+
+
+def server_groups() -> set[int]:
+    """Process groups of this process's children (each stdio server leads its own)."""
+    groups = set()
+    for pid in child_processes():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        groups.add(int(stat[stat.rfind(")") + 2 :].split()[2]))
+    return groups
+
+
+async def test_the_published_time_server_over_stdio(mcp: tuple[McpServers, ToolRegistry, list[dict]]) -> None:
+    servers, registry, events = mcp
+    server = await servers.add(time_server())
+    await wait_status(server, "active", within=20)
+    assert {"time__get_current_time", "time__convert_time"} <= registry.names()
+    spec = registry.get("time__get_current_time")
+    assert spec is not None and spec.source == "mcp:time" and spec.input_schema["required"] == ["timezone"]
+    raw = await server.call_tool("get_current_time", {"timezone": "UTC"})
+    assert raw["structuredContent"]["timezone"] == "UTC" and not raw["isError"]
+    bad = await server.call_tool("get_current_time", {"timezone": "Nowhere/Else"})
+    assert bad["isError"] and "Nowhere/Else" in bad["content"][0]["text"]
+    info = server.info()
+    assert info["toolMetrics"]["get_current_time"]["calls"] == 2
+    assert info["toolMetrics"]["get_current_time"]["failures"] == 1
+    assert info["errors"] == 0  # an isError answer is the tool's failure, not the server's
+    assert {"type": "mcp_status", "server": "time", "status": "active", "lastError": None} in events
+
+
+async def test_a_crash_mid_call_is_an_error_then_the_server_is_back(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]],
+) -> None:
+    servers, _, _ = mcp
+    server = await servers.add(behave())
+    await wait_status(server, "active")
+    groups = server_groups()
+    with pytest.raises(McpCallError, match="closed the connection during the call.*crashing on purpose"):
+        await server.call_tool("crash", {})
+    with trio.fail_after(10):
+        while True:
+            try:
+                result = await server.call_tool("echo", {"text": "again"})
+                break
+            except McpCallError:
+                await trio.sleep(0.05)
+    assert result["content"][0]["text"] == "again"
+    assert server.info()["restarts"] == 1
+    for group in groups:  # the crashed server's process group is gone, nothing orphaned
+        assert processes_in_group(group) == []
+
+
+async def test_a_hanging_call_times_out_and_the_server_hears_the_cancellation(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]], tmp_path: Path
+) -> None:
+    servers, _, _ = mcp
+    mark = tmp_path / "mark"
+    server = await servers.add(behave(mark=mark))
+    await wait_status(server, "active")
+    with trio.move_on_after(0.5) as waited:
+        await server.call_tool("hang", {})
+    assert waited.cancelled_caught
+    with trio.fail_after(5):
+        await until(lambda: mark.exists() and "cancelled hang" in mark.read_text(), poll=0.02)
+    assert (await server.call_tool("add", {"a": 2, "b": 40}))["structuredContent"] == {"result": 42}
+
+
+async def test_a_stderr_flood_is_logged_within_limits_and_calls_still_work(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]], caplog: pytest.LogCaptureFixture
+) -> None:
+    servers, _, _ = mcp
+    server = await servers.add(behave())
+    await wait_status(server, "active")
+    with caplog.at_level(logging.INFO, logger="edge.mcp.session"):
+        result = await server.call_tool("flood", {"lines": 20000})
+        assert result["content"][0]["text"] == "20000 lines written"
+        assert (await server.call_tool("echo", {"text": "still here"}))["content"][0]["text"] == "still here"
+        with trio.fail_after(5):
+            await until(lambda: server.stderr_suppressed > 19000, poll=0.02)
+    logged = [r for r in caplog.records if "stderr:" in r.getMessage()]
+    assert 0 < len(logged) <= 200
+
+
+async def test_progress_is_passed_through(mcp: tuple[McpServers, ToolRegistry, list[dict]]) -> None:
+    servers, _, _ = mcp
+    server = await servers.add(behave())
+    await wait_status(server, "active")
+    seen: list[tuple[float, float | None, str | None]] = []
+    result = await server.call_tool("steps", {"count": 3}, progress=lambda *p: seen.append(p))
+    assert result["content"][0]["text"] == "3 steps"
+    assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+
+
+async def test_list_changed_re_registers_the_tools(mcp: tuple[McpServers, ToolRegistry, list[dict]]) -> None:
+    servers, registry, _ = mcp
+    server = await servers.add(behave())
+    await wait_status(server, "active")
+    changes: list[None] = []
+    registry.subscribe(lambda: changes.append(None))
+    await server.call_tool("grow", {"name": "newcomer"})
+    with trio.fail_after(5):
+        await until(lambda: "behave__newcomer" in registry, poll=0.01)
+    assert changes
+    spec = registry.get("behave__newcomer")
+    assert spec is not None and spec.description == "[behave] added at run time: newcomer"
+
+
+async def test_a_server_that_never_initializes_is_parked_and_others_keep_working(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]],
+) -> None:
+    servers, registry, events = mcp
+    good = await servers.add(behave("good"))
+    stuck = await servers.add(silent("stuck"))
+    await wait_status(good, "active")
+    await wait_status(stuck, "error")
+    with trio.fail_after(20):
+        await until(lambda: stuck.parked_until is not None, poll=0.02)
+    info = stuck.info()
+    assert info["status"] == "error" and info["parkedFor"] is not None
+    assert "failed 3 times" in info["lastError"] and "no answer in time" in info["lastError"]
+    with pytest.raises(McpCallError, match="parked after repeated failures"):
+        await stuck.call_tool("anything", {})
+    assert (await good.call_tool("echo", {"text": "fine"}))["content"][0]["text"] == "fine"
+    assert not any(name.startswith("stuck__") for name in registry.names())
+    assert any(e["server"] == "stuck" and e["status"] == "error" for e in events)
+    # The park ends and the server is tried again (and fails again, counted anew).
+    with trio.fail_after(10):
+        await until(lambda: stuck.parked_until is None, poll=0.02)
+
+
+async def test_a_missing_command_is_a_clear_error(mcp: tuple[McpServers, ToolRegistry, list[dict]]) -> None:
+    servers, _, _ = mcp
+    server = await servers.add(parse_server("ghost", {"command": "/no/such/mcp-server"}))
+    await wait_status(server, "error")
+    assert "/no/such/mcp-server" in (server.metrics.last_error or "")
+    report = await probe_server(server.config)
+    assert report["ok"] is False and "/no/such/mcp-server" in report["error"]
+
+
+async def test_a_server_that_exits_at_once_counts_as_a_crash_loop(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]],
+) -> None:
+    servers, _, _ = mcp
+    server = await servers.add(parse_server("quitter", {"command": sys.executable, "args": ["-c", "pass"]}))
+    with trio.fail_after(20):
+        await until(lambda: server.parked_until is not None, poll=0.02)
+    assert "failed 3 times within 30 s" in (server.metrics.last_error or "")
+
+
+async def test_removing_a_server_stops_its_process_and_unregisters_its_tools(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]],
+) -> None:
+    servers, registry, _ = mcp
+    before = set(child_processes())
+    server = await servers.add(behave())
+    await wait_status(server, "active")
+    groups = server_groups()
+    assert "behave__echo" in registry
+    assert await servers.remove("behave")
+    assert "behave__echo" not in registry and servers.get("behave") is None
+    assert set(child_processes()) - before == set()
+    for group in groups:
+        assert processes_in_group(group) == []
+
+
+# -- the reference server, over each transport -----------------------------------------
+
+
+async def start_everything(nursery: trio.Nursery, transport: str, port: int) -> trio.Process:
+    command = everything_command()
+    mode = {"http": "streamableHttp", "sse": "sse"}[transport]
+    process = await nursery.start(
+        lambda task_status: trio.run_process(
+            [command, mode],
+            env={**os.environ, "PORT": str(port)},
+            stdout=trio.DEVNULL if hasattr(trio, "DEVNULL") else -3,
+            stderr=-3,
+            check=False,
+            task_status=task_status,
+        )
+    )
+    return process
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
+async def test_the_reference_everything_server(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]], nursery: trio.Nursery, transport: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    servers, registry, _ = mcp
+    if transport == "stdio":
+        monkeypatch.setenv("EDGE_KEEP", "passed")
+        monkeypatch.setenv("EDGE_TOKEN", "must-not-leak")
+        config = parse_server("ev", {"command": everything_command(), "envPassthrough": ["EDGE_KEEP"]})
+    else:
+        port = free_port()
+        process = await start_everything(nursery, transport, port)
+        path = "/mcp" if transport == "http" else "/sse"
+        config = parse_server("ev", {"url": f"http://127.0.0.1:{port}{path}", "transport": transport})
+        report: dict = {}
+        with trio.fail_after(20):
+            while not report.get("ok"):
+                report = await probe_server(config, within=5)
+                if not report["ok"]:
+                    await trio.sleep(0.2)
+    server = await servers.add(config)
+    await wait_status(server, "active", within=20)
+    assert {"ev__echo", "ev__get-sum", "ev__get-tiny-image"} <= registry.names()
+    echo = await server.call_tool("echo", {"message": "hello"})
+    assert echo["content"][0]["text"] == "Echo: hello"
+    total = await server.call_tool("get-sum", {"a": 2, "b": 3})
+    assert "5" in total["content"][0]["text"]
+    image = await server.call_tool("get-tiny-image", {})
+    images = [c for c in image["content"] if c["type"] == "image"]
+    assert images and images[0]["mimeType"] == "image/png" and len(images[0]["data"]) > 20
+    seen: list[tuple] = []
+    await server.call_tool(
+        "trigger-long-running-operation", {"duration": 0.3, "steps": 3}, progress=lambda *p: seen.append(p)
+    )
+    assert [p[0] for p in seen] == [1, 2, 3]
+    if transport == "stdio":
+        env = json.loads((await server.call_tool("get-env", {}))["content"][0]["text"])
+        assert env.get("EDGE_KEEP") == "passed" and "EDGE_TOKEN" not in env
+    else:
+        process.kill()
+
+
+async def test_an_idle_http_session_closes_and_reconnects_on_demand(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]], nursery: trio.Nursery
+) -> None:
+    servers, registry, _ = mcp
+    port = free_port()
+    process = await start_everything(nursery, "http", port)
+    config = parse_server("ev", {"url": f"http://127.0.0.1:{port}/mcp", "idleTimeout": 0.5})
+    with trio.fail_after(20):
+        while not (await probe_server(config, within=5))["ok"]:
+            await trio.sleep(0.2)
+    server = await servers.add(config)
+    await wait_status(server, "active", within=20)
+    await wait_status(server, "inactive", within=5)  # idle: session closed
+    assert "ev__echo" in registry  # its tools stay offered
+    echo = await server.call_tool("echo", {"message": "wake"})
+    assert echo["content"][0]["text"] == "Echo: wake"
+    assert server.status == "active"
+    process.kill()
