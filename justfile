@@ -23,6 +23,7 @@ lint: setup
 bench: setup
     {{venv}}/bin/python bench/bench_spine.py
     {{venv}}/bin/python bench/bench_capture.py
+    {{venv}}/bin/python bench/bench_mcp.py
 
 # a fake cloud to try edge by hand
 dev-cloud: setup

@@ -141,6 +141,50 @@ def _parser() -> argparse.ArgumentParser:
     cap.add_argument("--json", action="store_true", help="no live view; summaries as JSON")
     cap.add_argument("--config", type=Path, metavar="FILE", help="TOML config")
 
+    mcp = sub.add_parser(
+        "mcp",
+        help="configure and check MCP servers (their tools become edge tools)",
+        description="MCP servers listed in mcp.json (default: in the user config dir) are "
+        "started by 'edge run'; their tools are offered to the cloud like the built-ins.",
+        epilog=MCP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mcp_sub = mcp.add_subparsers(dest="mcp_command", metavar="ACTION", required=True)
+    ma = mcp_sub.add_parser(
+        "add",
+        help="add a server: NAME [OPTIONS] -- COMMAND ARGS... (stdio), or NAME --url URL",
+        usage="edge mcp add NAME [OPTIONS] -- COMMAND [ARGS...]\n"
+        "       edge mcp add NAME --url URL [--transport http|sse] [--header K=V] [OPTIONS]",
+        description="Add an MCP server to mcp.json, then connect to it once to check it. "
+        "For a stdio server, everything after -- is its command line.",
+    )
+    ma.add_argument("name", help="what the server is called; its tools are NAME__TOOL")
+    ma.add_argument("--url", help="an HTTP server's endpoint (streamable HTTP or SSE)")
+    ma.add_argument("--transport", choices=["http", "sse"], default="http", help="default http")
+    ma.add_argument("--header", action="append", default=[], metavar="K=V", help="repeatable")
+    ma.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable")
+    ma.add_argument(
+        "--pass-env", action="append", default=[], metavar="NAME",
+        help="pass this variable of edge's environment through (repeatable)",
+    )  # fmt: skip
+    ma.add_argument("--timeout", type=float, help="seconds per call (default 60)")
+    ma.add_argument("--replace", action="store_true", help="replace a server of that name")
+    ma.add_argument("--no-test", action="store_true", help="do not connect to check it")
+    ml = mcp_sub.add_parser("list", help="the configured servers (with live status if edge runs)")
+    ml.add_argument("--json", action="store_true", help="print the raw JSON")
+    mt = mcp_sub.add_parser("test", help="connect to a server, list its tools, time it")
+    mt.add_argument("name")
+    mt.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    mr = mcp_sub.add_parser("remove", help="remove a server from mcp.json")
+    mr.add_argument("name")
+    for p in (ma, ml, mt, mr):
+        p.add_argument("--file", type=Path, metavar="FILE", help="the servers file (mcp.json)")
+        p.add_argument("--config", type=Path, metavar="FILE", help="TOML config naming it")
+    ml.add_argument(
+        "--control", metavar="HOST:PORT", default="127.0.0.1:8660",
+        help="where to ask a running daemon for live status",
+    )  # fmt: skip
+
     dev = sub.add_parser("dev-cloud", help="run a fake cloud to try edge by hand")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8765)
@@ -158,6 +202,16 @@ examples:
   edge capture --source mic --duration 60 --out ~/notes
   EDGE_TOKEN=... edge capture --duplex --asr wss://cloud.example/asr
   edge capture --source tone:440 --source tone:660 --asr ws://127.0.0.1:8765/asr
+"""
+
+
+MCP_EPILOG = """\
+examples:
+  edge mcp add time -- uvx mcp-server-time
+  edge mcp add files -- npx -y @modelcontextprotocol/server-filesystem ~/notes
+  edge mcp add notes --url http://127.0.0.1:3001/mcp --header "Authorization=Bearer ..."
+  edge mcp list
+  edge mcp test time
 """
 
 
@@ -362,6 +416,142 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     return 1 if any(s.get("error") for s in summaries) else 0
 
 
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _mcp_file(args: argparse.Namespace) -> Path:
+    from .config import load_config
+
+    if args.file is not None:
+        return Path(args.file).expanduser()
+    path = load_config(config_file=args.config, no_control=True).mcp_file
+    assert path is not None
+    return path
+
+
+def _print_probe(report: dict[str, Any]) -> None:
+    if not report["ok"]:
+        print(f"{report['name']}: cannot connect: {report['error']} ({report['ms']:.0f} ms)")
+        return
+    server = report["server"]
+    print(
+        f"{report['name']}: {server['name']} {server['version']} "
+        f"(MCP {report['protocolVersion']}), connected in {report['connectMs']:.0f} ms, "
+        f"tools listed in {report['listToolsMs']:.0f} ms"
+    )
+    print(f"  {len(report['tools'])} tools: {', '.join(report['tools'])}")
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    import trio
+
+    from .errors import ConfigError
+    from .mcp.config import load_servers, parse_server, save_server
+    from .mcp.session import probe_server
+
+    path = _mcp_file(args)
+    if args.mcp_command == "add":
+        command = list(getattr(args, "server_command", []))
+        if command and args.url:
+            return _fail("give either -- COMMAND ARGS... or --url, not both")
+        if not command and not args.url:
+            return _fail("give the server's command after -- (stdio) or --url URL")
+        try:
+            entry: dict[str, Any] = {}
+            if command:
+                entry = {"command": command[0], "args": command[1:]}
+                if args.env:
+                    entry["env"] = _pairs(args.env, "--env")
+                if args.pass_env:
+                    entry["envPassthrough"] = args.pass_env
+            else:
+                entry = {"url": args.url, "transport": args.transport}
+                if args.header:
+                    entry["headers"] = _pairs(args.header, "--header")
+            if args.timeout is not None:
+                entry["timeout"] = args.timeout
+        except ValueError as exc:
+            return _fail(str(exc))
+        server = parse_server(args.name, entry)
+        save_server(path, server, replace=args.replace)
+        print(f"added {server.name} to {path}")
+        if args.no_test:
+            return 0
+        report = trio.run(lambda: probe_server(server, within=30.0))
+        _print_probe(report)
+        if not report["ok"]:
+            print("  (kept in the file: edge run will keep trying it)")
+        return 0 if report["ok"] else 1
+    if args.mcp_command == "remove":
+        import json as _json
+
+        try:
+            data = _json.loads(path.read_text(encoding="utf-8"))
+            del data["mcpServers"][args.name]
+        except FileNotFoundError:
+            return _fail(f"{path} does not exist")
+        except (KeyError, TypeError):
+            return _fail(f"no MCP server named {args.name!r} in {path}")
+        except ValueError as exc:
+            return _fail(f"{path} is not valid JSON: {exc}")
+        path.write_text(_json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        print(f"removed {args.name} from {path}")
+        return 0
+    servers = {s.name: s for s in load_servers(path)}
+    if args.mcp_command == "test":
+        found = servers.get(args.name)
+        if found is None:
+            raise ConfigError(f"no MCP server named {args.name!r} in {path}")
+        report = trio.run(lambda: probe_server(found, within=args.timeout))
+        _print_probe(report)
+        return 0 if report["ok"] else 1
+    live = _live_mcp(args.control)
+    if args.json:
+        rows = [live.get(name, s.describe()) for name, s in servers.items()]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not servers:
+        print(f"no MCP servers in {path} (add one with: edge mcp add NAME -- COMMAND ...)")
+        return 0
+    for name, s in servers.items():
+        target = " ".join(s.describe().get("command") or [s.url or ""])
+        state = live.get(name)
+        status = (
+            (f"{state['status']}, {state['tools']} tools" if state else "not running")
+            if live
+            else ("disabled" if s.disabled else "")
+        )
+        print(f"{name:<16} {s.transport:<5} {target}  {status}".rstrip())
+        if state and state.get("lastError") and state["status"] != "active":
+            print(f"{'':<16} last error: {state['lastError']}")
+    if not live:
+        print("(edge is not running here: statuses are shown while 'edge run' is up)")
+    return 0
+
+
+def _live_mcp(control: str) -> dict[str, dict[str, Any]]:
+    """Servers as a running daemon reports them; empty when none answers."""
+    import httpx
+
+    from .config import parse_hostport
+
+    host, port = parse_hostport(control)
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=2.0) as client:
+            rows = client.get("/mcp/servers").json()["servers"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+    return {row["name"]: row for row in rows}
+
+
 def _cmd_dev_cloud(args: argparse.Namespace) -> int:
     import trio
 
@@ -381,7 +571,14 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    server_command: list[str] = []
+    if argv[:2] == ["mcp", "add"] and "--" in argv:
+        # Everything after -- is the server's own command line, options included.
+        cut = argv.index("--")
+        argv, server_command = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
+    args.server_command = server_command
     if args.version:
         from . import __version__
 
@@ -392,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _cmd_status,
         "tools": _cmd_tools,
         "capture": _cmd_capture,
+        "mcp": _cmd_mcp,
         "dev-cloud": _cmd_dev_cloud,
     }
     if args.command is None:

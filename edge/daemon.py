@@ -395,8 +395,8 @@ class Daemon:
     def mcp_servers(self) -> list[dict[str, Any]]:
         return self.mcp.info()
 
-    async def mcp_test(self, name: str) -> dict[str, Any]:
-        return await self.mcp.test(name)
+    async def mcp_test(self, name: str, within: float = 10.0) -> dict[str, Any]:
+        return await self.mcp.test(name, within)
 
     def openai_tools(self) -> list[dict[str, Any]]:
         """What the cloud approved and the policy allows, in OpenAI function-calling form."""

@@ -13,6 +13,7 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     GET  /events            the same stream (MCP server status changes included)
     GET  /mcp/servers       every MCP server: status, metrics, per-tool figures
     POST /mcp/servers/NAME/test   connect on a fresh connection, list tools, time it
+                                  (?timeout=SECONDS, default 10)
     GET  /tools/openai      the effective tools in OpenAI function-calling form
     POST /tools/batch       {"toolCalls": [OpenAI tool calls], "concurrency"?}: run them
                             under the cloud's approval and the local policy
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Request bodies larger than this are refused (bytes).
 MAX_BODY: Final = 64 * 1024
+#: Seconds POST /mcp/servers/NAME/test waits for a server unless ?timeout= says otherwise.
+MCP_TEST_TIMEOUT: Final = 10.0
 #: Calls in one /tools/batch request at most.
 MAX_BATCH: Final = 64
 #: Seconds between keep-alive comments on an idle event stream.
@@ -90,7 +93,7 @@ class ControlTarget(Protocol):
 
     def mcp_servers(self) -> list[dict[str, Any]]: ...
 
-    async def mcp_test(self, name: str) -> dict[str, Any]: ...
+    async def mcp_test(self, name: str, within: float) -> dict[str, Any]: ...
 
     def openai_tools(self) -> list[dict[str, Any]]: ...
 
@@ -283,7 +286,13 @@ def build_app(target: ControlTarget, allowed_origins: Iterable[str] = ()) -> ASG
     async def mcp_test(request: Request) -> JSONResponse:
         name = request.path_params["name"]
         try:
-            report = await target.mcp_test(name)
+            within = float(request.query_params.get("timeout", MCP_TEST_TIMEOUT))
+        except ValueError:
+            raise BadRequest("timeout must be a number of seconds") from None
+        if not 0 < within <= 120:
+            raise BadRequest("timeout must be between 0 and 120 seconds")
+        try:
+            report = await target.mcp_test(name, within)
         except KeyError:
             raise HTTPException(404, f"no MCP server named {name!r}") from None
         return JSONResponse(report, status_code=200 if report["ok"] else 502)

@@ -186,12 +186,12 @@ class McpServers:
             out.append(entry)
         return out
 
-    async def test(self, name: str) -> dict[str, Any]:
+    async def test(self, name: str, within: float = 10.0) -> dict[str, Any]:
         """Connect to ``name`` on a connection of its own, list its tools, time it."""
         server = self._servers.get(name)
         if server is None:
             raise KeyError(name)
-        return await probe_server(server.config)
+        return await probe_server(server.config, within=within)
 
 
 async def call_batch(

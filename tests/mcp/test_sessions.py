@@ -34,16 +34,17 @@ async def wait_status(server: McpServer, *statuses: str, within: float = 10) -> 
         await until(lambda: server.status in statuses, poll=0.01)
 
 
-def server_groups() -> set[int]:
-    """Process groups of this process's children (each stdio server leads its own)."""
+def server_groups(before: set[int]) -> set[int]:
+    """Process groups of the children started since ``before`` (each stdio server leads its own)."""
     groups = set()
-    for pid in child_processes():
+    for pid in set(child_processes()) - before:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 stat = f.read()
         except OSError:
             continue
         groups.add(int(stat[stat.rfind(")") + 2 :].split()[2]))
+    groups.discard(os.getpgrp())
     return groups
 
 
@@ -69,9 +70,11 @@ async def test_a_crash_mid_call_is_an_error_then_the_server_is_back(
     mcp: tuple[McpServers, ToolRegistry, list[dict]],
 ) -> None:
     servers, _, _ = mcp
+    before = set(child_processes())
     server = await servers.add(behave())
     await wait_status(server, "active")
-    groups = server_groups()
+    groups = server_groups(before)
+    assert groups
     with pytest.raises(McpCallError, match="closed the connection during the call.*crashing on purpose"):
         await server.call_tool("crash", {})
     with trio.fail_after(10):
@@ -191,8 +194,8 @@ async def test_removing_a_server_stops_its_process_and_unregisters_its_tools(
     before = set(child_processes())
     server = await servers.add(behave())
     await wait_status(server, "active")
-    groups = server_groups()
-    assert "behave__echo" in registry
+    groups = server_groups(before)
+    assert groups and "behave__echo" in registry
     assert await servers.remove("behave")
     assert "behave__echo" not in registry and servers.get("behave") is None
     assert set(child_processes()) - before == set()
