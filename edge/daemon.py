@@ -175,7 +175,7 @@ class Daemon:
                     serve_mcp,
                     self.registry,
                     self._mcp_configs(),
-                    on_event=self.events.publish,
+                    on_event=self._on_mcp_event,
                     timing=self._mcp_timing,
                 )
             )
@@ -198,6 +198,12 @@ class Daemon:
                 self._tunnel.activate(cfg.token, cfg.cloud_url)
             task_status.started(self)
         self._root = None
+
+    def _on_mcp_event(self, event: dict[str, Any]) -> None:
+        self.events.publish(event)
+        # The cloud sees each server's status in the capability report.
+        if self._tunnel is not None:
+            self._tunnel.announce()
 
     def _mcp_configs(self) -> list[Any]:
         path = self.config.mcp_file
@@ -278,6 +284,15 @@ class Daemon:
                 "maxOutputChars": MAX_OUTPUT_CHARS,
                 "defaultTimeout": self.config.call_timeout,
             },
+            mcp_servers=[
+                {
+                    "name": server.name,
+                    "status": server.status,
+                    "tools": len(server.tools),
+                    "lastError": server.metrics.last_error,
+                }
+                for server in (self._mcp or ())
+            ],
         )
 
     def _on_frame(self, frame: Frame) -> None:

@@ -32,6 +32,7 @@ def capability_report(
     audio_sources: Iterable[Mapping[str, Any]],
     tools: Iterable[Mapping[str, Any]],
     limits: Mapping[str, Any],
+    mcp_servers: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The report edge sends right after ``connected``.
 
@@ -43,6 +44,7 @@ def capability_report(
         tools: one ``{"name", "description", "input_schema"}`` per tool the local
             policy offers.
         limits: numbers the cloud may want to respect (max concurrent calls, ...).
+        mcp_servers: one ``{"name", "status", "tools", "lastError"}`` per MCP server.
     """
     return {
         "type": "capability_report",
@@ -52,6 +54,7 @@ def capability_report(
         "hostname": hostname,
         "audioSources": list(audio_sources),
         "tools": [dict(t) for t in tools],
+        "mcpServers": [dict(m) for m in mcp_servers],
         "extensions": list(EXTENSIONS),
         "limits": dict(limits),
     }

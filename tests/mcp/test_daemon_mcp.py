@@ -177,3 +177,34 @@ async def test_a_broken_servers_file_leaves_the_daemon_running(
     assert len(d.mcp) == 0
     assert any("no MCP servers" in r.getMessage() and "comand" in r.getMessage() for r in caplog.records)
     assert (await cloud.call("file_ops", {"op": "list", "path": "."}))["output"] == ""
+
+
+async def test_server_statuses_reach_the_cloud_in_the_capability_report(daemon: Daemon, cloud: FakeCloud) -> None:
+    def statuses() -> dict[str, str]:
+        report = cloud.report or {}
+        return {m["name"]: m["status"] for m in report.get("mcpServers", [])}
+
+    with trio.fail_after(20):
+        await cloud.wait_for(lambda: statuses().get("behave") == "active" and statuses().get("stuck") == "error")
+    stuck = next(m for m in cloud.report["mcpServers"] if m["name"] == "stuck")
+    assert stuck["tools"] == 0 and "no answer in time" in stuck["lastError"]
+
+
+async def test_the_reference_server_through_the_tunnel(
+    nursery: trio.Nursery, workspace: Path, cloud: FakeCloud, tmp_path: Path
+) -> None:
+    from edge.mcp.config import parse_server
+
+    from .conftest import everything_command
+
+    mcp_file = write_servers(tmp_path / "mcp.json", parse_server("ev", {"command": everything_command()}))
+    cfg = make_config(workspace, cloud, mcp_file=mcp_file)
+    d: Daemon = await nursery.start(Daemon(cfg, tunnel_options=fast_tunnel(), mcp_timing=FAST).run)
+    with trio.fail_after(30):
+        await until(lambda: "ev__get-tiny-image" in d.effective_tools(), poll=0.01)
+    image = await cloud.call("ev__get-tiny-image", {})
+    assert image["images"][0]["mimeType"] == "image/png" and len(image["images"][0]["data"]) > 20
+    structured = await cloud.call("ev__get-structured-content", {"location": "New York"})
+    assert "temperature" in structured["structured"]
+    total = await cloud.call("ev__get-sum", {"a": 20, "b": 22})
+    assert "42" in total["output"]

@@ -291,3 +291,44 @@ async def test_an_idle_http_session_closes_and_reconnects_on_demand(
     assert echo["content"][0]["text"] == "Echo: wake"
     assert server.status == "active"
     process.kill()
+
+
+async def test_a_server_gone_while_idle_is_reconnected_transparently(
+    mcp: tuple[McpServers, ToolRegistry, list[dict]],
+) -> None:
+    servers, _, _ = mcp
+    before = set(child_processes())
+    server = await servers.add(behave())
+    await wait_status(server, "active")
+    [pid] = set(child_processes()) - before
+    os.kill(pid, 9)
+    await trio.sleep(0.05)  # the SDK sees the pipe close; no request is in flight
+    # The request meets a closed connection before it is sent: it goes out on the next one.
+    result = await server.call_tool("echo", {"text": "no error for me"})
+    assert result["content"][0]["text"] == "no error for me"
+    assert server.info()["restarts"] == 1 and server.metrics.errors == 0
+
+
+class PagedSession:
+    """Stands in for the SDK session in a test of the pagination bound only."""
+
+    def __init__(self, pages: int, per_page: int) -> None:
+        self.pages, self.per_page, self.calls = pages, per_page, 0
+
+    async def list_tools(self, *, params: object = None) -> object:
+        from mcp_types import ListToolsResult, Tool
+
+        page = self.calls
+        self.calls += 1
+        tools = [Tool(name=f"t{page}_{i}", input_schema={"type": "object"}) for i in range(self.per_page)]
+        more = page + 1 < self.pages
+        return ListToolsResult(tools=tools, next_cursor=f"c{page + 1}" if more else None)
+
+
+async def test_tool_pages_are_followed_to_the_end_and_bounded() -> None:
+    from edge.mcp.session import MAX_TOOL_PAGES, fetch_tools
+
+    session = PagedSession(pages=3, per_page=2)
+    assert [t["name"] for t in await fetch_tools(session)] == ["t0_0", "t0_1", "t1_0", "t1_1", "t2_0", "t2_1"]
+    endless = PagedSession(pages=10**6, per_page=1)
+    assert len(await fetch_tools(endless)) == MAX_TOOL_PAGES and endless.calls == MAX_TOOL_PAGES
