@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
     tools = sub.add_parser("tools", help="list or call tools locally (same path as the cloud's)")
     tools_sub = tools.add_subparsers(dest="tools_command", metavar="ACTION", required=True)
-    tl = tools_sub.add_parser("list", help="the tools the local policy offers")
+    tl = tools_sub.add_parser(
+        "list", help="the built-in tools the local policy offers (MCP tools: edge mcp list)"
+    )
     _add_common(tl)
     tl.add_argument("--json", action="store_true", help="print names, descriptions and schemas")
     tc = tools_sub.add_parser(

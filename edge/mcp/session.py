@@ -250,6 +250,7 @@ class McpServer:
         self._last_status: Status = "inactive"
         self._in_flight = 0
         self._sessions = 0
+        self._last_reason: str | None = None
 
     # -- what callers use ---------------------------------------------------------------
 
@@ -397,8 +398,11 @@ class McpServer:
                 self.metrics.last_error,
                 self.timing.park_seconds,
             )
-        else:
+        elif reason != self._last_reason:
             log.warning("MCP server %s: %s; reconnecting", self.name, reason)
+        else:  # the same problem again: once in the log is enough
+            log.debug("MCP server %s: %s; reconnecting", self.name, reason)
+        self._last_reason = reason
         self._status_changed()
 
     async def _sleep_failing(self, delay: float) -> None:
@@ -485,6 +489,7 @@ class McpServer:
         await self._list_tools(session)
         self._sessions += 1
         self.metrics.restarts = self._sessions - 1
+        self._last_reason = None
         self.metrics.connected_since = time.monotonic()
         self._session = session
         self._failing = False
