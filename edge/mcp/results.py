@@ -8,7 +8,8 @@ An edge result keeps everything the server said:
 
 - ``output`` (or ``error`` when ``isError``): the text blocks, in order, in
   the server's chosen format (``plain``, ``markdown`` or ``json``);
-- ``images`` / ``audio``: ``{"mimeType", "data"}`` with the base64 data as sent;
+- ``images`` / ``audio``: ``{"mimeType", "data"}`` with the base64 data as sent
+  (a block over ``MAX_BLOB_CHARS`` is ``{"mimeType", "omitted": why}``);
 - ``resources``: embedded resources (``uri``, ``mimeType``, ``text`` or ``blob``)
   and resource links (``uri``, ``name``);
 - ``structured``: the structured content, untouched.
@@ -21,6 +22,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..protocol import error_result
+
+#: Base64 characters kept per image, audio or blob block (about 3 MB of data);
+#: a larger block keeps its mime type and size and is marked ``omitted``.
+MAX_BLOB_CHARS = 4_000_000
+
+
+def _blob(block: Mapping[str, Any], key: str) -> dict[str, Any]:
+    out = {k: block[k] for k in ("uri", "name", "mimeType", "text") if k in block}
+    data = block.get(key)
+    if isinstance(data, str) and len(data) > MAX_BLOB_CHARS:
+        out["omitted"] = f"{len(data)} base64 characters, over edge's limit of {MAX_BLOB_CHARS}"
+    elif data is not None:
+        out[key] = data
+    return out
 
 
 def _text_of(block: Mapping[str, Any]) -> str | None:
@@ -81,21 +96,12 @@ def map_call_result(raw: Mapping[str, Any], style: str = "plain") -> dict[str, A
     structured = raw.get("structuredContent")
     text = format_blocks(content, structured, style)
     fields: dict[str, Any] = {}
-    images = [
-        {"mimeType": b.get("mimeType"), "data": b.get("data")}
-        for b in content
-        if b.get("type") == "image"
-    ]
-    audio = [
-        {"mimeType": b.get("mimeType"), "data": b.get("data")}
-        for b in content
-        if b.get("type") == "audio"
-    ]
+    images = [_blob(b, "data") for b in content if b.get("type") == "image"]
+    audio = [_blob(b, "data") for b in content if b.get("type") == "audio"]
     resources = []
     for b in content:
         if b.get("type") == "resource" and isinstance(b.get("resource"), dict):
-            r = b["resource"]
-            resources.append({k: r[k] for k in ("uri", "mimeType", "text", "blob") if k in r})
+            resources.append(_blob(b["resource"], "blob"))
         elif b.get("type") == "resource_link":
             resources.append({k: b[k] for k in ("uri", "name", "mimeType") if k in b})
     if images:

@@ -88,3 +88,15 @@ def test_openai_round_trip() -> None:
 def test_bad_openai_calls_say_what_is_wrong(call: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         from_openai_call(call)
+
+
+def test_oversized_blobs_are_omitted_and_say_so() -> None:
+    from edge.mcp.results import MAX_BLOB_CHARS
+
+    huge = "A" * (MAX_BLOB_CHARS + 4)
+    result = map_call_result({"content": [
+        {"type": "image", "data": huge, "mimeType": "image/png"},
+        {"type": "resource", "resource": {"uri": "file:///x.bin", "blob": huge}},
+    ]})
+    assert result["images"] == [{"mimeType": "image/png", "omitted": f"{len(huge)} base64 characters, over edge's limit of {MAX_BLOB_CHARS}"}]
+    assert "blob" not in result["resources"][0] and result["resources"][0]["uri"] == "file:///x.bin"
