@@ -234,7 +234,6 @@ class McpServer:
         self._backoff = Backoff(first=self.timing.backoff_first, cap=self.timing.backoff_cap)
         self._failures: collections.deque[float] = collections.deque()
         self._session: Any = None
-        self._session_scope: trio.CancelScope | None = None
         self._wait_scope: trio.CancelScope | None = None
         self._ended_reason: str | None = None
         self._failing = False
