@@ -308,13 +308,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control_base(control: str) -> str:
+    """``HOST:PORT`` of a control API → its base URL."""
+    from .config import parse_hostport
+
+    host, port = parse_hostport(control)
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     import httpx
 
     from .config import parse_hostport
 
     host, port = parse_hostport(args.control)
-    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    base = _control_base(args.control)
     try:
         with httpx.Client(base_url=base, timeout=3.0) as client:
             health = client.get("/health").json()
@@ -455,7 +463,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     import trio
 
     from .errors import ConfigError
-    from .mcp.config import load_servers, parse_server, save_server
+    from .mcp.config import load_servers, parse_server, remove_server, save_server
     from .mcp.session import probe_server
 
     path = _mcp_file(args)
@@ -492,18 +500,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
             print("  (kept in the file: edge run will keep trying it)")
         return 0 if report["ok"] else 1
     if args.mcp_command == "remove":
-        import json as _json
-
-        try:
-            data = _json.loads(path.read_text(encoding="utf-8"))
-            del data["mcpServers"][args.name]
-        except FileNotFoundError:
-            return _fail(f"{path} does not exist")
-        except (KeyError, TypeError):
-            return _fail(f"no MCP server named {args.name!r} in {path}")
-        except ValueError as exc:
-            return _fail(f"{path} is not valid JSON: {exc}")
-        path.write_text(_json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        remove_server(path, args.name)
         print(f"removed {args.name} from {path}")
         return 0
     servers = {s.name: s for s in load_servers(path)}
@@ -542,12 +539,8 @@ def _live_mcp(control: str) -> dict[str, dict[str, Any]]:
     """Servers as a running daemon reports them; empty when none answers."""
     import httpx
 
-    from .config import parse_hostport
-
-    host, port = parse_hostport(control)
-    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=2.0) as client:
+        with httpx.Client(base_url=_control_base(control), timeout=2.0) as client:
             rows = client.get("/mcp/servers").json()["servers"]
     except (httpx.HTTPError, ValueError, KeyError):
         return {}

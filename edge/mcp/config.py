@@ -222,20 +222,19 @@ def load_servers(path: Path) -> list[McpServerConfig]:
     return parse_servers(data, str(path))
 
 
-def save_server(path: Path, server: McpServerConfig, *, replace: bool = False) -> None:
-    """Add ``server`` to ``path`` (created if missing), keeping every other entry as it was."""
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot update {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"cannot update {path}: it does not hold a JSON object")
-    servers = data.setdefault("mcpServers", {})
-    if server.name in servers and not replace:
-        raise ConfigError(f"MCP server {server.name!r} already exists in {path} (--replace)")
-    servers[server.name] = server.to_json()
+def _read_for_update(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot update {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("mcpServers", {}), dict):
+        raise ConfigError(f"cannot update {path}: it does not hold an mcpServers object")
+    return data
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     # The file may hold header tokens: readable by its owner only.
@@ -244,3 +243,24 @@ def save_server(path: Path, server: McpServerConfig, *, replace: bool = False) -
         json.dump(data, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def save_server(path: Path, server: McpServerConfig, *, replace: bool = False) -> None:
+    """Add ``server`` to ``path`` (created if missing), keeping every other entry as it was."""
+    data = _read_for_update(path)
+    servers = data.setdefault("mcpServers", {})
+    if server.name in servers and not replace:
+        raise ConfigError(f"MCP server {server.name!r} already exists in {path} (--replace)")
+    servers[server.name] = server.to_json()
+    _write(path, data)
+
+
+def remove_server(path: Path, name: str) -> None:
+    """Remove ``name`` from ``path``, keeping every other entry as it was."""
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    data = _read_for_update(path)
+    if name not in data.get("mcpServers", {}):
+        raise ConfigError(f"no MCP server named {name!r} in {path}")
+    del data["mcpServers"][name]
+    _write(path, data)

@@ -369,7 +369,7 @@ class McpServer:
                 if self.parked_until is not None:
                     await self._park()
                 else:
-                    await self._sleep_failing(self._backoff.next_delay())
+                    await trio.sleep(self._backoff.next_delay())  # requests wait in the channel
         finally:
             self._session = None
             self._failing = False
@@ -403,10 +403,6 @@ class McpServer:
             log.debug("MCP server %s: %s; reconnecting", self.name, reason)
         self._last_reason = reason
         self._status_changed()
-
-    async def _sleep_failing(self, delay: float) -> None:
-        """Back off; requests keep waiting in the channel meanwhile."""
-        await trio.sleep(delay)
 
     async def _park(self) -> None:
         """Fail every waiting request at once, and keep doing so until the park is over."""
@@ -663,7 +659,7 @@ class McpServer:
             done.set()
 
 
-def now_ms(start: float) -> float:
+def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
@@ -673,16 +669,16 @@ async def probe_server(config: McpServerConfig, *, within: float = 30.0) -> dict
     try:
         with trio.fail_after(within):
             async with open_session(config, init_timeout=within) as (session, init):
-                connected = now_ms(started)
+                connected = _ms_since(started)
                 listing = time.perf_counter()
                 tools = await fetch_tools(session)
-                listed = now_ms(listing)
+                listed = _ms_since(listing)
     except Exception as exc:
         return {
             "name": config.name,
             "ok": False,
             "error": describe_failure(exc),
-            "ms": now_ms(started),
+            "ms": _ms_since(started),
         }
     return {
         "name": config.name,
@@ -692,5 +688,5 @@ async def probe_server(config: McpServerConfig, *, within: float = 30.0) -> dict
         "connectMs": connected,
         "listToolsMs": listed,
         "tools": [t["name"] for t in tools],
-        "ms": now_ms(started),
+        "ms": _ms_since(started),
     }

@@ -24,7 +24,7 @@ import trio
 from ..errors import ToolError
 from ..mcp.config import McpServerConfig
 from ..mcp.names import ToolNames
-from ..mcp.results import map_call_result, to_openai_tool
+from ..mcp.results import map_call_result
 from ..mcp.session import McpCallError, McpServer, Status, Timing, probe_server
 from ..tools.registry import CallContext, ToolRegistry, ToolResult, ToolSpec
 
@@ -153,17 +153,6 @@ class McpServers:
             return map_call_result(raw, server.config.result_format)
 
         return run
-
-    def openai_tools(
-        self, allowed: Callable[[str], bool] = lambda name: True
-    ) -> list[dict[str, Any]]:
-        """Every MCP tool the predicate allows, in OpenAI function-calling form."""
-        out = []
-        for public in sorted(n for names in self._registered.values() for n in names):
-            spec = self._registry.get(public)
-            if spec is not None and allowed(public):
-                out.append(to_openai_tool(spec.name, spec.description, spec.input_schema))
-        return out
 
     # -- health ----------------------------------------------------------------------
 

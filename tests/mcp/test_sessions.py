@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from edge.mcp.session import McpCallError, McpServer, probe_server
 from edge.nurseries.mcp import McpServers, serve_mcp
 from edge.tools.registry import ToolRegistry
 
-from ..conftest import child_processes, processes_in_group, until
+from ..conftest import _processes, child_processes, processes_in_group, until
 from .conftest import FAST, behave, everything_command, silent, time_server
 
 
@@ -36,16 +37,8 @@ async def wait_status(server: McpServer, *statuses: str, within: float = 10) -> 
 
 def server_groups(before: set[int]) -> set[int]:
     """Process groups of the children started since ``before`` (each stdio server leads its own)."""
-    groups = set()
-    for pid in set(child_processes()) - before:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        groups.add(int(stat[stat.rfind(")") + 2 :].split()[2]))
-    groups.discard(os.getpgrp())
-    return groups
+    new = set(child_processes()) - before
+    return {group for pid, _, _, group in _processes() if pid in new} - {os.getpgrp()}
 
 
 async def test_the_published_time_server_over_stdio(mcp: tuple[McpServers, ToolRegistry, list[dict]]) -> None:
@@ -213,8 +206,8 @@ async def start_everything(nursery: trio.Nursery, transport: str, port: int) -> 
         lambda task_status: trio.run_process(
             [command, mode],
             env={**os.environ, "PORT": str(port)},
-            stdout=trio.DEVNULL if hasattr(trio, "DEVNULL") else -3,
-            stderr=-3,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             check=False,
             task_status=task_status,
         )
