@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from edge.devcloud import FakeCloud
+from edge.dev.cloud import FakeCloud
 
 TOKEN = "bench-token"
 

@@ -38,13 +38,13 @@ from .capture.capture import CaptureEvent, CaptureRequest
 from .capture.sources import AudioFormat, CaptureError, parse_source, probe_sources
 from .capture.uplink import AsrTarget
 from .config import TOKEN_ENV, Config
+from .control.app import build_app, serve_control
 from .errors import ConfigError
 from .events import EventHub
 from .mcp.config import load_servers
 from .mcp.session import Timing
 from .nurseries.captures import Captures, serve_captures
-from .nurseries.control import build_app, serve_control
-from .nurseries.mcp import McpServers, call_batch, serve_mcp
+from .nurseries.mcp import McpServers, serve_mcp
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelStatus, serve_tunnel
 from .nurseries.workers import ToolWorkers, serve_workers
 from .protocol import (
@@ -57,6 +57,7 @@ from .protocol import (
     capability_report,
 )
 from .secret import Secret
+from .tools.batch import call_batch
 from .tools.builtin import BUILTIN_TOOLS
 from .tools.execute import Executor
 from .tools.policy import Policy
@@ -415,7 +416,7 @@ class Daemon:
 
     def openai_tools(self) -> list[dict[str, Any]]:
         """What the cloud approved and the policy allows, in OpenAI function-calling form."""
-        from .mcp.results import to_openai_tool
+        from .protocol.openai import to_openai_tool
 
         effective = self.effective_tools()
         return [

@@ -12,8 +12,8 @@ import trio
 
 from edge.config import Config
 from edge.daemon import Daemon
-from edge.devcloud import FakeCloud
-from edge.nurseries.backoff import Backoff
+from edge.dev.cloud import FakeCloud
+from edge.net.backoff import Backoff
 from edge.secret import Secret
 
 TOKEN = "test-token-123"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from edge.devcloud import FakeCloud
+from edge.dev.cloud import FakeCloud
 
 from .conftest import TOKEN, processes_in_group, until
 

@@ -20,8 +20,8 @@ import trio
 import trio_websocket
 
 from ..errors import first_leaf
-from ..nurseries.backoff import Backoff
-from ..nurseries.wsclient import open_ws
+from ..net.backoff import Backoff
+from ..net.wsclient import open_ws
 from ..protocol.asr import (
     Ack,
     AsrError,

@@ -35,7 +35,7 @@ from typing import Any, Final, Literal, TextIO, cast
 import trio
 
 from ..errors import first_leaf
-from ..nurseries.backoff import Backoff
+from ..net.backoff import Backoff
 from .config import McpServerConfig
 from .metrics import ServerMetrics, ToolMetrics
 

@@ -16,7 +16,7 @@ re-announces the capabilities. Status changes go to ``on_event``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -29,10 +29,6 @@ from ..mcp.session import McpCallError, McpServer, Status, Timing, probe_server
 from ..tools.registry import CallContext, ToolRegistry, ToolResult, ToolSpec
 
 log = logging.getLogger(__name__)
-
-#: Calls of one batch running at once unless asked otherwise.
-BATCH_CONCURRENCY = 8
-
 
 class McpServers:
     """Handle on the MCP nursery; made by ``serve_mcp``."""
@@ -181,31 +177,6 @@ class McpServers:
         if server is None:
             raise KeyError(name)
         return await probe_server(server.config, within=within)
-
-
-async def call_batch(
-    call: Callable[[str, dict[str, Any]], Any],
-    calls: Iterable[tuple[str, Mapping[str, Any]]],
-    *,
-    concurrency: int = BATCH_CONCURRENCY,
-) -> list[ToolResult]:
-    """Run ``call(name, args)`` for each entry, at most ``concurrency`` at once.
-
-    Results come back in the order of ``calls``; ``call`` must not raise
-    (``Executor.call`` does not).
-    """
-    entries = list(calls)
-    results: list[ToolResult | None] = [None] * len(entries)
-    limiter = trio.CapacityLimiter(max(1, concurrency))
-
-    async def one(i: int, name: str, args: Mapping[str, Any]) -> None:
-        async with limiter:
-            results[i] = await call(name, dict(args))
-
-    async with trio.open_nursery() as nursery:
-        for i, (name, args) in enumerate(entries):
-            nursery.start_soon(one, i, name, args)
-    return [r if r is not None else {"error": "not run"} for r in results]
 
 
 async def serve_mcp(

@@ -28,6 +28,8 @@ import trio
 import trio_websocket
 
 from ..errors import HandshakeFailed, TunnelError, Unauthorized
+from ..net.backoff import Backoff
+from ..net.wsclient import open_ws, parse_ws_url
 from ..protocol import (
     MAX_FRAME_CHARS,
     ApprovedTools,
@@ -43,9 +45,7 @@ from ..protocol import (
     tool_response,
 )
 from ..secret import Secret
-from .backoff import Backoff
 from .outbox import Outbox
-from .wsclient import open_ws, parse_ws_url
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from hypothesis import given, strategies as st
 from edge.capture.capture import CaptureRequest, open_capture
 from edge.capture.sources import parse_source
 from edge.capture.uplink import AsrTarget
-from edge.devasr import describe_tones
-from edge.devcloud import FakeCloud
-from edge.nurseries.backoff import Backoff
+from edge.dev.asr import describe_tones
+from edge.dev.cloud import FakeCloud
+from edge.net.backoff import Backoff
 from edge.protocol.asr import (
     Ack,
     AsrError,

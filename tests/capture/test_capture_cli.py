@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from edge.devasr import describe_tones
+from edge.dev.asr import describe_tones
 
 EDGE = [sys.executable, "-m", "edge"]
 

@@ -21,9 +21,9 @@ import soundfile
 import trio
 
 from edge.daemon import Daemon
-from edge.devasr import describe_tones
-from edge.devcloud import FakeCloud
-from edge.nurseries.backoff import Backoff
+from edge.dev.asr import describe_tones
+from edge.dev.cloud import FakeCloud
+from edge.net.backoff import Backoff
 
 from ..conftest import fast_tunnel, make_config, open_fds, until
 from .conftest import Player, audio_threads, non_trio_threads

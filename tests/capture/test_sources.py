@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import trio
 
-from edge.capture.live import meter, status_line
+from edge.cli.capture_view import meter, status_line
 from edge.capture.sources import (
     AudioFormat,
     CaptureError,
@@ -19,7 +19,7 @@ from edge.capture.sources import (
     parse_source,
     zero_audio_warning,
 )
-from edge.devasr import describe_tones
+from edge.dev.asr import describe_tones
 
 from .conftest import write_tone
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from edge.daemon import Daemon
-from edge.devcloud import FakeCloud
+from edge.dev.cloud import FakeCloud
 
 from ..conftest import child_processes, fast_tunnel, make_config, until
 from .conftest import FAST, behave, silent, time_server

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from edge.daemon import Daemon
-from edge.devcloud import FakeCloud
-from edge.nurseries.backoff import Backoff
+from edge.dev.cloud import FakeCloud
+from edge.net.backoff import Backoff
 from edge.nurseries.tunnel import TunnelStatus
 from edge.protocol import MAX_FRAME_CHARS, PROTOCOL_VERSION
 

@@ -40,8 +40,8 @@ import trio
 from ..capture.sources import CaptureConflict, CaptureError, NoSuchCapture
 from ..config import is_loopback
 from ..events import EventHub
-from ..mcp.results import from_openai_call, to_openai_message
-from .mcp import BATCH_CONCURRENCY
+from ..protocol.openai import from_openai_call, to_openai_message
+from ..tools.batch import BATCH_CONCURRENCY
 
 log = logging.getLogger(__name__)
 

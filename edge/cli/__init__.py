@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import first_leaf
+from ..errors import first_leaf
 
 DESCRIPTION = """\
 edge is the cloud brain's pair of hands on this machine: it keeps a WebSocket
@@ -247,7 +247,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _setup_logging(level: str) -> None:
     import logging
 
-    from .secret import ScrubFilter
+    from ..secret import ScrubFilter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
@@ -261,7 +261,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _load(args: argparse.Namespace, **extra: Any) -> Any:
-    from .config import load_config
+    from ..config import load_config
 
     return load_config(
         config_file=args.config,
@@ -275,7 +275,7 @@ def _load(args: argparse.Namespace, **extra: Any) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     import trio
 
-    from .daemon import run_until_signalled
+    from ..daemon import run_until_signalled
 
     _setup_logging(args.log_level)
     config = _load(
@@ -288,14 +288,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_calls=args.max_calls,
         log_level=args.log_level,
     )
-    from .nurseries.wsclient import parse_ws_url
+    from ..net.wsclient import parse_ws_url
 
     if config.cloud_url:
         try:
             parse_ws_url(config.cloud_url)
         except ValueError as exc:
             return _fail(f"--cloud: {exc}")
-    from .errors import EdgeError
+    from ..errors import EdgeError
 
     try:
         trio.run(run_until_signalled, config)
@@ -310,7 +310,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _control_base(control: str) -> str:
     """``HOST:PORT`` of a control API → its base URL."""
-    from .config import parse_hostport
+    from ..config import parse_hostport
 
     host, port = parse_hostport(control)
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -319,7 +319,7 @@ def _control_base(control: str) -> str:
 def _cmd_status(args: argparse.Namespace) -> int:
     import httpx
 
-    from .config import parse_hostport
+    from ..config import parse_hostport
 
     host, port = parse_hostport(args.control)
     base = _control_base(args.control)
@@ -351,7 +351,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_tools(args: argparse.Namespace) -> int:
-    from .daemon import build_executor
+    from ..daemon import build_executor
 
     config = _load(args, no_control=True)
     executor = build_executor(config)
@@ -381,12 +381,12 @@ def _cmd_tools(args: argparse.Namespace) -> int:
 def _cmd_capture(args: argparse.Namespace) -> int:
     import trio
 
-    from .capture.capture import CaptureRequest, check_chat_id
-    from .capture.live import run_captures
-    from .capture.sources import AudioFormat, CaptureError, parse_source
-    from .capture.uplink import AsrTarget
-    from .config import load_config
-    from .nurseries.wsclient import parse_ws_url
+    from ..capture.capture import CaptureRequest, check_chat_id
+    from ..capture.sources import AudioFormat, CaptureError, parse_source
+    from ..capture.uplink import AsrTarget
+    from ..config import load_config
+    from ..net.wsclient import parse_ws_url
+    from .capture_view import run_captures
 
     _setup_logging("WARNING")
     texts = (["mic", "system"] if args.duplex else []) + args.sources
@@ -437,7 +437,7 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def _mcp_file(args: argparse.Namespace) -> Path:
-    from .config import load_config
+    from ..config import load_config
 
     if args.file is not None:
         return Path(args.file).expanduser()
@@ -462,9 +462,9 @@ def _print_probe(report: dict[str, Any]) -> None:
 def _cmd_mcp(args: argparse.Namespace) -> int:
     import trio
 
-    from .errors import ConfigError
-    from .mcp.config import load_servers, parse_server, remove_server, save_server
-    from .mcp.session import probe_server
+    from ..errors import ConfigError
+    from ..mcp.config import load_servers, parse_server, remove_server, save_server
+    from ..mcp.session import probe_server
 
     path = _mcp_file(args)
     if args.mcp_command == "add":
@@ -550,7 +550,7 @@ def _live_mcp(control: str) -> dict[str, dict[str, Any]]:
 def _cmd_dev_cloud(args: argparse.Namespace) -> int:
     import trio
 
-    from .devcloud import run_interactive
+    from ..dev.cloud import run_interactive
 
     _setup_logging("INFO")
     try:
@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.server_command = server_command
     if args.version:
-        from . import __version__
+        from .. import __version__
 
         print(f"edge {__version__}")
         return 0
@@ -590,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     try:
         return commands[args.command](args)

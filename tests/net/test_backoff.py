@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from edge.nurseries.backoff import Backoff
+from edge.net.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap_without_jitter() -> None:

@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from edge.daemon import Daemon
-from edge.devcloud import FakeCloud
-from edge.nurseries.control import host_is_loopback
+from edge.dev.cloud import FakeCloud
+from edge.control.app import host_is_loopback
 from edge.nurseries.tunnel import TunnelStatus
 
 from ..conftest import TOKEN, fast_tunnel, make_config, until

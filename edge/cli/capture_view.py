@@ -18,8 +18,8 @@ from typing import Any, Final, TextIO
 
 import trio
 
+from ..capture.capture import CaptureEnded, CaptureEvent, CaptureRequest, TranscriptEvent
 from ..nurseries.captures import serve_captures
-from .capture import CaptureEnded, CaptureEvent, CaptureRequest, TranscriptEvent
 
 #: Seconds between redraws of the live view on a terminal.
 REDRAW: Final = 0.2

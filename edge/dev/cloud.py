@@ -4,7 +4,7 @@ It checks the Bearer token, sends ``connected``, reads the capability report,
 approves tools (all offered ones unless told otherwise), sends tool calls and
 records their results (deduplicated by id, as the real cloud does), answers
 nothing it need not, and can refuse, close or drop connections on command.
-It also serves a speech-recognition endpoint on ``/asr`` (``edge.devasr``),
+It also serves a speech-recognition endpoint on ``/asr`` (``edge.dev.asr``),
 named to edge in ``connected`` as ``asrUrl``, whose transcripts name the tones
 each second of audio holds.
 Tests drive edge against it over loopback; ``edge dev-cloud`` runs it by hand.
@@ -24,7 +24,7 @@ from typing import Any
 import trio
 import trio_websocket
 
-from .devasr import AsrSession, FakeAsr
+from .asr import AsrSession, FakeAsr
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,7 @@
+"""Network helpers shared by every link edge opens (tunnel, ASR uplinks, MCP sessions).
+
+Modules:
+    wsclient  -- a client WebSocket over a stream edge owns (every exit closes the socket)
+    backoff   -- reconnect delays: exponential, capped, jittered (plain code, no I/O)
+    errors    -- one line of text for whatever ended a connection
+"""
