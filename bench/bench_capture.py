@@ -38,9 +38,9 @@ from typing import Any
 import trio
 
 from edge.capture.capture import Capture, CaptureRequest
-from edge.capture.sources import AudioFormat, CaptureError, parse_source, probe_native
+from edge.capture.sources import AudioFormat, parse_source, probe_native
 from edge.capture.uplink import AsrTarget
-from edge.errors import first_leaf
+from edge.errors import CaptureError, first_leaf
 from edge.nurseries.captures import serve_captures
 from edge.secret import Secret
 

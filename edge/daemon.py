@@ -35,11 +35,11 @@ import trio
 
 from . import __version__
 from .capture.capture import CaptureEvent, CaptureRequest
-from .capture.sources import AudioFormat, CaptureError, parse_source, probe_sources
+from .capture.sources import AudioFormat, parse_source, probe_sources
 from .capture.uplink import AsrTarget
 from .config import TOKEN_ENV, Config
 from .control.app import build_app, serve_control
-from .errors import ConfigError
+from .errors import CaptureError, ConfigError
 from .events import EventHub
 from .mcp.config import load_servers
 from .mcp.session import Timing

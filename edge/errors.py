@@ -1,18 +1,49 @@
-"""Exceptions raised by edge.
+"""Every error edge raises on purpose, in one tree.
 
-The tree::
+::
 
     EdgeError
-    ├── ConfigError          -- a configuration file or flag is not usable
-    ├── PolicyError          -- the local policy refuses a tool or a path
-    ├── ToolError            -- a tool call failed in a way its caller should read
-    │   └── ToolTimeout      -- the call ran past its timeout (not a trio.TooSlowError)
-    └── TunnelError          -- the tunnel could not be used
-        ├── HandshakeFailed  -- the cloud did not complete the handshake in time
-        └── Unauthorized     -- the cloud refused the token
+    ├── ConfigError          a configuration file or flag is not usable
+    ├── PolicyError          the local policy refuses a tool or a path
+    ├── ToolError            a tool call failed; its message is what the caller reads
+    │   ├── ToolTimeout      the call ran past its timeout (not a trio.TooSlowError)
+    │   └── McpCallError     an MCP server gave no proper answer (disabled, parked, busy, gone)
+    ├── TunnelError          the tunnel could not be used
+    │   ├── HandshakeFailed  the cloud did not complete the handshake in time, or broke it
+    │   ├── Unauthorized     the cloud refused the token
+    │   └── ConnectionLost   the connection broke after the handshake
+    ├── CaptureError         a capture could not start, or stopped on its own
+    │   ├── CaptureConflict  the chat id already names a live capture
+    │   ├── NoSuchCapture    no live capture has that chat id
+    │   └── SourceEnded      a finite source reached its end (a normal finish)
+    └── BadRequest           a control-API request that is answered with 400 and this message
+
+Modules raise these and translate foreign errors at their boundary (``raise
+ToolError(...) from exc``); ``Cancelled`` and other ``BaseException``s are never
+caught as errors. Every class passes all its arguments to ``super().__init__``,
+so copies and pickles keep them.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "CaptureConflict",
+    "CaptureError",
+    "ConfigError",
+    "ConnectionLost",
+    "EdgeError",
+    "HandshakeFailed",
+    "McpCallError",
+    "NoSuchCapture",
+    "PolicyError",
+    "SourceEnded",
+    "ToolError",
+    "ToolTimeout",
+    "TunnelError",
+    "Unauthorized",
+    "first_leaf",
+]
 
 
 def first_leaf(exc: BaseException) -> BaseException:
@@ -39,7 +70,7 @@ class ToolError(EdgeError):
 
 
 class ToolTimeout(ToolError):
-    """A tool call ran past its timeout."""
+    """A tool call ran past its timeout of ``seconds``."""
 
     def __init__(self, message: str, seconds: float) -> None:
         super().__init__(message, seconds)
@@ -47,6 +78,10 @@ class ToolTimeout(ToolError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class McpCallError(ToolError):
+    """A call that got no proper answer from an MCP server (the message says why)."""
 
 
 class TunnelError(EdgeError):
@@ -59,3 +94,34 @@ class HandshakeFailed(TunnelError):
 
 class Unauthorized(TunnelError):
     """The cloud refused the token (HTTP 401/403, close code 4401 or 1008)."""
+
+
+class ConnectionLost(TunnelError):
+    """The connection broke after the handshake; ``code`` is the close code if any."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message, code)
+        self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CaptureError(EdgeError):
+    """A capture could not start or stopped on its own; the message says why."""
+
+
+class CaptureConflict(CaptureError):
+    """The chat id already names a live capture."""
+
+
+class NoSuchCapture(CaptureError):
+    """No live capture has that chat id."""
+
+
+class SourceEnded(CaptureError):
+    """A finite source (a file) reached its end: the capture finishes normally."""
+
+
+class BadRequest(EdgeError):
+    """A control-API request answered with 400 and this message."""

@@ -27,17 +27,10 @@ from typing import Any, Final
 
 import trio
 
+from ..errors import CaptureError, SourceEnded
 from ..protocol.asr import Transcript
 from .recording import Recorder
-from .sources import (
-    AudioFormat,
-    AudioSource,
-    CaptureError,
-    SourceEnded,
-    SourceSpec,
-    open_source,
-    zero_audio_warning,
-)
+from .sources import AudioFormat, AudioSource, SourceSpec, open_source, zero_audio_warning
 from .uplink import AsrTarget, AsrUplink
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from typing import Any, Final
 
 import trio
 
-from .sources import AudioFormat, CaptureError
+from ..errors import CaptureError
+from .sources import AudioFormat
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
-from ..errors import EdgeError
+from ..errors import CaptureError, SourceEnded
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,9 +39,6 @@ RING_FRAMES: Final = 100
 #: Most frames handed over at once.
 MAX_BATCH: Final = 50
 
-
-class CaptureError(EdgeError):
-    """A capture could not start or stopped on its own; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +136,7 @@ class AudioSource(Protocol):
         """Release the source (threads, descriptors, files)."""
 
 
-class CaptureConflict(CaptureError):
-    """The chat id already names a live capture."""
 
-
-class NoSuchCapture(CaptureError):
-    """No live capture has that chat id."""
-
-
-class SourceEnded(CaptureError):
-    """A finite source (a file) reached its end: the capture finishes normally."""
 
 
 # -- native: the C shim's ring, woken through its pipe --------------------------------

@@ -382,9 +382,10 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     import trio
 
     from ..capture.capture import CaptureRequest, check_chat_id
-    from ..capture.sources import AudioFormat, CaptureError, parse_source
+    from ..capture.sources import AudioFormat, parse_source
     from ..capture.uplink import AsrTarget
     from ..config import load_config
+    from ..errors import CaptureError
     from ..net.wsclient import parse_ws_url
     from .capture_view import run_captures
 

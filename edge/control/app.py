@@ -37,8 +37,8 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from ..capture.sources import CaptureConflict, CaptureError, NoSuchCapture
 from ..config import is_loopback
+from ..errors import BadRequest, CaptureConflict, CaptureError, NoSuchCapture
 from ..events import EventHub
 from ..protocol.openai import from_openai_call, to_openai_message
 from ..tools.batch import BATCH_CONCURRENCY
@@ -101,9 +101,6 @@ class ControlTarget(Protocol):
         self, calls: list[tuple[str, dict[str, Any]]], concurrency: int
     ) -> list[dict[str, Any]]: ...
 
-
-class BadRequest(Exception):
-    """A request the control API answers with 400 and this message."""
 
 
 def host_is_loopback(host_header: str) -> bool:

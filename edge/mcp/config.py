@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ..errors import ConfigError
+from ..fs import write_private
 
 Transport = Literal["stdio", "http", "sse"]
 TRANSPORTS: Final = ("stdio", "http", "sse")
@@ -235,14 +236,8 @@ def _read_for_update(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
     # The file may hold header tokens: readable by its owner only.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_server(path: Path, server: McpServerConfig, *, replace: bool = False) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from ..capture.capture import Capture, CaptureEnded, CaptureEvent, CaptureRequest, check_chat_id
-from ..capture.sources import CaptureConflict, NoSuchCapture
+from ..errors import CaptureConflict, NoSuchCapture
 
 log = logging.getLogger(__name__)
 

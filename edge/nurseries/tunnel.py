@@ -27,7 +27,7 @@ from typing import Any, Final
 import trio
 import trio_websocket
 
-from ..errors import HandshakeFailed, TunnelError, Unauthorized
+from ..errors import ConnectionLost, HandshakeFailed, TunnelError, Unauthorized
 from ..net.backoff import Backoff
 from ..net.wsclient import open_ws, parse_ws_url
 from ..protocol import (
@@ -92,17 +92,6 @@ class TunnelHooks:
 class _Credentials:
     url: str
     token: Secret
-
-
-class ConnectionLost(TunnelError):
-    """The connection broke after the handshake; ``code`` is the close code if any."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message, code)
-        self.code = code
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class Tunnel:

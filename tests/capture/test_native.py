@@ -10,7 +10,8 @@ import pytest
 import trio
 from hypothesis import given, settings, strategies as st
 
-from edge.capture.sources import AudioFormat, CaptureError, NativeSource, SourceSpec, native_module
+from edge.capture.sources import AudioFormat, NativeSource, SourceSpec, native_module
+from edge.errors import CaptureError
 
 from .conftest import audio_threads
 

@@ -9,17 +9,16 @@ import pytest
 import soundfile
 import trio
 
-from edge.cli.capture_view import meter, status_line
 from edge.capture.sources import (
     AudioFormat,
-    CaptureError,
-    SourceEnded,
     SourceSpec,
     open_source,
     parse_source,
     zero_audio_warning,
 )
+from edge.cli.capture_view import meter, status_line
 from edge.dev.asr import describe_tones
+from edge.errors import CaptureError, SourceEnded
 
 from .conftest import write_tone
 
