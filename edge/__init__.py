@@ -1,16 +1,26 @@
 """edge: a trio daemon that is the cloud brain's pair of hands on this machine.
 
 Subpackages:
-    protocol   -- the tunnel's wire protocol as plain functions and dataclasses (no I/O)
-    tools      -- the tool registry, the local policy and the built-in tools
-    nurseries  -- the long-lived handles the daemon supervises (tunnel, tool-call
-                  workers, control API)
+    protocol   -- the wire protocols as plain code, no I/O (tunnel frames, results, ASR, OpenAI)
+    net        -- the WebSocket client, reconnect backoff, one text for every failure
+    tools      -- the one tool registry, the local policy, the executor, the built-in tools
+    mcp        -- MCP servers as edge tools (config, names, results, sessions)
+    capture    -- audio capture: sources, recording, the ASR uplink
+    nurseries  -- the long-lived handles the root nursery supervises
+    control    -- the control API on loopback, one module per route area
+    cli        -- the ``edge`` command, one module per command group
+    dev        -- the fake cloud behind ``edge dev-cloud``
 
 Modules:
-    daemon     -- the root nursery: owns all state and wires the children together
-    devcloud   -- a real WebSocket server that plays the cloud, for tests and demos
+    daemon     -- the root nursery: builds the children, starts them, routes their reports
+    supervise  -- restarts with jittered backoff, crash-loop parking, status
+    drain      -- a child's stderr into the log at a bounded rate
     config     -- configuration from TOML and flags
-    cli        -- the ``edge`` command
+    errors     -- the one exception tree
+    events     -- fan-out of the daemon's events to the control API's event streams
+    fs         -- files edge writes for itself (atomic, mode 0600)
+    secret     -- the token wrapper that never prints, and the log scrubber
+    watch      -- ``Watched``: a value tasks wait on
 """
 
 from __future__ import annotations
@@ -18,3 +28,5 @@ from __future__ import annotations
 from typing import Final
 
 __version__: Final = "0.1.0"
+
+__all__ = ["__version__"]

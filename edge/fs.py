@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Final
 
 #: Permission bits of every file edge writes for itself.
-PRIVATE_MODE = 0o600
+PRIVATE_MODE: Final = 0o600
 
 
 def write_private(path: Path, text: str) -> None:

@@ -14,6 +14,7 @@ from edge.config import Config
 from edge.daemon import Daemon
 from edge.dev.cloud import FakeCloud
 from edge.net.backoff import Backoff
+from edge.nurseries.tunnel import TunnelOptions
 from edge.secret import Secret
 
 TOKEN = "test-token-123"
@@ -43,11 +44,9 @@ def make_config(workspace: Path, cloud: FakeCloud | None = None, **overrides: An
     return cfg
 
 
-def fast_tunnel(**extra: Any) -> dict[str, Any]:
+def fast_tunnel(**extra: Any) -> TunnelOptions:
     """Tunnel options that keep reconnect tests short on the real clock."""
-    options: dict[str, Any] = {"backoff": Backoff(first=0.05, cap=0.2, jitter=0.0)}
-    options.update(extra)
-    return options
+    return TunnelOptions(**{"backoff": Backoff(first=0.05, cap=0.2, jitter=0.0), **extra})
 
 
 @pytest.fixture

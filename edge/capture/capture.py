@@ -31,12 +31,12 @@ from ..errors import CaptureError, SourceEnded
 from ..protocol.asr import Transcript
 from .recording import Recorder
 from .sources import AudioFormat, AudioSource, SourceSpec, open_source, zero_audio_warning
-from .uplink import AsrTarget, AsrUplink
+from .uplink import AsrTarget, AsrUplink, UplinkOptions
 
 log = logging.getLogger(__name__)
 
 #: Chat ids: what the cloud's web page uses to name a capture.
-CHAT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+CHAT_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 #: Final transcript segments kept per capture for its summary.
 MAX_SEGMENTS: Final = 10_000
 
@@ -60,6 +60,18 @@ class CaptureRequest:
     out_dir: Path | None = None
     container: str = "flac"
     asr: AsrTarget | None = None
+
+    def __post_init__(self) -> None:
+        check_chat_id(self.chat_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStarted:
+    chat_id: str
+    status: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "capture_started", **self.status}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +98,7 @@ class CaptureEnded:
         return {"type": "capture_ended", "chatId": self.chat_id, "summary": self.summary}
 
 
-CaptureEvent = TranscriptEvent | CaptureEnded
+CaptureEvent = CaptureStarted | TranscriptEvent | CaptureEnded
 
 
 def _db(value: float) -> float | None:
@@ -101,13 +113,12 @@ class Capture:
         request: CaptureRequest,
         *,
         on_event: Callable[[CaptureEvent], None] = lambda event: None,
-        uplink_options: dict[str, Any] | None = None,
+        uplink_options: UplinkOptions | None = None,
     ) -> None:
-        check_chat_id(request.chat_id)
         self.request = request
         self.chat_id = request.chat_id
         self._on_event = on_event
-        self._uplink_options = uplink_options or {}
+        self._uplink_options = uplink_options
         self._source: AudioSource | None = None
         self.recorder: Recorder | None = None
         self.uplink: AsrUplink | None = None
@@ -147,7 +158,7 @@ class Capture:
                     source=str(req.source),
                     fmt=req.fmt,
                     on_transcript=self._transcript,
-                    **self._uplink_options,
+                    options=self._uplink_options,
                 )
             async with trio.open_nursery() as nursery:
                 if self.recorder is not None:
@@ -291,7 +302,7 @@ async def start_capture(
     request: CaptureRequest,
     *,
     on_event: Callable[[CaptureEvent], None] = lambda event: None,
-    uplink_options: dict[str, Any] | None = None,
+    uplink_options: UplinkOptions | None = None,
 ) -> Capture:
     """Start a capture in ``nursery``; returns its handle once audio is flowing."""
     capture = Capture(request, on_event=on_event, uplink_options=uplink_options)
@@ -304,7 +315,7 @@ async def open_capture(
     request: CaptureRequest,
     *,
     on_event: Callable[[CaptureEvent], None] = lambda event: None,
-    uplink_options: dict[str, Any] | None = None,
+    uplink_options: UplinkOptions | None = None,
 ) -> AsyncIterator[Capture]:
     """``async with open_capture(req) as cap``: the capture stops when the block ends."""
     async with trio.open_nursery() as nursery:

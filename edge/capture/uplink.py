@@ -19,8 +19,9 @@ from typing import Any, Final
 import trio
 import trio_websocket
 
-from ..errors import first_leaf
+from ..errors import CaptureError, EdgeError
 from ..net.backoff import Backoff
+from ..net.errors import describe_error
 from ..net.wsclient import open_ws
 from ..protocol.asr import (
     Ack,
@@ -60,6 +61,39 @@ class AsrTarget:
     token: Secret | None = None
 
 
+def choose_asr_target(
+    asr: str | bool | None, cloud_url: str | None, token: Secret | None
+) -> AsrTarget | None:
+    """Where a capture streams, as asked for in a start request.
+
+    ``False`` → nowhere (local recording only); a ``ws(s)://`` URL → there, with
+    the tunnel's token; ``None`` → the endpoint the cloud named (``asrUrl`` in
+    ``connected``) while the tunnel has a token, else nowhere.
+
+    Raises:
+        CaptureError: ``asr`` is a string that is not a ws:// or wss:// URL.
+    """
+    if asr is False:
+        return None
+    if isinstance(asr, str):
+        if not asr.startswith(("ws://", "wss://")):
+            raise CaptureError('"asr" must be a ws:// or wss:// URL, or false')
+        return AsrTarget(asr, token)
+    if cloud_url and token is not None:
+        return AsrTarget(cloud_url, token)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkOptions:
+    """How an uplink paces itself; the defaults are the module constants (tests shorten them)."""
+
+    backoff: Backoff | None = None
+    max_backlog_seconds: float = MAX_BACKLOG_SECONDS
+    connect_timeout: float = CONNECT_TIMEOUT
+    finish_timeout: float = FINISH_TIMEOUT
+
+
 @dataclass(slots=True)
 class UplinkStats:
     connected: bool = False
@@ -94,21 +128,19 @@ class AsrUplink:
         source: str,
         fmt: AudioFormat,
         on_transcript: Callable[[Transcript], None],
-        backoff: Backoff | None = None,
-        max_backlog_seconds: float = MAX_BACKLOG_SECONDS,
-        connect_timeout: float = CONNECT_TIMEOUT,
-        finish_timeout: float = FINISH_TIMEOUT,
+        options: UplinkOptions | None = None,
     ) -> None:
+        opts = options or UplinkOptions()
         self.target = target
         self.chat_id = chat_id
         self.source = source
         self.fmt = fmt
         self._on_transcript = on_transcript
-        self._backoff = backoff or Backoff(first=0.5, cap=15.0)
-        self._max_backlog = int(max_backlog_seconds * fmt.sample_rate)
+        self._backoff = opts.backoff or Backoff(first=0.5, cap=15.0)
+        self._max_backlog = int(opts.max_backlog_seconds * fmt.sample_rate)
         self._max_message = int(MAX_MESSAGE_SECONDS * fmt.sample_rate)
-        self._connect_timeout = connect_timeout
-        self._finish_timeout = finish_timeout
+        self._connect_timeout = opts.connect_timeout
+        self._finish_timeout = opts.finish_timeout
         self._frame_bytes_per_sample = 2 * fmt.channels
         self._backlog: collections.deque[_Chunk] = collections.deque()
         self._backlog_frames = 0
@@ -160,7 +192,7 @@ class AsrUplink:
                     try:
                         await self._connection()
                     except* _LINK_ERRORS as group:
-                        self._problem(_describe(first_leaf(group)))
+                        self._problem(describe_error(group, peer="the endpoint"))
                     finally:
                         self.stats.connected = False
                     if not self._done.is_set():
@@ -318,27 +350,15 @@ class AsrUplink:
         }
 
 
-class _EndpointProblem(Exception):
+class _EndpointProblem(EdgeError):
     """The endpoint answered something edge cannot work with."""
 
 
-_LINK_ERRORS = (
+#: What ends one connection attempt of an uplink (it reconnects with backoff).
+_LINK_ERRORS: Final = (
     OSError,
     trio_websocket.HandshakeError,
     trio_websocket.ConnectionClosed,
     trio.TooSlowError,
     _EndpointProblem,
 )
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, trio_websocket.ConnectionRejected):
-        return f"cannot connect: HTTP {exc.status_code}"
-    if isinstance(exc, trio_websocket.ConnectionTimeout | trio.TooSlowError):
-        return "the endpoint did not answer in time"
-    if isinstance(exc, trio_websocket.ConnectionClosed):
-        code = exc.reason.code if exc.reason is not None else None
-        return f"connection closed ({code})"
-    if isinstance(exc, OSError):
-        return f"cannot connect: {exc.strerror or exc}"
-    return str(exc) or type(exc).__name__

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import trio_websocket
 
 #: A peak counts as a tone when its magnitude is at least this share of the largest.
-TONE_SHARE = 0.1
+TONE_SHARE: Final = 0.1
 #: RMS (full scale = 1) below which a second is "silence".
-SILENCE_RMS = 1e-3
+SILENCE_RMS: Final = 1e-3
 
 
 def describe_tones(samples: np.ndarray[Any, Any], sample_rate: int) -> str:

@@ -5,3 +5,5 @@ Modules:
     backoff   -- reconnect delays: exponential, capped, jittered (plain code, no I/O)
     errors    -- one line of text for whatever ended a connection
 """
+
+__all__ = ["backoff", "errors", "wsclient"]

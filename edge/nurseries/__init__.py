@@ -2,12 +2,14 @@
 
 Each is started with ``await nursery.start(...)`` and lives exactly as long as
 its cancel scope; each reports to its owner through callbacks and never imports
-it.
+it. Modules below this package never import it (a test checks).
 
 Modules:
-    backoff  -- reconnect delays (plain code, no I/O)
-    outbox   -- what the tunnel has to send, kept across reconnects
-    tunnel   -- the WebSocket tunnel to the cloud
-    workers  -- the tool-call workers
-    control  -- the control API on loopback (hypercorn)
+    tunnel    -- the WebSocket tunnel to the cloud: one task per attempt, reader/writer/heartbeat
+    outbox    -- what the tunnel has to send, kept across reconnects and (in a file) restarts
+    workers   -- the tool-call workers: one task per call, bounded, cancellable by id
+    captures  -- ``{chat_id: capture}``, each capture its own nursery; the /record operations
+    mcp       -- one supervised session task per MCP server, their tools in the registry
 """
+
+__all__ = ["captures", "mcp", "outbox", "tunnel", "workers"]

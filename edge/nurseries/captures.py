@@ -2,21 +2,38 @@
 
 No singleton and no "already recording" lock: every start makes an independent
 capture; the only rule is that a chat id names one live capture at a time.
+
+``record_start``/``record_stop``/``record_status`` are what the control API's
+``/record/*`` routes drive; where a capture streams is the owner's call
+(``asr_for``), since the owner knows the cloud's endpoint and token.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import trio
 
-from ..capture.capture import Capture, CaptureEnded, CaptureEvent, CaptureRequest, check_chat_id
+from ..capture.capture import Capture, CaptureEnded, CaptureEvent, CaptureRequest, CaptureStarted
+from ..capture.sources import AudioFormat, parse_source
+from ..capture.uplink import AsrTarget, UplinkOptions
 from ..errors import CaptureConflict, NoSuchCapture
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingDefaults:
+    """What ``record_start`` fills in: where files go and where audio streams."""
+
+    recordings_dir: Path | None = None
+    #: ``asr`` as asked for (a URL, ``False``, or ``None`` for the cloud's) → the target.
+    asr_for: Callable[[str | bool | None], AsrTarget | None] = lambda asr: None
 
 
 class Captures:
@@ -26,11 +43,13 @@ class Captures:
         self,
         nursery: trio.Nursery,
         on_event: Callable[[CaptureEvent], None],
-        uplink_options: dict[str, Any] | None = None,
+        uplink_options: UplinkOptions | None = None,
+        defaults: RecordingDefaults | None = None,
     ) -> None:
         self._nursery = nursery
         self._on_event = on_event
         self._uplink_options = uplink_options
+        self._defaults = defaults or RecordingDefaults()
         self._live: dict[str, Capture | None] = {}  # None: starting
 
     def __len__(self) -> int:
@@ -46,7 +65,7 @@ class Captures:
             CaptureConflict: the chat id already names a live capture.
             CaptureError: bad chat id, or the source or recording cannot be opened.
         """
-        chat_id = check_chat_id(request.chat_id)
+        chat_id = request.chat_id
         if chat_id in self._live:
             raise CaptureConflict(f"chat {chat_id!r} is already recording: stop it first")
         self._live[chat_id] = None
@@ -93,14 +112,55 @@ class Captures:
     def status(self) -> list[dict[str, Any]]:
         return [c.status() for c in self._live.values() if c is not None]
 
+    # -- the control API's /record routes -------------------------------------------
+
+    async def record_start(
+        self,
+        chat_id: object,
+        source: str,
+        *,
+        asr: str | bool | None = None,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        container: str = "flac",
+    ) -> dict[str, Any]:
+        """Start recording ``source`` for ``chat_id``; returns the capture's status.
+
+        Raises:
+            CaptureError: a bad chat id, source, format or ASR target, or the
+                source cannot be opened (``CaptureConflict``: already recording).
+        """
+        request = CaptureRequest(
+            chat_id=cast(str, chat_id),  # CaptureRequest checks it, whatever its type
+            source=parse_source(source),
+            fmt=AudioFormat(sample_rate, channels),
+            out_dir=self._defaults.recordings_dir,
+            container=container,
+            asr=self._defaults.asr_for(asr),
+        )
+        capture = await self.start(request)
+        status = capture.status()
+        self._on_event(CaptureStarted(capture.chat_id, status))
+        return status
+
+    async def record_stop(self, chat_id: str | None) -> list[dict[str, Any]]:
+        """Stop one capture (``NoSuchCapture`` if unknown), or all of them."""
+        if chat_id is None:
+            return await self.stop_all()
+        return [await self.stop(chat_id)]
+
+    def record_status(self) -> list[dict[str, Any]]:
+        return self.status()
+
 
 async def serve_captures(
     on_event: Callable[[CaptureEvent], None],
     *,
-    uplink_options: dict[str, Any] | None = None,
+    uplink_options: UplinkOptions | None = None,
+    defaults: RecordingDefaults | None = None,
     task_status: trio.TaskStatus[Captures] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the captures nursery until cancelled; ``nursery.start`` gives its handle."""
     async with trio.open_nursery() as nursery:
-        task_status.started(Captures(nursery, on_event, uplink_options))
+        task_status.started(Captures(nursery, on_event, uplink_options, defaults))
         await trio.sleep_forever()

@@ -6,15 +6,22 @@ writer has sent stays *unconfirmed* until a heartbeat's pong comes back: the
 WebSocket is ordered, so a pong proves every frame sent before its ping arrived.
 When a connection breaks, unconfirmed results go back to the front of the queue
 and are sent again after the next handshake; the cloud deduplicates by id.
+
+Between runs, what is still pending waits in a file (``load_kept``/``keep``):
+one JSON frame a line, mode 0600 since results hold tool output.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
+from pathlib import Path
 from typing import Final
 
 import trio
+
+from ..fs import write_private
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +125,34 @@ class Outbox:
             self._results.appendleft(self._unconfirmed.pop()[1])
             self._not_empty()
         self._urgent.clear()
+
+
+def load_kept(path: Path | None) -> list[str]:
+    """Results an earlier run could not deliver, oldest first (the file is consumed)."""
+    if path is None or not path.exists():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.unlink()
+    except OSError as exc:
+        log.warning("cannot read undelivered results from %s: %s", path, exc.strerror)
+        return []
+    kept = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            continue
+        kept.append(line)
+    return kept
+
+
+def keep(path: Path | None, pending: list[str]) -> None:
+    """Keep undelivered results for the next run (nothing to keep: nothing written)."""
+    if path is None or not pending:
+        return
+    try:
+        write_private(path, "\n".join(pending) + "\n")
+        log.info("%d undelivered results kept in %s for the next run", len(pending), path)
+    except OSError as exc:
+        log.error("cannot keep %d undelivered results: %s", len(pending), exc.strerror)

@@ -27,8 +27,9 @@ from typing import Any, Final
 import trio
 import trio_websocket
 
-from ..errors import ConnectionLost, HandshakeFailed, TunnelError, Unauthorized
+from ..errors import ConnectionLost, HandshakeFailed, TunnelError, Unauthorized, first_leaf
 from ..net.backoff import Backoff
+from ..net.errors import describe_close, describe_error
 from ..net.wsclient import open_ws, parse_ws_url
 from ..protocol import (
     MAX_FRAME_CHARS,
@@ -45,6 +46,7 @@ from ..protocol import (
     tool_response,
 )
 from ..secret import Secret
+from ..watch import Watched
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,16 @@ class TunnelHooks:
 
 
 @dataclass(frozen=True, slots=True)
+class TunnelOptions:
+    """How the tunnel paces itself; the defaults are the module constants (tests shorten them)."""
+
+    backoff: Backoff | None = None
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    heartbeat_timeout: float = HEARTBEAT_TIMEOUT
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
 class _Credentials:
     url: str
     token: Secret
@@ -100,23 +112,21 @@ class Tunnel:
     def __init__(
         self,
         hooks: TunnelHooks,
+        options: TunnelOptions | None = None,
         *,
-        backoff: Backoff | None = None,
-        heartbeat_interval: float = HEARTBEAT_INTERVAL,
-        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
-        handshake_timeout: float = HANDSHAKE_TIMEOUT,
         outbox: Outbox | None = None,
     ) -> None:
+        opts = options or TunnelOptions()
         self._hooks = hooks
-        self._backoff = backoff or Backoff()
-        self._heartbeat_interval = heartbeat_interval
-        self._heartbeat_timeout = heartbeat_timeout
-        self._handshake_timeout = handshake_timeout
+        self._backoff = opts.backoff or Backoff()
+        self._heartbeat_interval = opts.heartbeat_interval
+        self._heartbeat_timeout = opts.heartbeat_timeout
+        self._handshake_timeout = opts.handshake_timeout
         self.outbox = outbox or Outbox()
         self._creds: _Credentials | None = None
         self._creds_changed = trio.Event()
         self._session_scope: trio.CancelScope | None = None
-        self.status = TunnelStatus.DISCONNECTED
+        self.state = Watched(TunnelStatus.DISCONNECTED)
         self.reason: str | None = None
         self.user_id: str | None = None
         self.connected_since: float | None = None
@@ -126,6 +136,11 @@ class Tunnel:
         self._close_requested = trio.Event()
 
     # -- what the owner calls -------------------------------------------------
+
+    @property
+    def status(self) -> TunnelStatus:
+        """The current status (``state`` holds the same value, to wait on)."""
+        return self.state.value
 
     @property
     def url(self) -> str | None:
@@ -191,10 +206,10 @@ class Tunnel:
     def _set_status(self, status: TunnelStatus, reason: str | None = None) -> None:
         if status is self.status and reason == self.reason:
             return
-        self.status = status
         self.reason = reason
         if status is not TunnelStatus.CONNECTED:
             self.connected_since = None
+        self.state.value = status
         self._hooks.on_status(status, reason)
 
     async def run(self, *, task_status: trio.TaskStatus[Tunnel] = trio.TASK_STATUS_IGNORED) -> None:
@@ -275,6 +290,15 @@ class Tunnel:
             self.outbox.connection_lost()
 
     async def _connect(self, creds: _Credentials) -> None:
+        try:
+            await self._connection(creds)
+        except* trio_websocket.ConnectionRejected as group:
+            status = getattr(first_leaf(group), "status_code", None)
+            if status in (401, 403):
+                raise Unauthorized(f"HTTP {status} on the WebSocket upgrade") from None
+            raise
+
+    async def _connection(self, creds: _Credentials) -> None:
         headers = [(b"Authorization", b"Bearer " + creds.token.reveal().encode())]
         async with open_ws(
             creds.url,
@@ -355,8 +379,7 @@ class Tunnel:
     async def close(self) -> None:
         """Close the live connection politely (code 1001); bound the wait yourself."""
         self._close_requested.set()
-        while self.status is TunnelStatus.CONNECTED:  # noqa: ASYNC110 (status has no event)
-            await trio.sleep(0.005)
+        await self.state.wait_for(lambda status: status is not TunnelStatus.CONNECTED)
 
     async def _heartbeat(self, ws: trio_websocket.WebSocketConnection) -> None:
         while True:
@@ -369,13 +392,13 @@ class Tunnel:
             self.outbox.confirm(mark)
 
 
-def _lost(exc: trio_websocket.ConnectionClosed) -> ConnectionLost:
+def _lost(exc: trio_websocket.ConnectionClosed) -> TunnelError:
+    """What a close means: the token refused (close codes 4401, 1008), or a lost connection."""
     reason = exc.reason
-    if reason is None:
-        return ConnectionLost("the connection closed")
-    text = f"the cloud closed the connection ({reason.code}"
-    text += f": {reason.reason})" if reason.reason else ")"
-    return ConnectionLost(text, reason.code)
+    text = describe_close(reason, "the cloud")
+    if reason is not None and reason.code in UNAUTHORIZED_CLOSE_CODES:
+        return Unauthorized(text)
+    return ConnectionLost(text, None if reason is None else reason.code)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -401,14 +424,9 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         raise exc
     else:
         leaves = [exc]
+    leaves = [_lost(e) if isinstance(e, trio_websocket.ConnectionClosed) else e for e in leaves]
     for leaf in leaves:
         if isinstance(leaf, Unauthorized):
-            return "unauthorized", str(leaf)
-        if isinstance(leaf, trio_websocket.ConnectionRejected) and leaf.status_code in (401, 403):
-            return "unauthorized", f"HTTP {leaf.status_code} on the WebSocket upgrade"
-        if isinstance(leaf, trio_websocket.ConnectionClosed):
-            leaf = _lost(leaf)
-        if isinstance(leaf, ConnectionLost) and leaf.code in UNAUTHORIZED_CLOSE_CODES:
             return "unauthorized", str(leaf)
     expected = (
         OSError,
@@ -417,35 +435,18 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         trio_websocket.ConnectionClosed,
     )
     kind = "retry" if all(isinstance(leaf, expected) for leaf in leaves) else "bug"
-    return kind, "; ".join(_describe(leaf) for leaf in leaves)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, trio_websocket.ConnectionRejected):
-        return f"the cloud rejected the upgrade with HTTP {exc.status_code}"
-    if isinstance(exc, trio_websocket.ConnectionTimeout):
-        return f"no connection within {CONNECT_TIMEOUT:g} s"
-    if isinstance(exc, trio_websocket.ConnectionClosed):
-        return str(_lost(exc))
-    if isinstance(exc, trio_websocket.HandshakeError) and exc.__cause__ is not None:
-        return _describe(exc.__cause__)
-    if isinstance(exc, OSError):
-        return f"cannot connect: {exc.strerror or exc}"
-    if isinstance(exc, TunnelError):
-        return str(exc)
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return kind, "; ".join(describe_error(leaf, peer="the cloud") for leaf in leaves)
 
 
 async def serve_tunnel(
     hooks: TunnelHooks,
+    options: TunnelOptions | None = None,
     *,
     task_status: trio.TaskStatus[Tunnel] = trio.TASK_STATUS_IGNORED,
-    **options: Any,
 ) -> None:
     """Run a tunnel until cancelled; ``await nursery.start(serve_tunnel, hooks)`` gives its handle.
 
     It starts disconnected: ``activate(token, url)`` on the handle connects it.
     """
-    tunnel = Tunnel(hooks, **options)
+    tunnel = Tunnel(hooks, options)
     await tunnel.run(task_status=task_status)

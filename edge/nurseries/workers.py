@@ -132,14 +132,16 @@ class ToolWorkers:
                         tool, args, approved=approved, call_id=call_id, progress=report
                     )
         finally:
+            # In the finally, so that a call cancelled from outside (the workers'
+            # nursery stopping) still gets its one reply, which the outbox keeps.
             del self._scopes[call_id]
             why = self._why_cancelled.pop(call_id, None)
+            if result is None:
+                result = error_result(why or "cancelled", cancelled=True)
+            self.completed += 1
+            reply(call_id, result)
             if not self._scopes:
                 self._idle.set()
-        if result is None:
-            result = error_result(why or "cancelled", cancelled=True)
-        self.completed += 1
-        reply(call_id, result)
 
 
 async def serve_workers(

@@ -1,9 +1,11 @@
-"""The tunnel's wire protocol, with no I/O (see docs/protocol.md).
+"""The wire protocols as plain code, with no I/O and no trio (see docs/protocol.md).
 
 Modules:
-    frames   -- parse cloud → edge frames into typed events (never raises)
-    build    -- build edge → cloud frames
+    frames   -- parse cloud → edge tunnel frames into typed events (never raises)
+    build    -- build edge → cloud tunnel frames
     results  -- tool results: success, error, truncation
+    asr      -- the speech-recognition uplink's messages, both ways
+    openai   -- OpenAI function calling: tools, calls and tool messages
 """
 
 from __future__ import annotations
@@ -35,3 +37,27 @@ from .results import (
     ok_result as ok_result,
     truncate_result as truncate_result,
 )
+
+__all__ = [
+    "MAX_FRAME_CHARS",
+    "MAX_OUTPUT_CHARS",
+    "PROTOCOL_VERSION",
+    "ApprovedTools",
+    "Cancel",
+    "Connected",
+    "Frame",
+    "Ping",
+    "ProtocolError",
+    "ToolCall",
+    "Unknown",
+    "capability_report",
+    "encode",
+    "error_result",
+    "invalid_request",
+    "ok_result",
+    "parse_frame",
+    "pong",
+    "progress_notification",
+    "tool_response",
+    "truncate_result",
+]

@@ -14,10 +14,10 @@ from typing import Any, Final
 
 import trio
 
-from ..errors import PolicyError, ToolError
+from ..errors import PolicyError, ToolError, ToolTimeout
 from ..protocol import error_result, truncate_result
 from .policy import Policy
-from .registry import CallContext, ToolRegistry, ToolResult
+from .registry import CallContext, ToolRegistry, ToolResult, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,15 @@ class Executor:
             return error_result(problem)
         spec = self.registry.get(tool)
         assert spec is not None
-        if spec.timeout is not None:
-            timeout = spec.timeout
-        else:
-            timeout = float(args.get("timeout", self.default_timeout))
         ctx = CallContext(call_id=call_id, policy=self.policy, env=self.env, progress=progress)
         try:
+            timeout = self._timeout(spec, args)
             with trio.move_on_after(timeout) as scope:
                 result = await spec.run(args, ctx)
             if scope.cancelled_caught:
-                return error_result(f"{tool} timed out after {timeout:g} s", timed_out=True)
+                raise ToolTimeout(f"{tool} timed out after {timeout:g} s", timeout)
+        except ToolTimeout as exc:
+            return error_result(str(exc), timed_out=True)
         except (ToolError, PolicyError) as exc:
             return error_result(str(exc))
         except OSError as exc:
@@ -84,6 +83,23 @@ class Executor:
             log.exception("tool %s failed unexpectedly", tool)
             return error_result(f"internal error in {tool}: {type(exc).__name__}: {exc}")
         return truncate_result(result)
+
+    def _timeout(self, spec: ToolSpec, args: Mapping[str, Any]) -> float:
+        """The tool's own timeout, else the call's ``timeout`` arg, else the default.
+
+        Raises:
+            ToolError: the ``timeout`` arg is not a positive number of seconds.
+        """
+        if spec.timeout is not None:
+            return spec.timeout
+        value = args.get("timeout", self.default_timeout)
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise ToolError(f'"timeout" must be a number of seconds, not {value!r}') from None
+        if not seconds > 0:
+            raise ToolError(f'"timeout" must be a positive number of seconds, not {value!r}')
+        return seconds
 
 
 def _describe_os_error(exc: OSError) -> str:

@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 
 from edge.capture.capture import CaptureRequest, open_capture
 from edge.capture.sources import parse_source
-from edge.capture.uplink import AsrTarget
+from edge.capture.uplink import AsrTarget, UplinkOptions
 from edge.dev.asr import describe_tones
 from edge.dev.cloud import FakeCloud
 from edge.net.backoff import Backoff
@@ -93,7 +93,7 @@ async def test_a_dropped_asr_link_is_backfilled_without_a_hole(
         out_dir=tmp_path,
         asr=AsrTarget(cloud.asr_url, Secret(TOKEN)),
     )
-    options = {"backoff": Backoff(first=0.1, cap=0.2, jitter=0)}
+    options = UplinkOptions(backoff=Backoff(first=0.1, cap=0.2, jitter=0))
     events: list[Any] = []
     with trio.fail_after(20):
         async with open_capture(request, on_event=events.append, uplink_options=options) as cap:
@@ -138,7 +138,7 @@ async def test_a_backlog_over_its_bound_is_reported_as_a_gap(
     request = CaptureRequest(
         "gap-1", parse_source("tone:440"), asr=AsrTarget(cloud.asr_url, Secret(TOKEN))
     )
-    options = {"backoff": Backoff(first=0.1, cap=0.1, jitter=0), "max_backlog_seconds": 0.5}
+    options = UplinkOptions(backoff=Backoff(first=0.1, cap=0.1, jitter=0), max_backlog_seconds=0.5)
     with trio.fail_after(20):
         async with open_capture(request, uplink_options=options) as cap:
             await trio.sleep(1.5)

@@ -20,6 +20,7 @@ import pytest
 import soundfile
 import trio
 
+from edge.capture.uplink import UplinkOptions
 from edge.daemon import Daemon
 from edge.dev.asr import describe_tones
 from edge.dev.cloud import FakeCloud
@@ -28,7 +29,7 @@ from edge.net.backoff import Backoff
 from ..conftest import fast_tunnel, make_config, open_fds, until
 from .conftest import Player, audio_threads, non_trio_threads
 
-FAST_UPLINK = {"backoff": Backoff(first=0.1, cap=0.3, jitter=0)}
+FAST_UPLINK = UplinkOptions(backoff=Backoff(first=0.1, cap=0.3, jitter=0))
 
 
 @pytest.fixture

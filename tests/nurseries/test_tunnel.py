@@ -12,7 +12,7 @@ import trio
 from edge.daemon import Daemon
 from edge.dev.cloud import FakeCloud
 from edge.net.backoff import Backoff
-from edge.nurseries.tunnel import TunnelStatus
+from edge.nurseries.tunnel import TunnelOptions, TunnelStatus
 from edge.protocol import MAX_FRAME_CHARS, PROTOCOL_VERSION
 
 from ..conftest import (
@@ -243,7 +243,7 @@ async def test_backoff_schedule_on_the_trio_clock(
     times: list[float] = []
     seen = 0
 
-    options = {"backoff": Backoff(first=1.0, cap=30.0, jitter=0.0)}
+    options = TunnelOptions(backoff=Backoff(first=1.0, cap=30.0, jitter=0.0))
     await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=options).run)
     with trio.fail_after(400):
         while len(times) < 8:

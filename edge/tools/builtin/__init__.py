@@ -8,11 +8,13 @@ Modules:
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..registry import ToolSpec
 from .files import FILE_OPS, FILE_READ, FILE_WRITE
 from .search import GREP
 from .shell import CODE, TERMINAL
 
-BUILTIN_TOOLS: tuple[ToolSpec, ...] = (TERMINAL, CODE, FILE_READ, FILE_WRITE, FILE_OPS, GREP)
+BUILTIN_TOOLS: Final[tuple[ToolSpec, ...]] = (TERMINAL, CODE, FILE_READ, FILE_WRITE, FILE_OPS, GREP)
 
 __all__ = ["BUILTIN_TOOLS"]

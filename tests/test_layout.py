@@ -1,0 +1,134 @@
+"""The shape of the package, checked by code: who may import whom, what each package exports."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import edge
+import edge.errors
+
+ROOT = Path(edge.__file__).parent
+
+#: Where the one-way rule allows importing the nurseries: the nurseries themselves, the
+#: root that starts them, and the command line that runs them.
+MAY_IMPORT_NURSERIES = ("nurseries/", "daemon.py", "cli/")
+
+
+def modules() -> Iterator[tuple[str, Path]]:
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        parts = ["edge", *rel.removesuffix(".py").split("/")]
+        if parts[-1] == "__init__":
+            parts.pop()
+        yield ".".join(parts), path
+
+
+def imported(module: str, path: Path) -> Iterator[str]:
+    """Every module name ``path`` imports, relative imports resolved, lazy imports included."""
+    is_package = path.name == "__init__.py"
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            yield name
+            yield from (f"{name}.{alias.name}" for alias in node.names)
+
+
+def test_nothing_below_the_nurseries_imports_them() -> None:
+    offenders = [
+        f"{module} imports {name}"
+        for module, path in modules()
+        if not path.relative_to(ROOT).as_posix().startswith(MAY_IMPORT_NURSERIES)
+        for name in imported(module, path)
+        if name == "edge.nurseries" or name.startswith("edge.nurseries.")
+    ]
+    assert offenders == []
+
+
+def test_nothing_imports_the_daemon_or_the_cli_but_the_cli() -> None:
+    offenders = [
+        f"{module} imports {name}"
+        for module, path in modules()
+        if not module.startswith("edge.cli") and module != "edge.__main__"
+        for name in imported(module, path)
+        if name.startswith(("edge.daemon", "edge.cli"))
+    ]
+    assert offenders == []
+
+
+def test_protocol_code_has_no_trio() -> None:
+    offenders = [
+        f"{module} imports {name}"
+        for module, path in modules()
+        if module.startswith("edge.protocol")
+        for name in imported(module, path)
+        if name.split(".")[0] in ("trio", "trio_websocket", "anyio")
+    ]
+    assert offenders == []
+
+
+def error_classes() -> list[type[BaseException]]:
+    return [
+        obj
+        for _, obj in inspect.getmembers(edge.errors, inspect.isclass)
+        if issubclass(obj, BaseException) and obj.__module__ == "edge.errors"
+    ]
+
+
+def raised_names() -> set[str]:
+    """Names of the classes some module of edge (outside errors.py) raises."""
+    names: set[str] = set()
+    for _, path in modules():
+        if path.name == "errors.py" and path.parent == ROOT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(target, ast.Name):
+                    names.add(target.id)
+                elif isinstance(target, ast.Attribute):
+                    names.add(target.attr)
+    return names
+
+
+def test_every_error_is_in_the_tree_and_drawn() -> None:
+    doc = edge.errors.__doc__ or ""
+    for cls in error_classes():
+        assert issubclass(cls, edge.errors.EdgeError), cls
+        assert f" {cls.__name__} " in doc, f"{cls.__name__} is not drawn in errors.py's tree"
+    assert sorted(c.__name__ for c in error_classes()) == sorted(
+        n for n in edge.errors.__all__ if n != "first_leaf"
+    )
+
+
+def test_every_error_is_raised_somewhere() -> None:
+    raised = raised_names()
+    for cls in error_classes():
+        family = [c for c in error_classes() if issubclass(c, cls)]
+        assert any(c.__name__ in raised for c in family), f"nothing raises {cls.__name__}"
+
+
+@pytest.mark.parametrize("cls", error_classes(), ids=lambda c: c.__name__)
+def test_errors_copy_with_their_arguments(cls: type[BaseException]) -> None:
+    args = ("what went wrong", 1.5) if "code" in inspect.signature(cls).parameters or (
+        "seconds" in inspect.signature(cls).parameters
+    ) else ("what went wrong",)
+    exc = cls(*args)
+    twin = copy.copy(exc)
+    assert type(twin) is cls
+    assert twin.args == exc.args
+    assert str(twin) == str(exc) == "what went wrong"
