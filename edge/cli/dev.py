@@ -1,0 +1,29 @@
+"""``edge dev-cloud``: a fake cloud to try edge by hand."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import setup_logging
+
+
+def add_parser(subparsers: Any) -> None:
+    dev = subparsers.add_parser("dev-cloud", help="run a fake cloud to try edge by hand")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8765)
+    dev.add_argument("--token", default="dev-token", help="the token it accepts")
+    dev.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    import trio
+
+    from ..dev.cloud import run_interactive
+
+    setup_logging("INFO")
+    try:
+        trio.run(run_interactive, args.host, args.port, args.token)
+    except KeyboardInterrupt:
+        pass
+    return 0

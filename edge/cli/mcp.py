@@ -1,0 +1,223 @@
+"""``edge mcp add|list|test|remove``: the MCP servers in mcp.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from .common import (
+    ControlUnreachable,
+    add_config_option,
+    add_control_option,
+    control_get,
+    fail,
+    load,
+)
+
+if TYPE_CHECKING:
+    from ..mcp.config import McpServerConfig
+
+NAME: Final = "mcp"
+
+EPILOG = """\
+examples:
+  edge mcp add time -- uvx mcp-server-time
+  edge mcp add files -- npx -y @modelcontextprotocol/server-filesystem ~/notes
+  edge mcp add notes --url http://127.0.0.1:3001/mcp --header "Authorization=Bearer ..."
+  edge mcp list
+  edge mcp test time
+"""
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """In ``edge mcp add NAME ... -- COMMAND ARGS...`` everything after ``--`` is the
+    server's own command line, options included: keep it from argparse."""
+    if argv[:2] == [NAME, "add"] and "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], {"server_command": argv[cut + 1 :]}
+    return argv, {}
+
+
+def add_parser(subparsers: Any) -> None:
+    mcp = subparsers.add_parser(
+        NAME,
+        help="configure and check MCP servers (their tools become edge tools)",
+        description="MCP servers listed in mcp.json (default: in the user config dir) are "
+        "started by 'edge run'; their tools are offered to the cloud like the built-ins.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = mcp.add_subparsers(dest="mcp_command", metavar="ACTION", required=True)
+    ma = actions.add_parser(
+        "add",
+        help="add a server: NAME [OPTIONS] -- COMMAND ARGS... (stdio), or NAME --url URL",
+        usage="edge mcp add NAME [OPTIONS] -- COMMAND [ARGS...]\n"
+        "       edge mcp add NAME --url URL [--transport http|sse] [--header K=V] [OPTIONS]",
+        description="Add an MCP server to mcp.json, then connect to it once to check it. "
+        "For a stdio server, everything after -- is its command line.",
+    )
+    ma.add_argument("name", help="what the server is called; its tools are NAME__TOOL")
+    ma.add_argument("--url", help="an HTTP server's endpoint (streamable HTTP or SSE)")
+    ma.add_argument("--transport", choices=["http", "sse"], default="http", help="default http")
+    ma.add_argument("--header", action="append", default=[], metavar="K=V", help="repeatable")
+    ma.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable")
+    ma.add_argument(
+        "--pass-env", action="append", default=[], metavar="NAME",
+        help="pass this variable of edge's environment through (repeatable)",
+    )  # fmt: skip
+    ma.add_argument("--timeout", type=float, help="seconds per call (default 60)")
+    ma.add_argument("--replace", action="store_true", help="replace a server of that name")
+    ma.add_argument("--no-test", action="store_true", help="do not connect to check it")
+    ma.set_defaults(handler=handle_add, server_command=[])
+    ml = actions.add_parser("list", help="the configured servers (with live status if edge runs)")
+    ml.add_argument("--json", action="store_true", help="print the raw JSON")
+    ml.set_defaults(handler=handle_list)
+    mt = actions.add_parser("test", help="connect to a server, list its tools, time it")
+    mt.add_argument("name")
+    mt.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    mt.set_defaults(handler=handle_test)
+    mr = actions.add_parser("remove", help="remove a server from mcp.json")
+    mr.add_argument("name")
+    mr.set_defaults(handler=handle_remove)
+    for p in (ma, ml, mt, mr):
+        p.add_argument("--file", type=Path, metavar="FILE", help="the servers file (mcp.json)")
+        add_config_option(p, help="TOML config naming it")
+    add_control_option(ml, help="where to ask a running daemon for live status")
+
+
+def _mcp_file(args: argparse.Namespace) -> Path:
+    if args.file is not None:
+        return Path(args.file).expanduser()
+    path = load(args, no_control=True).mcp_file
+    assert path is not None
+    return path
+
+
+def _servers(args: argparse.Namespace) -> tuple[Path, dict[str, McpServerConfig]]:
+    from ..mcp.config import load_servers
+
+    path = _mcp_file(args)
+    return path, {s.name: s for s in load_servers(path)}
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _probe(server: McpServerConfig, within: float) -> bool:
+    """Connect to ``server`` once and print how it went; whether it answered."""
+    import trio
+
+    from ..mcp.session import probe_server
+
+    report = trio.run(lambda: probe_server(server, within=within))
+    if not report["ok"]:
+        print(f"{report['name']}: cannot connect: {report['error']} ({report['ms']:.0f} ms)")
+        return False
+    info = report["server"]
+    print(
+        f"{report['name']}: {info['name']} {info['version']} "
+        f"(MCP {report['protocolVersion']}), connected in {report['connectMs']:.0f} ms, "
+        f"tools listed in {report['listToolsMs']:.0f} ms"
+    )
+    print(f"  {len(report['tools'])} tools: {', '.join(report['tools'])}")
+    return True
+
+
+def handle_add(args: argparse.Namespace) -> int:
+    from ..mcp.config import parse_server, save_server
+
+    path = _mcp_file(args)
+    command = list(args.server_command)
+    if command and args.url:
+        return fail("give either -- COMMAND ARGS... or --url, not both")
+    if not command and not args.url:
+        return fail("give the server's command after -- (stdio) or --url URL")
+    try:
+        entry: dict[str, Any] = {}
+        if command:
+            entry = {"command": command[0], "args": command[1:]}
+            if args.env:
+                entry["env"] = _pairs(args.env, "--env")
+            if args.pass_env:
+                entry["envPassthrough"] = args.pass_env
+        else:
+            entry = {"url": args.url, "transport": args.transport}
+            if args.header:
+                entry["headers"] = _pairs(args.header, "--header")
+        if args.timeout is not None:
+            entry["timeout"] = args.timeout
+    except ValueError as exc:
+        return fail(str(exc))
+    server = parse_server(args.name, entry)
+    save_server(path, server, replace=args.replace)
+    print(f"added {server.name} to {path}")
+    if args.no_test:
+        return 0
+    if not _probe(server, within=30.0):
+        print("  (kept in the file: edge run will keep trying it)")
+        return 1
+    return 0
+
+
+def handle_remove(args: argparse.Namespace) -> int:
+    from ..mcp.config import remove_server
+
+    path = _mcp_file(args)
+    remove_server(path, args.name)
+    print(f"removed {args.name} from {path}")
+    return 0
+
+
+def handle_test(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+
+    path, servers = _servers(args)
+    found = servers.get(args.name)
+    if found is None:
+        raise ConfigError(f"no MCP server named {args.name!r} in {path}")
+    return 0 if _probe(found, within=args.timeout) else 1
+
+
+def _live(control: str) -> dict[str, dict[str, Any]]:
+    """Servers as a running daemon reports them; empty when none answers."""
+    try:
+        [body] = control_get(control, "/mcp/servers", timeout=2.0)
+        rows = body["servers"]
+    except (ControlUnreachable, ValueError, KeyError):
+        return {}
+    return {row["name"]: row for row in rows}
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    path, servers = _servers(args)
+    live = _live(args.control)
+    if args.json:
+        rows = [live.get(name, s.describe()) for name, s in servers.items()]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not servers:
+        print(f"no MCP servers in {path} (add one with: edge mcp add NAME -- COMMAND ...)")
+        return 0
+    for name, s in servers.items():
+        target = " ".join(s.describe().get("command") or [s.url or ""])
+        state = live.get(name)
+        status = (
+            (f"{state['status']}, {state['tools']} tools" if state else "not running")
+            if live
+            else ("disabled" if s.disabled else "")
+        )
+        print(f"{name:<16} {s.transport:<5} {target}  {status}".rstrip())
+        if state and state.get("lastError") and state["status"] != "active":
+            print(f"{'':<16} last error: {state['lastError']}")
+    if not live:
+        print("(edge is not running here: statuses are shown while 'edge run' is up)")
+    return 0
