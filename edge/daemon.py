@@ -35,20 +35,27 @@ import trio
 
 from . import __version__
 from .capture.capture import CaptureEvent
+from .capture.sources import probe_sources
 from .capture.uplink import AsrTarget, UplinkOptions, choose_asr_target
 from .config import TOKEN_ENV, Config
 from .control import ControlTargets, build_app, serve_control
 from .errors import ConfigError
 from .events import EventHub
-from .capture.sources import probe_sources
 from .mcp import McpServerConfig, Timing, load_servers
 from .nurseries.captures import Captures, RecordingDefaults, serve_captures
 from .nurseries.mcp import McpServers, serve_mcp
 from .nurseries.outbox import keep, load_kept
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelOptions, TunnelStatus, serve_tunnel
 from .nurseries.workers import ToolWorkers, serve_workers
-from .protocol import MAX_OUTPUT_CHARS, ApprovedTools, Cancel, Connected, Frame, ToolCall
-from .protocol import capability_report as build_capability_report
+from .protocol import (
+    MAX_OUTPUT_CHARS,
+    ApprovedTools,
+    Cancel,
+    Connected,
+    Frame,
+    ToolCall,
+    capability_report as build_capability_report,
+)
 from .secret import Secret
 from .tools.builtin import BUILTIN_TOOLS
 from .tools.execute import Executor
@@ -140,6 +147,7 @@ class Daemon:
         self._captures: Captures | None = None
         self._mcp: McpServers | None = None
         self._root: trio.Nursery | None = None
+        self._targets: ControlTargets | None = None
 
     # -- children ----------------------------------------------------------------
 
@@ -162,6 +170,16 @@ class Daemon:
     def captures(self) -> Captures:
         assert self._captures is not None, "the daemon is not running"
         return self._captures
+
+    @property
+    def targets(self) -> ControlTargets:
+        """What the control API drives (also when it is not served)."""
+        assert self._targets is not None, "the daemon is not running"
+        return self._targets
+
+    @targets.setter
+    def targets(self, targets: ControlTargets) -> None:
+        self._targets = targets
 
     @property
     def approved(self) -> frozenset[str]:
@@ -189,11 +207,18 @@ class Daemon:
     async def _start_children(self, root: trio.Nursery, kept: list[str]) -> None:
         cfg = self.config
         self._workers = await root.start(
-            partial(serve_workers, self.executor, max_calls=cfg.max_calls, queue_size=cfg.queue_size)
+            partial(
+                serve_workers, self.executor, max_calls=cfg.max_calls, queue_size=cfg.queue_size
+            )
         )
         defaults = RecordingDefaults(cfg.recordings_dir, self._asr_for)
         self._captures = await root.start(
-            partial(serve_captures, self._on_capture_event, self._uplink_options, defaults)
+            partial(
+                serve_captures,
+                self._on_capture_event,
+                uplink_options=self._uplink_options,
+                defaults=defaults,
+            )
         )
         self._mcp = await root.start(
             partial(
@@ -211,16 +236,16 @@ class Daemon:
         if kept:
             self._tunnel.outbox.restore(kept)
             log.info("%d results from the last run wait for the cloud", len(kept))
+        self.targets = ControlTargets(
+            health=self.health,
+            tunnel=_TunnelDesk(self._tunnel, self.gate, self._workers),
+            record=self._captures,
+            mcp=self._mcp,
+            tools=self.gate,
+            events=self.events,
+        )
         if cfg.control is not None:
-            targets = ControlTargets(
-                health=self.health,
-                tunnel=_TunnelDesk(self._tunnel, self.gate, self._workers),
-                record=self._captures,
-                mcp=self._mcp,
-                tools=self.gate,
-                events=self.events,
-            )
-            app = build_app(targets, cfg.allowed_origins)
+            app = build_app(self.targets, cfg.allowed_origins)
             self.control_url = await root.start(serve_control, app, *cfg.control)
         if cfg.cloud_url and cfg.token:
             self._tunnel.activate(cfg.token, cfg.cloud_url)

@@ -190,7 +190,7 @@ async def test_stopping_the_daemon_finishes_every_recording(
     with trio.fail_after(20):
         await cloud.wait_connected()
         for i, source in enumerate(["system", "mic", "pattern", "tone:500"]):
-            await daemon.record_start(f"c{i}", source)
+            await daemon.targets.record.record_start(f"c{i}", source)
         await cloud.wait_transcribed("c3", 1)
         await until(lambda: all(daemon.captures.get(f"c{i}").frames > 25 for i in range(4)))
         await daemon.stop()

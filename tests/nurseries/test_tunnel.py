@@ -204,7 +204,7 @@ async def test_unauthorized_stops_retrying_until_a_new_token(
         assert "401" in (daemon.tunnel.reason or "")
         await trio.sleep(0.3)  # several backoff periods
         assert cloud.attempts == 1
-        daemon.activate(TOKEN, cloud.url)
+        daemon.targets.tunnel.activate(TOKEN, cloud.url)
         await cloud.wait_connected()
         assert (await cloud.call("terminal", {"command": "echo ok"}))["output"] == "ok\n"
 
@@ -277,7 +277,7 @@ async def test_the_token_never_reaches_the_log(
         await cloud.call("terminal", {"command": "echo hi"})
         await cloud.drop()
         await cloud.wait_connected(2)
-    text = caplog.text + json.dumps(daemon.tunnel_info()) + json.dumps(daemon.health())
+    text = caplog.text + json.dumps(daemon.targets.tunnel.info()) + json.dumps(daemon.health())
     assert TOKEN not in text
 
 
@@ -307,7 +307,7 @@ async def test_disconnect_and_shutdown_leave_nothing_behind(cloud: FakeCloud, wo
             await until(lambda: all((workspace / f"g{i}").exists() for i in range(3)))
             await trio.sleep(0.05)
             assert len(set(child_processes()) - children) == 3
-            daemon.disconnect()
+            daemon.targets.tunnel.disconnect()
             await cloud.wait_for(lambda: not cloud.connected)
             await until(lambda: daemon.workers.in_flight == 0)
             await until(lambda: daemon.tunnel.status is TunnelStatus.DISCONNECTED)
