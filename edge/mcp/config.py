@@ -33,11 +33,15 @@ from ..errors import ConfigError
 from ..fs import write_private
 
 Transport = Literal["stdio", "http", "sse"]
+#: The transports an entry may name.
 TRANSPORTS: Final = ("stdio", "http", "sse")
+#: How a server's text results may be rendered (``resultFormat``).
 RESULT_FORMATS: Final = ("plain", "markdown", "json")
 #: Server names: what the tool names are built from and what the CLI takes.
-SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SERVER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Seconds a call to a server may take unless its entry says ``timeout``.
 DEFAULT_CALL_TIMEOUT: Final = 60.0
+#: Seconds an HTTP session may go without calls unless its entry says ``idleTimeout``.
 DEFAULT_IDLE_TIMEOUT: Final = 300.0
 
 

@@ -25,9 +25,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+#: Requests the degraded rule looks at (the last ones).
 RECENT_REQUESTS: Final = 20
+#: Share of the recent requests that failed, at least, for ``degraded``.
 DEGRADED_RATE: Final = 0.25
+#: Recent requests that failed, at least, for ``degraded``.
 DEGRADED_MIN: Final = 4
+#: Latencies kept per tool for its p95.
 LATENCY_SAMPLES: Final = 256
 
 

@@ -15,10 +15,14 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+#: A valid OpenAI function name.
 VALID: Final = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+#: Between the server's and the tool's part of an edge tool name.
 SEPARATOR: Final = "__"
+#: The longest valid name.
 MAX_LENGTH: Final = 64
-_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
+#: Characters a valid name may not have.
+_INVALID: Final = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def _clean(text: str) -> str:

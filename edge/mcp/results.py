@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from ..protocol import error_result
 
 #: Base64 characters kept per image, audio or blob block (about 3 MB of data);
 #: a larger block keeps its mime type and size and is marked ``omitted``.
-MAX_BLOB_CHARS = 4_000_000
+MAX_BLOB_CHARS: Final = 4_000_000
 
 
 def _blob(block: Mapping[str, Any], key: str) -> dict[str, Any]:

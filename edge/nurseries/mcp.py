@@ -16,19 +16,24 @@ re-announces the capabilities. Status changes go to ``on_event``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import trio
 
-from ..errors import ToolError
-from ..mcp.config import McpServerConfig
-from ..mcp.names import ToolNames
-from ..mcp.results import map_call_result
-from ..mcp.session import McpCallError, McpServer, Status, Timing, probe_server
+from ..mcp import (
+    McpServer,
+    McpServerConfig,
+    Status,
+    Timing,
+    ToolNames,
+    map_call_result,
+    probe_server,
+)
 from ..tools.registry import CallContext, ToolRegistry, ToolResult, ToolSpec
 
 log = logging.getLogger(__name__)
+
 
 class McpServers:
     """Handle on the MCP nursery; made by ``serve_mcp``."""
@@ -57,7 +62,7 @@ class McpServers:
     def __len__(self) -> int:
         return len(self._servers)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[McpServer]:
         return iter(list(self._servers.values()))
 
     def get(self, name: str) -> McpServer | None:
@@ -142,10 +147,8 @@ class McpServers:
 
     def _runner(self, server: McpServer, tool: str) -> Callable[[dict[str, Any], CallContext], Any]:
         async def run(args: dict[str, Any], ctx: CallContext) -> ToolResult:
-            try:
-                raw = await server.call_tool(tool, args, progress=ctx.progress)
-            except McpCallError as exc:
-                raise ToolError(str(exc)) from None
+            # An McpCallError is a ToolError: the executor reports its message.
+            raw = await server.call_tool(tool, args, progress=ctx.progress)
             return map_call_result(raw, server.config.result_format)
 
         return run
@@ -163,7 +166,20 @@ class McpServers:
             }
         )
 
+    def report(self) -> list[dict[str, Any]]:
+        """Per server, what the capability report says of it: name, status, tools, last error."""
+        return [
+            {
+                "name": server.name,
+                "status": server.status,
+                "tools": len(server.tools),
+                "lastError": server.metrics.last_error,
+            }
+            for server in self
+        ]
+
     def info(self) -> list[dict[str, Any]]:
+        """Per server: config (no secrets), status, metrics, and the edge names of its tools."""
         out = []
         for server in self:
             entry = server.info()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.mcp import Timing
 from edge.mcp.config import McpServerConfig, parse_server
-from edge.mcp.session import Timing
 
 SERVERS = Path(__file__).parent / "servers"
 REPO = Path(__file__).parents[2]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from edge.errors import McpCallError
+from edge.mcp import McpServer, probe_server
 from edge.mcp.config import parse_server
-from edge.mcp.session import McpCallError, McpServer, probe_server
 from edge.nurseries.mcp import McpServers, serve_mcp
 from edge.tools.registry import ToolRegistry
 

@@ -1,0 +1,56 @@
+"""Every delay an MCP server's supervision uses, as defaults and as one overridable ``Timing``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from ..supervise import RestartPolicy
+
+#: Seconds a server has to answer ``initialize``.
+INIT_TIMEOUT: Final = 20.0
+#: Seconds between pings of a connected server.
+PING_INTERVAL: Final = 15.0
+#: Seconds a server has to answer a ping before edge reconnects.
+PING_TIMEOUT: Final = 10.0
+#: Seconds a tool list is kept before it is fetched again.
+TOOLS_TTL: Final = 300.0
+#: Failures within ``CRASH_LOOP_WINDOW`` that park a server.
+CRASH_LOOP_FAILURES: Final = 5
+#: Seconds within which ``CRASH_LOOP_FAILURES`` failures park a server.
+CRASH_LOOP_WINDOW: Final = 60.0
+#: Seconds a session must last for the failures before it to be forgotten.
+STABLE_AFTER: Final = 30.0
+#: Seconds a parked server waits before it is tried again.
+PARK_SECONDS: Final = 300.0
+#: Seconds of the first reconnect delay after a failure that follows another.
+BACKOFF_FIRST: Final = 0.5
+#: The longest reconnect delay (seconds).
+BACKOFF_CAP: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Overridable in tests: every delay the supervision of one server uses."""
+
+    init_timeout: float = INIT_TIMEOUT
+    ping_interval: float = PING_INTERVAL
+    ping_timeout: float = PING_TIMEOUT
+    tools_ttl: float = TOOLS_TTL
+    crash_loop_failures: int = CRASH_LOOP_FAILURES
+    crash_loop_window: float = CRASH_LOOP_WINDOW
+    stable_after: float = STABLE_AFTER
+    park_seconds: float = PARK_SECONDS
+    backoff_first: float = BACKOFF_FIRST
+    backoff_cap: float = BACKOFF_CAP
+
+    def restart_policy(self) -> RestartPolicy:
+        """The restart part, for ``edge.supervise``."""
+        return RestartPolicy(
+            failures=self.crash_loop_failures,
+            window=self.crash_loop_window,
+            stable_after=self.stable_after,
+            park_seconds=self.park_seconds,
+            backoff_first=self.backoff_first,
+            backoff_cap=self.backoff_cap,
+        )
