@@ -132,3 +132,77 @@ def test_errors_copy_with_their_arguments(cls: type[BaseException]) -> None:
     assert type(twin) is cls
     assert twin.args == exc.args
     assert str(twin) == str(exc) == "what went wrong"
+
+
+def readme_layout() -> str:
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```", 2)[1]
+
+
+def test_readme_layout_names_every_package_and_module() -> None:
+    layout = readme_layout()
+    missing = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        if len(rel.parts) == 1:
+            if not re.search(rf"\b{re.escape(path.name)}\b", layout):
+                missing.append(rel.as_posix())
+        else:
+            top = rel.parts[0]
+            if f"{top}/" not in layout or not re.search(rf"\b{path.stem}\b", layout):
+                missing.append(rel.as_posix())
+    assert missing == [], "README's Layout section does not name these"
+
+
+#: Each package's public names. A change here is a change of the package's surface.
+EXPORTS = {
+    "edge": ["__version__"],
+    "edge.protocol": [
+        "ApprovedTools", "Cancel", "Connected", "Frame", "MAX_FRAME_CHARS", "MAX_OUTPUT_CHARS",
+        "PROTOCOL_VERSION", "Ping", "ProtocolError", "ToolCall", "Unknown", "capability_report",
+        "encode", "error_result", "invalid_request", "ok_result", "parse_frame", "pong",
+        "progress_notification", "tool_response", "truncate_result",
+    ],
+    "edge.net": ["backoff", "errors", "wsclient"],
+    "edge.tools": ["batch", "builtin", "execute", "gate", "policy", "process", "registry"],
+    "edge.tools.builtin": ["BUILTIN_TOOLS"],
+    "edge.nurseries": ["captures", "mcp", "outbox", "tunnel", "workers"],
+    "edge.mcp": [
+        "McpServer", "McpServerConfig", "McpSession", "Progress", "Status", "Timing", "ToolNames",
+        "describe_failure", "fetch_tools", "load_servers", "map_call_result", "open_session",
+        "parse_server", "probe_server", "remove_server", "save_server",
+    ],
+    "edge.capture": ["capture", "recording", "sources", "uplink"],
+    "edge.control": [
+        "ControlTargets", "McpControl", "RecordControl", "ToolsControl", "TunnelControl",
+        "build_app", "serve_control",
+    ],
+    "edge.cli": ["main"],
+    "edge.dev": ["asr", "cloud"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTS))
+def test_package_exports(name: str) -> None:
+    package = importlib.import_module(name)
+    assert sorted(package.__all__) == sorted(EXPORTS[name])
+    for public in package.__all__:
+        if not hasattr(package, public):
+            importlib.import_module(f"{name}.{public}")  # a submodule
+        assert hasattr(package, public), f"{name}.{public}"
+
+
+def test_every_package_is_pinned_and_lists_its_modules() -> None:
+    for init in sorted(ROOT.rglob("__init__.py")):
+        rel = init.parent.relative_to(ROOT.parent).as_posix()
+        name = rel.replace("/", ".")
+        assert name in EXPORTS, f"{name} has no pinned exports"
+        doc = importlib.import_module(name).__doc__ or ""
+        for module in sorted(init.parent.glob("*.py")):
+            if module.stem not in ("__init__", "__main__"):
+                assert re.search(rf"\b{module.stem}\b", doc), f"{name}'s docstring omits {module.stem}"
+        for sub in sorted(init.parent.glob("*/__init__.py")):
+            assert re.search(rf"\b{sub.parent.name}\b", doc), f"{name}'s docstring omits {sub.parent.name}"
