@@ -1,1 +1,59 @@
-"""The control API on loopback."""
+"""The control API: a small HTTP API on loopback for the cloud's web page and the CLI.
+
+Served by hypercorn on trio. Routes (see README "Control API")::
+
+    GET  /health            version, uptime, tunnel status, effective tool count
+    GET  /tunnel/status     the tunnel's state (never the token)
+    POST /tunnel/activate   {"jwt": ..., "tunnelUrl": ...}: connect with these credentials
+    POST /tunnel/disconnect
+    POST /record/start      {"chatId", "source", "asr"?, "sampleRate"?, "channels"?, "format"?}
+    POST /record/stop       ?chatId=ID stops one capture; without it, all
+    GET  /record/status     every live capture
+    GET  /record/events     server-sent events: transcripts, captures started and ended
+    GET  /events            the same stream (MCP server status changes included)
+    GET  /mcp/servers       every MCP server: status, metrics, per-tool figures
+    POST /mcp/servers/NAME/test   connect on a fresh connection, list tools, time it
+                                  (?timeout=SECONDS, default 10)
+    GET  /tools/openai      the effective tools in OpenAI function-calling form
+    POST /tools/batch       {"toolCalls": [OpenAI tool calls], "concurrency"?}: run them
+                            under the cloud's approval and the local policy
+
+Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
+be a loopback name (a DNS-rebinding page arrives with its own host name), and a
+request carrying an Origin must come from a configured origin, preflights
+included. Starlette's CORS middleware answers the allowed preflights; the
+guard adds ``Access-Control-Allow-Private-Network`` for browsers that ask
+before a public page may call a loopback address.
+
+Modules:
+    app     -- ControlTargets, build_app (guard, routes, error answers) and serve_control
+    guard   -- BrowserGuard (Host and Origin checks, private-network header) and CORS
+    body    -- reading requests: size-limited JSON objects, query parameters
+    tunnel  -- /tunnel/*: status, activate, disconnect (TunnelControl)
+    record  -- /record/*: start, stop, status of captures (RecordControl)
+    events  -- GET /events and GET /record/events: the EventHub as server-sent events
+    mcp     -- /mcp/*: server status and a timed test (McpControl)
+    tools   -- /tools/*: OpenAI tool list and batch calls (ToolsControl)
+"""
+
+from __future__ import annotations
+
+from .app import (
+    ControlTargets as ControlTargets,
+    build_app as build_app,
+    serve_control as serve_control,
+)
+from .mcp import McpControl as McpControl
+from .record import RecordControl as RecordControl
+from .tools import ToolsControl as ToolsControl
+from .tunnel import TunnelControl as TunnelControl
+
+__all__ = [
+    "ControlTargets",
+    "McpControl",
+    "RecordControl",
+    "ToolsControl",
+    "TunnelControl",
+    "build_app",
+    "serve_control",
+]

@@ -12,7 +12,7 @@ import trio
 
 from edge.daemon import Daemon
 from edge.dev.cloud import FakeCloud
-from edge.control.app import host_is_loopback
+from edge.control.guard import host_is_loopback
 from edge.nurseries.tunnel import TunnelStatus
 
 from ..conftest import TOKEN, fast_tunnel, make_config, until

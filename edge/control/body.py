@@ -1,0 +1,59 @@
+"""Reading requests: JSON bodies (size-limited, objects only) and query parameters.
+
+Everything here raises ``BadRequest``, which the app answers with 400 and the
+message.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, Final
+
+from ..errors import BadRequest
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+#: Request bodies larger than this are refused (bytes).
+MAX_BODY: Final = 64 * 1024
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object.
+
+    Raises:
+        BadRequest: the body is over ``MAX_BODY`` bytes, not JSON, or not an object.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise BadRequest(f"body is over {MAX_BODY} bytes")
+    body = b""
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise BadRequest(f"body is over {MAX_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+def query_seconds(request: Request, name: str, default: float, *, most: float) -> float:
+    """The query parameter ``name`` as seconds in (0, ``most``], ``default`` when absent.
+
+    Raises:
+        BadRequest: the parameter is not a number, or out of range.
+    """
+    raw = request.query_params.get(name)
+    try:
+        seconds = default if raw is None else float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number of seconds") from None
+    if not 0 < seconds <= most:
+        raise BadRequest(f"{name} must be between 0 and {most:g} seconds")
+    return seconds
