@@ -193,23 +193,8 @@ def load_config(
     extra += roots or []
     tools = allow_tools or _typed(pol, "allow_tools", list, "policy")
 
-    token: Secret | None = None
-    tfile = token_file or _typed(tunnel, "token_file", str, "tunnel")
-    if tfile:
-        token = read_token_file(Path(tfile).expanduser())
-    elif env.get(TOKEN_ENV):
-        token = Secret(env[TOKEN_ENV])
-
-    listen: tuple[str, int] | None = None
-    if not no_control:
-        listen = parse_hostport(control or _typed(ctl, "listen", str, "control") or DEFAULT_CONTROL)
-    force = force_bind or bool(_typed(ctl, "force_bind", bool, "control"))
-    if listen is not None and not is_loopback(listen[0]) and not force:
-        raise ConfigError(
-            f"refusing to serve the control API on {listen[0]}, which is not a loopback "
-            "address: anyone who can reach it could hand the daemon a token. "
-            "Pass --force-bind if you really mean it."
-        )
+    token = _token(token_file or _typed(tunnel, "token_file", str, "tunnel"), env)
+    listen, force = _listen(ctl, control, no_control, force_bind)
     origins = tuple(_typed(ctl, "allowed_origins", list, "control") or ())
     calls = max_calls or _typed(work, "max_calls", int, "workers") or 64
     if calls < 1:
@@ -232,6 +217,34 @@ def load_config(
         mcp_file=_path_or_none(mcp_file or _typed(mcp, "servers", str, "mcp"))
         or default_mcp_file(),
     )
+
+
+def _token(token_file: str | Path | None, env: dict[str, str]) -> Secret | None:
+    """The token from its file (when one is named), else from the environment."""
+    if token_file:
+        return read_token_file(Path(token_file).expanduser())
+    return Secret(env[TOKEN_ENV]) if env.get(TOKEN_ENV) else None
+
+
+def _listen(
+    ctl: dict[str, Any], control: str | None, no_control: bool, force_bind: bool
+) -> tuple[tuple[str, int] | None, bool]:
+    """Where the control API listens (``None``: nowhere) and whether a wide bind is forced.
+
+    Raises:
+        ConfigError: a non-loopback address without ``force_bind``.
+    """
+    force = force_bind or bool(_typed(ctl, "force_bind", bool, "control"))
+    if no_control:
+        return None, force
+    listen = parse_hostport(control or _typed(ctl, "listen", str, "control") or DEFAULT_CONTROL)
+    if not is_loopback(listen[0]) and not force:
+        raise ConfigError(
+            f"refusing to serve the control API on {listen[0]}, which is not a loopback "
+            "address: anyone who can reach it could hand the daemon a token. "
+            "Pass --force-bind if you really mean it."
+        )
+    return listen, force
 
 
 def _path_or_none(value: str | Path | None) -> Path | None:

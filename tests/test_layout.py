@@ -169,7 +169,7 @@ EXPORTS = {
     "edge.net": ["backoff", "errors", "wsclient"],
     "edge.tools": ["batch", "builtin", "execute", "gate", "policy", "process", "registry"],
     "edge.tools.builtin": ["BUILTIN_TOOLS"],
-    "edge.nurseries": ["captures", "mcp", "outbox", "tunnel", "workers"],
+    "edge.nurseries": ["captures", "failures", "mcp", "outbox", "tunnel", "workers"],
     "edge.mcp": [
         "McpServer", "McpServerConfig", "McpSession", "Progress", "Status", "Timing", "ToolNames",
         "describe_failure", "fetch_tools", "load_servers", "map_call_result", "open_session",

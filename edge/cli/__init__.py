@@ -24,14 +24,15 @@ from __future__ import annotations
 import argparse
 import sys
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 from . import capture, dev, mcp, run, status, tools
 from .common import call_handler
 
 __all__ = ["main"]
 
-DESCRIPTION = """\
+#: What `edge --help` says edge is.
+DESCRIPTION: Final = """\
 edge is the cloud brain's pair of hands on this machine: it keeps a WebSocket
 tunnel to the cloud, runs the tool calls the cloud sends (within what you
 allow here), and serves a small control API on 127.0.0.1 for the cloud's web
@@ -39,7 +40,7 @@ page and for this CLI. Without a cloud it keeps running, autonomous.
 """
 
 #: The command modules, in the order ``edge --help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (run, status, tools, capture, mcp, dev)
+COMMANDS: Final[tuple[ModuleType, ...]] = (run, status, tools, capture, mcp, dev)
 
 
 def _parser() -> argparse.ArgumentParser:

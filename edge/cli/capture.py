@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .common import add_config_option, check_ws_url, fail, load, setup_logging
 
-EPILOG = """\
+#: Shown after the options in this command's --help.
+EPILOG: Final = """\
 Without --asr the audio is recorded locally only. Recordings are FLAC (WAV with
 --format wav); while recording they are written as WAV a second at a time, so
 even a killed capture leaves a readable file.

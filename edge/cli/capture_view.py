@@ -13,13 +13,13 @@ import json
 import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final, TextIO
 
 import trio
 
 from ..capture.capture import CaptureEnded, CaptureEvent, CaptureRequest, TranscriptEvent
-from ..nurseries.captures import serve_captures
+from ..nurseries.captures import Captures, serve_captures
 
 #: Seconds between redraws of the live view on a terminal.
 REDRAW: Final = 0.2
@@ -93,6 +93,70 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+class _Screen:
+    """The terminal: status lines redrawn in place on a tty, lines printed above them."""
+
+    def __init__(self, out: TextIO, *, as_json: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.tty = out.isatty() and not as_json
+        self.partials: dict[str, str] = {}
+        self._drawn = 0
+
+    def _erase(self) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def draw(self, captures: list[dict[str, Any]]) -> None:
+        self._erase()
+        for status in captures:
+            self.out.write(status_line(status, self.partials.get(status["chatId"])) + "\n")
+        self._drawn = len(captures)
+        self.out.flush()
+
+    def show(self, line: str, captures: list[dict[str, Any]]) -> None:
+        if self.tty:
+            self._erase()
+        if not self.as_json:
+            self.out.write(line + "\n")
+        if self.tty:
+            self.draw(captures)
+        self.out.flush()
+
+    def finish(self, summaries: list[dict[str, Any]]) -> None:
+        if self.tty:
+            self._erase()
+        if self.as_json:
+            self.out.write(json.dumps(summaries, indent=2) + "\n")
+        else:
+            for summary in summaries:
+                self.out.write("\n".join(summary_lines(summary)) + "\n")
+        self.out.flush()
+
+
+async def _keep_showing(screen: _Screen, captures: Captures) -> None:
+    """Redraw the status lines on a tty; elsewhere, print them every PROGRESS seconds."""
+    while True:
+        if screen.tty:
+            screen.draw(captures.status())
+            await trio.sleep(REDRAW)
+        else:
+            await trio.sleep(PROGRESS)
+            for status in captures.status():
+                screen.show(status_line(status), [])
+
+
+async def _stop_when(
+    captures: Captures, signals: AsyncIterator[int], duration: float | None
+) -> None:
+    """Stop every capture at the first signal, or once ``duration`` has passed."""
+    with trio.move_on_after(float("inf") if duration is None else duration):
+        async for _ in signals:
+            break
+    await captures.stop_all()
+
+
 async def run_captures(
     requests: Sequence[CaptureRequest],
     *,
@@ -101,35 +165,12 @@ async def run_captures(
     as_json: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``requests`` side by side until the duration, a signal, or every source ends."""
-    tty = out.isatty() and not as_json
+    screen = _Screen(out, as_json=as_json)
     send, receive = trio.open_memory_channel[CaptureEvent](1024)
-    partials: dict[str, str] = {}
     summaries: list[dict[str, Any]] = []
-    drawn = 0
-
-    def draw(captures: list[dict[str, Any]]) -> None:
-        nonlocal drawn
-        if drawn:
-            out.write(f"\x1b[{drawn}F\x1b[J")
-        for status in captures:
-            out.write(status_line(status, partials.get(status["chatId"])) + "\n")
-        drawn = len(captures)
-        out.flush()
-
-    def show(line: str, captures: list[dict[str, Any]]) -> None:
-        nonlocal drawn
-        if tty and drawn:
-            out.write(f"\x1b[{drawn}F\x1b[J")
-            drawn = 0
-        if not as_json:
-            out.write(line + "\n")
-        if tty:
-            draw(captures)
-        out.flush()
-
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            captures = await nursery.start(serve_captures, send.send_nowait)
+            captures: Captures = await nursery.start(serve_captures, send.send_nowait)
             try:
                 for request in requests:
                     await captures.start(request)
@@ -137,60 +178,20 @@ async def run_captures(
                 with trio.CancelScope(shield=True):
                     await captures.stop_all()
                 raise
-
-            async def stop_on_signal() -> None:
-                async for _ in signals:
-                    break
-                await captures.stop_all()
-
-            async def stop_after() -> None:
-                assert duration is not None
-                await trio.sleep(duration)
-                await captures.stop_all()
-
-            async def refresh() -> None:
-                while True:
-                    if tty:
-                        draw(captures.status())
-                        await trio.sleep(REDRAW)
-                    else:
-                        await trio.sleep(PROGRESS)
-                        for status in captures.status():
-                            show(status_line(status), [])
-
-            helpers = trio.CancelScope()
-
-            async def run_helpers() -> None:
-                with helpers:
-                    async with trio.open_nursery() as inner:
-                        inner.start_soon(stop_on_signal)
-                        inner.start_soon(refresh)
-                        if duration is not None:
-                            inner.start_soon(stop_after)
-
-            nursery.start_soon(run_helpers)
+            nursery.start_soon(_stop_when, captures, signals, duration)
+            nursery.start_soon(_keep_showing, screen, captures)
             async with receive:
-                remaining = len(requests)
                 async for event in receive:
                     if isinstance(event, TranscriptEvent):
                         if event.transcript.final:
-                            partials.pop(event.chat_id, None)
-                            show(transcript_line(event), captures.status())
+                            screen.partials.pop(event.chat_id, None)
+                            screen.show(transcript_line(event), captures.status())
                         else:
-                            partials[event.chat_id] = event.transcript.text
+                            screen.partials[event.chat_id] = event.transcript.text
                     elif isinstance(event, CaptureEnded):
                         summaries.append(event.summary)
-                        remaining -= 1
-                        if remaining == 0:
+                        if len(summaries) == len(requests):
                             break
-            helpers.cancel()
             nursery.cancel_scope.cancel()
-    if tty and drawn:
-        out.write(f"\x1b[{drawn}F\x1b[J")
-    if as_json:
-        out.write(json.dumps(summaries, indent=2) + "\n")
-    else:
-        for summary in summaries:
-            out.write("\n".join(summary_lines(summary)) + "\n")
-    out.flush()
+    screen.finish(summaries)
     return summaries

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 NAME: Final = "mcp"
 
-EPILOG = """\
+#: Shown after the options in this command's --help.
+EPILOG: Final = """\
 examples:
   edge mcp add time -- uvx mcp-server-time
   edge mcp add files -- npx -y @modelcontextprotocol/server-filesystem ~/notes

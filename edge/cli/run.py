@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .common import add_control_option, add_policy_options, check_ws_url, load, setup_logging
 
-EPILOG = """\
+#: Shown after the options in this command's --help.
+EPILOG: Final = """\
 The token comes from --token-file or the EDGE_TOKEN environment variable, never
 from the command line (other users can read command lines). Without --cloud the
 daemon waits for the cloud's web page to POST a token to /tunnel/activate.

@@ -27,9 +27,8 @@ from typing import Any, Final
 import trio
 import trio_websocket
 
-from ..errors import ConnectionLost, HandshakeFailed, TunnelError, Unauthorized, first_leaf
+from ..errors import ConnectionLost, HandshakeFailed, Unauthorized, first_leaf
 from ..net.backoff import Backoff
-from ..net.errors import describe_close, describe_error
 from ..net.wsclient import open_ws, parse_ws_url
 from ..protocol import (
     MAX_FRAME_CHARS,
@@ -47,6 +46,7 @@ from ..protocol import (
 )
 from ..secret import Secret
 from ..watch import Watched
+from .failures import classify, closed
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 CONNECT_TIMEOUT: Final = 10.0
 #: Seconds a connection must have stayed up for the backoff to start over.
 STABLE_AFTER: Final = 5.0
-#: WebSocket close codes that mean the token was refused.
-UNAUTHORIZED_CLOSE_CODES: Final = frozenset({4401, 1008})
 
 
 class TunnelStatus(enum.StrEnum):
@@ -244,7 +242,7 @@ class Tunnel:
             try:
                 await self._attempt(creds)
             except BaseException as exc:
-                kind, message = _classify(exc)
+                kind, message = classify(exc)
                 if self._close_requested.is_set():
                     log.info("tunnel: closed")
                     self._set_status(TunnelStatus.DISCONNECTED, "closed by edge")
@@ -357,7 +355,7 @@ class Tunnel:
             try:
                 message = await ws.get_message()
             except trio_websocket.ConnectionClosed as exc:
-                raise _lost(exc) from None
+                raise closed(exc) from None
             self._dispatch(parse_frame(message))
 
     async def _writer(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -390,52 +388,6 @@ class Tunnel:
             if scope.cancelled_caught:
                 raise ConnectionLost(f"heartbeat unanswered for {self._heartbeat_timeout:g} s")
             self.outbox.confirm(mark)
-
-
-def _lost(exc: trio_websocket.ConnectionClosed) -> TunnelError:
-    """What a close means: the token refused (close codes 4401, 1008), or a lost connection."""
-    reason = exc.reason
-    text = describe_close(reason, "the cloud")
-    if reason is not None and reason.code in UNAUTHORIZED_CLOSE_CODES:
-        return Unauthorized(text)
-    return ConnectionLost(text, None if reason is None else reason.code)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
-def _classify(exc: BaseException) -> tuple[str, str]:
-    """Sort what ended an attempt: ``("unauthorized" | "retry" | "bug", message)``.
-
-    ``bug`` is an exception no network problem explains: it is logged with its
-    traceback, and the tunnel still reconnects (with backoff) rather than die.
-
-    Cancellation and anything that is not an ``Exception`` is re-raised as is.
-    """
-    if isinstance(exc, BaseExceptionGroup):
-        cancelled, rest = exc.split(lambda e: not isinstance(e, Exception))
-        if cancelled is not None or rest is None:
-            raise exc
-        leaves = _leaves(rest)
-    elif not isinstance(exc, Exception):
-        raise exc
-    else:
-        leaves = [exc]
-    leaves = [_lost(e) if isinstance(e, trio_websocket.ConnectionClosed) else e for e in leaves]
-    for leaf in leaves:
-        if isinstance(leaf, Unauthorized):
-            return "unauthorized", str(leaf)
-    expected = (
-        OSError,
-        TunnelError,
-        trio_websocket.HandshakeError,
-        trio_websocket.ConnectionClosed,
-    )
-    kind = "retry" if all(isinstance(leaf, expected) for leaf in leaves) else "bug"
-    return kind, "; ".join(describe_error(leaf, peer="the cloud") for leaf in leaves)
 
 
 async def serve_tunnel(
