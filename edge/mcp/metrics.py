@@ -5,9 +5,9 @@ Status of a server:
 - ``inactive``: disabled, not connected yet, or an HTTP session closed after
   ``idleTimeout`` without calls (the next call reconnects);
 - ``error``: not connected because the last attempt failed (edge is backing off
-  and retrying), or parked after a crash loop (``CRASH_LOOP_FAILURES`` failures
-  within ``CRASH_LOOP_WINDOW`` seconds, no session lasting ``STABLE_AFTER``
-  seconds in between); a parked server is tried again after ``PARK_SECONDS``;
+  and retrying), or parked after a crash loop (``Timing.crash_loop_failures`` failures
+  within ``crash_loop_window`` seconds, no session lasting ``stable_after``
+  seconds in between); a parked server is tried again after ``park_seconds``;
 - ``degraded``: connected, but at least ``DEGRADED_RATE`` of its last
   ``RECENT_REQUESTS`` requests failed (at least ``DEGRADED_MIN`` of them);
 - ``active``: connected and answering.

@@ -16,9 +16,9 @@ closed is carried over to the next session once (the transparent retry); a
 call the server had already received is never sent twice.
 
 Failures (cannot start, crash, no answer to ``initialize`` or to pings) are
-retried with jittered exponential backoff. ``CRASH_LOOP_FAILURES`` failures
-within ``CRASH_LOOP_WINDOW`` seconds, with no session lasting ``STABLE_AFTER``
-seconds in between, park the server as ``error`` for ``PARK_SECONDS``
+retried with jittered exponential backoff. ``Timing.crash_loop_failures`` failures
+within ``crash_loop_window`` seconds, with no session lasting ``stable_after``
+seconds in between, park the server as ``error`` for ``park_seconds``
 (requests fail at once meanwhile); then it is tried again. An HTTP session
 idle for ``idleTimeout`` closes; the next request reopens it. Status rules:
 ``edge.mcp.metrics``.

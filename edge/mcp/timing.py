@@ -1,11 +1,24 @@
-"""Every delay an MCP server's supervision uses, as defaults and as one overridable ``Timing``."""
+"""Every delay an MCP server's supervision uses, as defaults and as one overridable ``Timing``.
+
+The restart defaults are the supervisor's own (``edge.supervise``): a crash-loop
+window of 5 failures in 60 s, a session of 30 s counting as stable, a park of
+5 minutes, reconnect delays from 0.5 s doubling to 30 s.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
 
-from ..supervise import RestartPolicy
+from ..supervise import (
+    BACKOFF_CAP,
+    BACKOFF_FIRST,
+    PARK_SECONDS,
+    RESTART_FAILURES,
+    RESTART_WINDOW,
+    STABLE_AFTER,
+    RestartPolicy,
+)
 
 #: Seconds a server has to answer ``initialize``.
 INIT_TIMEOUT: Final = 20.0
@@ -15,19 +28,6 @@ PING_INTERVAL: Final = 15.0
 PING_TIMEOUT: Final = 10.0
 #: Seconds a tool list is kept before it is fetched again.
 TOOLS_TTL: Final = 300.0
-#: Failures within ``CRASH_LOOP_WINDOW`` that park a server.
-CRASH_LOOP_FAILURES: Final = 5
-#: Seconds within which ``CRASH_LOOP_FAILURES`` failures park a server.
-CRASH_LOOP_WINDOW: Final = 60.0
-#: Seconds a session must last for the failures before it to be forgotten.
-STABLE_AFTER: Final = 30.0
-#: Seconds a parked server waits before it is tried again.
-PARK_SECONDS: Final = 300.0
-#: Seconds of the first reconnect delay after a failure that follows another.
-BACKOFF_FIRST: Final = 0.5
-#: The longest reconnect delay (seconds).
-BACKOFF_CAP: Final = 30.0
-
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -37,8 +37,8 @@ class Timing:
     ping_interval: float = PING_INTERVAL
     ping_timeout: float = PING_TIMEOUT
     tools_ttl: float = TOOLS_TTL
-    crash_loop_failures: int = CRASH_LOOP_FAILURES
-    crash_loop_window: float = CRASH_LOOP_WINDOW
+    crash_loop_failures: int = RESTART_FAILURES
+    crash_loop_window: float = RESTART_WINDOW
     stable_after: float = STABLE_AFTER
     park_seconds: float = PARK_SECONDS
     backoff_first: float = BACKOFF_FIRST
