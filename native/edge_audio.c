@@ -292,5 +292,10 @@ int edge_pattern_start(edge_audio *a, char *err, size_t errlen) {
         free(s);
         return -1;
     }
+#if defined(__linux__)
+    /* Named before this returns (the thread also names itself, which on a busy
+     * machine may come later), so the thread is "edge-audio" from the start. */
+    pthread_setname_np(s->thread, "edge-audio");
+#endif
     return 0;
 }

@@ -151,12 +151,16 @@ async def serve_control(
     config.errorlog = http_log
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.include_server_header = False
+    bound = False
     try:
         async with trio.open_nursery() as nursery:
             serve = partial(hypercorn.trio.serve, app, config)  # type: ignore[arg-type]
             binds = await nursery.start(serve)
+            bound = True
             task_status.started(binds[0])
     except* OSError as group:
+        if bound:  # a failure while serving is not a bind problem
+            raise
         raise ConfigError(_bind_problem(host, port, group.exceptions[0])) from None
 
 
