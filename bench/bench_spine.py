@@ -45,7 +45,14 @@ async def bench_tunnel(quick: bool) -> None:
     token_file = workdir / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / "cfg"))
+    # Its own config, data and state: results a run leaves undelivered must not
+    # reach the next run (nor the user's own edge).
+    env = dict(
+        os.environ,
+        XDG_CONFIG_HOME=str(workdir / "cfg"),
+        XDG_DATA_HOME=str(workdir / "data"),
+        XDG_STATE_HOME=str(workdir / "state"),
+    )
     async with trio.open_nursery() as nursery:
         cloud: FakeCloud = await nursery.start(FakeCloud([TOKEN]).serve)
         cmd = [
