@@ -69,10 +69,18 @@ class Recorder:
         self._finished = True
         self._finish.set()
 
-    def _take(self) -> bytes:
+    def _take(self, *, whole_seconds: bool = False) -> bytes:
+        """The queued audio; with ``whole_seconds``, only whole seconds (the rest stays queued)."""
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_frames = 0
+        if whole_seconds:
+            second = self.fmt.sample_rate * 2 * self.fmt.channels
+            cut = len(data) // second * second
+            data, rest = data[:cut], data[cut:]
+            if rest:
+                self._pending.append(rest)
+                self._pending_frames = len(rest) // self.fmt.frame_bytes
         return data
 
     def open(self) -> None:
@@ -103,7 +111,10 @@ class Recorder:
                 with trio.move_on_after(FLUSH_SECONDS):
                     await self._finish.wait()
                 if self._pending and not self._finished:
-                    await trio.to_thread.run_sync(self._write, self._take())
+                    # Whole seconds at a time: a killed capture leaves whole seconds.
+                    data = self._take(whole_seconds=True)
+                    if data:
+                        await trio.to_thread.run_sync(self._write, data)
             clean = True
         finally:
             self._finished = True
