@@ -177,10 +177,6 @@ class Daemon:
         assert self._targets is not None, "the daemon is not running"
         return self._targets
 
-    @targets.setter
-    def targets(self, targets: ControlTargets) -> None:
-        self._targets = targets
-
     @property
     def approved(self) -> frozenset[str]:
         """What the cloud approved on the live connection."""
@@ -236,7 +232,7 @@ class Daemon:
         if kept:
             self._tunnel.outbox.restore(kept)
             log.info("%d results from the last run wait for the cloud", len(kept))
-        self.targets = ControlTargets(
+        self._targets = ControlTargets(
             health=self.health,
             tunnel=_TunnelDesk(self._tunnel, self.gate, self._workers),
             record=self._captures,
@@ -245,7 +241,7 @@ class Daemon:
             events=self.events,
         )
         if cfg.control is not None:
-            app = build_app(self.targets, cfg.allowed_origins)
+            app = build_app(self._targets, cfg.allowed_origins)
             self.control_url = await root.start(serve_control, app, *cfg.control)
         if cfg.cloud_url and cfg.token:
             self._tunnel.activate(cfg.token, cfg.cloud_url)

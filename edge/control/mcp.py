@@ -29,14 +29,12 @@ class McpControl(Protocol):
 
     def info(self) -> list[dict[str, Any]]:
         """Every server's config (no secrets), status and metrics."""
-        ...
 
     async def test(self, name: str, within: float) -> dict[str, Any]:
         """Connect to server ``name`` afresh and list its tools within ``within`` seconds.
 
         The report has ``ok``; KeyError for an unknown name.
         """
-        ...
 
 
 def routes(target: McpControl) -> list[Route]:

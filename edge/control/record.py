@@ -44,15 +44,12 @@ class RecordControl(Protocol):
         container: str = "flac",
     ) -> dict[str, Any]:
         """Start a capture for ``chat_id`` and return its status; CaptureError if it cannot."""
-        ...
 
     async def record_stop(self, chat_id: str | None) -> list[dict[str, Any]]:
         """Stop the capture of ``chat_id`` (every capture for None) and return the summaries."""
-        ...
 
     def record_status(self) -> list[dict[str, Any]]:
         """Every live capture's status."""
-        ...
 
 
 def routes(target: RecordControl) -> list[Route]:

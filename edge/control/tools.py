@@ -30,13 +30,11 @@ class ToolsControl(Protocol):
 
     def openai_tools(self) -> list[dict[str, Any]]:
         """The effective tools (approved and allowed) as OpenAI ``tools`` entries."""
-        ...
 
     async def call_batch(
         self, calls: list[tuple[str, dict[str, Any]]], concurrency: int
     ) -> list[dict[str, Any]]:
         """Run ``(name, arguments)`` calls, ``concurrency`` at once; one edge result each."""
-        ...
 
 
 def routes(target: ToolsControl) -> list[Route]:

@@ -25,15 +25,12 @@ class TunnelControl(Protocol):
 
     def info(self) -> dict[str, Any]:
         """The body of GET /tunnel/status (never the token)."""
-        ...
 
     def activate(self, jwt: str, url: str) -> None:
         """(Re)connect with these credentials; ValueError for an unusable URL."""
-        ...
 
     def disconnect(self) -> None:
         """Drop the tunnel."""
-        ...
 
 
 def routes(target: TunnelControl) -> list[Route]:

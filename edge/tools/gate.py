@@ -10,7 +10,6 @@ batch, through the one executor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from ..protocol.openai import to_openai_tool
@@ -81,5 +80,4 @@ class ToolGate:
         self, calls: list[tuple[str, dict[str, Any]]], concurrency: int
     ) -> list[ToolResult]:
         """Run a batch of calls under the approval, ``concurrency`` at once, in order."""
-        entries: list[tuple[str, Mapping[str, Any]]] = list(calls)
-        return await call_batch(self.call, entries, concurrency=concurrency)
+        return await call_batch(self.call, calls, concurrency=concurrency)
