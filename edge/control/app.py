@@ -27,11 +27,12 @@ from ..errors import (
     first_leaf,
 )
 from . import events, mcp, record, tools, tunnel
+from .body import json_reply
 from .guard import ASGIApp, guard_middleware
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
 
     from ..events import EventHub
     from .mcp import McpControl
@@ -76,11 +77,10 @@ def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> A
     """
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse(targets.health())
+    async def health(request: Request) -> Response:
+        return json_reply(targets.health())
 
     return Starlette(
         routes=[
@@ -100,32 +100,29 @@ def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> A
     )
 
 
-async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
+async def _bad_request(request: Request, exc: Exception) -> Response:
     """400 with the message."""
-    from starlette.responses import JSONResponse
 
-    return JSONResponse({"error": str(exc)}, status_code=400)
+    return json_reply({"error": str(exc)}, status_code=400)
 
 
-async def _capture_error(request: Request, exc: Exception) -> JSONResponse:
+async def _capture_error(request: Request, exc: Exception) -> Response:
     """404 for an unknown chat id, 409 for one already recording, else 400."""
-    from starlette.responses import JSONResponse
 
     status = 400
     if isinstance(exc, NoSuchCapture):
         status = 404
     elif isinstance(exc, CaptureConflict):
         status = 409
-    return JSONResponse({"error": str(exc)}, status_code=status)
+    return json_reply({"error": str(exc)}, status_code=status)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     """The HTTP error's status, with its detail as the message."""
     from starlette.exceptions import HTTPException
-    from starlette.responses import JSONResponse
 
     assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    return json_reply({"error": exc.detail}, status_code=exc.status_code)
 
 
 async def serve_control(

@@ -1,19 +1,22 @@
-"""Reading requests: JSON bodies (size-limited, objects only) and query parameters.
+"""Reading requests (JSON bodies, size-limited, objects only; query parameters) and JSON replies.
 
-Everything here raises ``BadRequest``, which the app answers with 400 and the
-message.
+The readers raise ``BadRequest``, which the app answers with 400 and the
+message; ``json_reply`` encodes any reply, whatever text it holds.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import BadRequest
+from ..protocol import encode
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+    from starlette.responses import Response
 
 #: Request bodies larger than this are refused (bytes).
 MAX_BODY: Final = 64 * 1024
@@ -57,3 +60,14 @@ def query_seconds(request: Request, name: str, default: float, *, most: float) -
     if not 0 < seconds <= most:
         raise BadRequest(f"{name} must be between 0 and {most:g} seconds")
     return seconds
+
+
+def json_reply(content: Mapping[str, Any], status_code: int = 200) -> Response:
+    """``content`` as a JSON response that always encodes.
+
+    Encoded like a tunnel frame (``edge.protocol.encode``): a lone surrogate, as
+    in a file name that is not UTF-8, is escaped rather than failing the reply.
+    """
+    from starlette.responses import Response
+
+    return Response(encode(content), status_code=status_code, media_type="application/json")

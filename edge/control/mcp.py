@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from .body import query_seconds
+from .body import json_reply, query_seconds
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
 #: Seconds POST /mcp/servers/NAME/test waits for a server unless ?timeout= says otherwise.
@@ -40,20 +40,19 @@ class McpControl(Protocol):
 def routes(target: McpControl) -> list[Route]:
     """The /mcp/* routes over ``target``."""
     from starlette.exceptions import HTTPException
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def servers(request: Request) -> JSONResponse:
-        return JSONResponse({"servers": target.info()})
+    async def servers(request: Request) -> Response:
+        return json_reply({"servers": target.info()})
 
-    async def test(request: Request) -> JSONResponse:
+    async def test(request: Request) -> Response:
         name = request.path_params["name"]
         within = query_seconds(request, "timeout", MCP_TEST_TIMEOUT, most=MCP_TEST_MAX_TIMEOUT)
         try:
             report = await target.test(name, within)
         except KeyError:
             raise HTTPException(404, f"no MCP server named {name!r}") from None
-        return JSONResponse(report, status_code=200 if report["ok"] else 502)
+        return json_reply(report, status_code=200 if report["ok"] else 502)
 
     return [
         Route("/mcp/servers", servers, methods=["GET"]),

@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..errors import BadRequest
-from .body import read_json
+from .body import json_reply, read_json
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
 #: Optional fields of a start body: (JSON key, keyword of ``record_start``, type).
@@ -54,21 +54,20 @@ class RecordControl(Protocol):
 
 def routes(target: RecordControl) -> list[Route]:
     """The /record/* routes over ``target``, the event stream excepted."""
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def start(request: Request) -> JSONResponse:
+    async def start(request: Request) -> Response:
         data = await read_json(request)
         source, asr, options = _start_request(data)
         status = await target.record_start(data.get("chatId"), source, asr=asr, **options)
-        return JSONResponse(status, status_code=201)
+        return json_reply(status, status_code=201)
 
-    async def stop(request: Request) -> JSONResponse:
+    async def stop(request: Request) -> Response:
         chat_id = request.query_params.get("chatId")
-        return JSONResponse({"stopped": await target.record_stop(chat_id)})
+        return json_reply({"stopped": await target.record_stop(chat_id)})
 
-    async def status(request: Request) -> JSONResponse:
-        return JSONResponse({"captures": target.record_status()})
+    async def status(request: Request) -> Response:
+        return json_reply({"captures": target.record_status()})
 
     return [
         Route("/record/start", start, methods=["POST"]),

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from ..errors import BadRequest
 from ..protocol.openai import from_openai_call, to_openai_message
 from ..tools.batch import BATCH_CONCURRENCY
-from .body import read_json
+from .body import json_reply, read_json
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
 #: Calls in one /tools/batch request at most.
@@ -39,20 +39,19 @@ class ToolsControl(Protocol):
 
 def routes(target: ToolsControl) -> list[Route]:
     """The /tools/* routes over ``target``."""
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def openai(request: Request) -> JSONResponse:
-        return JSONResponse({"tools": target.openai_tools()})
+    async def openai(request: Request) -> Response:
+        return json_reply({"tools": target.openai_tools()})
 
-    async def batch(request: Request) -> JSONResponse:
+    async def batch(request: Request) -> Response:
         raw, calls, concurrency = _batch_request(await read_json(request))
         results = await target.call_batch(calls, concurrency)
         messages = [
             to_openai_message(str(entry.get("id", i)), result)
             for i, (entry, result) in enumerate(zip(raw, results, strict=True))
         ]
-        return JSONResponse({"results": results, "messages": messages})
+        return json_reply({"results": results, "messages": messages})
 
     return [
         Route("/tools/openai", openai, methods=["GET"]),

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import BadRequest
-from .body import read_json
+from .body import json_reply, read_json
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
 
@@ -35,23 +35,22 @@ class TunnelControl(Protocol):
 
 def routes(target: TunnelControl) -> list[Route]:
     """The /tunnel/* routes over ``target``."""
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def status(request: Request) -> JSONResponse:
-        return JSONResponse(target.info())
+    async def status(request: Request) -> Response:
+        return json_reply(target.info())
 
-    async def activate(request: Request) -> JSONResponse:
+    async def activate(request: Request) -> Response:
         jwt, url = _credentials(await read_json(request))
         try:
             target.activate(jwt, url)
         except ValueError as exc:
             raise BadRequest(f'"tunnelUrl": {exc}') from None
-        return JSONResponse({"status": "connecting", "tunnelUrl": url}, status_code=202)
+        return json_reply({"status": "connecting", "tunnelUrl": url}, status_code=202)
 
-    async def disconnect(request: Request) -> JSONResponse:
+    async def disconnect(request: Request) -> Response:
         target.disconnect()
-        return JSONResponse({"status": "disconnected"})
+        return json_reply({"status": "disconnected"})
 
     return [
         Route("/tunnel/status", status, methods=["GET"]),

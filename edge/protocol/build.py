@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -15,9 +16,31 @@ PROTOCOL_VERSION: Final = 1
 EXTENSIONS: Final = ("cancel", "outbox", "progress")
 
 
+#: A UTF-16 surrogate code point: Python strings may hold one alone (a file name
+#: decoded with ``surrogateescape``, a call id from ``"\\udc80"`` in JSON), UTF-8 cannot.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
 def encode(frame: Mapping[str, Any]) -> str:
-    """Encode a frame as compact JSON text."""
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    """Encode a frame as compact JSON text that always encodes as UTF-8.
+
+    Text stays as it is (no ``\\u`` escapes for ordinary characters), except a
+    lone surrogate, which becomes its JSON escape: the frame is valid UTF-8, and
+    a JSON decoder on the other side gets the very same string back (so a file
+    name shown escaped still works when the cloud passes it back).
+
+    Raises:
+        TypeError, ValueError: ``frame`` holds something JSON cannot carry.
+    """
+    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    # Surrogates can only appear inside JSON strings, where the escape is valid.
+    return _SURROGATE.sub(_escape, text)
 
 
 def pong() -> dict[str, Any]:
