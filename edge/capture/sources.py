@@ -20,7 +20,9 @@ import abc
 import math
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -168,6 +170,47 @@ def _native_args(mod: Any, spec: SourceSpec) -> tuple[int, Any]:
     return source, mod.ffi.NULL if spec.arg is None else spec.arg.encode()
 
 
+class _Opening:
+    """An open running in a thread that its caller may give up on.
+
+    Whichever side comes second closes the handle: the thread, when the caller
+    has gone; the caller, when the handle arrived just as it was cancelled.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.handle: Any = None
+
+
+async def _abandonable(
+    open_fn: Callable[[], Any], close_fn: Callable[[Any], None], null: Any
+) -> Any:
+    """``open_fn()`` in a thread, abandoned on cancel without leaking what it opens."""
+    opening = _Opening()
+
+    def run() -> Any:
+        handle = open_fn()
+        with opening.lock:
+            if not opening.abandoned:
+                opening.handle = handle
+                return handle
+        if handle != null:
+            close_fn(handle)
+        return null
+
+    try:
+        return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+    except trio.Cancelled:
+        with opening.lock:
+            opening.abandoned = True
+            late, opening.handle = opening.handle, None
+        if late is not None and late != null:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(close_fn, late)
+        raise
+
+
 class NativeSource:
     """A capture through the C shim: a backend thread fills a ring and a pipe wakes trio."""
 
@@ -203,8 +246,10 @@ class NativeSource:
                 len(err),
             )
 
-        # Connecting to the sound server blocks; the thread is done when open returns.
-        handle = await trio.to_thread.run_sync(open_blocking)
+        # Connecting to the sound server blocks, for as long as a hung server
+        # likes: the open is abandoned on cancel, and closes itself if it ever
+        # returns, so a stuck sound server never holds up a stop.
+        handle = await _abandonable(open_blocking, lib.edge_audio_close, ffi.NULL)
         if handle == ffi.NULL:
             raise CaptureError(f"{spec}: {ffi.string(err).decode(errors='replace')}")
         return cls(spec, fmt, handle, mod)
@@ -341,6 +386,7 @@ class FileSource(_PacedSource):
         while len(self._pending) < size and not self._eof:
             frames = self._file.samplerate * self.BLOCK_SECONDS
             read = partial(self._file.read, frames, dtype="float64", always_2d=True)
+            # Not abandoned: aclose would free the file under a running read.
             block = await trio.to_thread.run_sync(read)
             self._eof = len(block) < frames
             self._pending += self._convert(block)
@@ -385,8 +431,10 @@ async def probe_native(spec: SourceSpec, fmt: AudioFormat) -> None:
     ffi, lib = mod.ffi, mod.lib
     source, device = _native_args(mod, spec)
     err = ffi.new("char[512]")
+    # The probe opens and closes by itself: safe to abandon when a sound server hangs.
     rc = await trio.to_thread.run_sync(
-        partial(lib.edge_audio_probe, source, device, fmt.sample_rate, fmt.channels, err, len(err))
+        partial(lib.edge_audio_probe, source, device, fmt.sample_rate, fmt.channels, err, len(err)),
+        abandon_on_cancel=True,
     )
     if rc != 0:
         raise CaptureError(f"{spec}: {ffi.string(err).decode(errors='replace')}")
