@@ -16,9 +16,10 @@ Modules:
     supervise  -- restarts with jittered backoff, crash-loop parking, status
     drain      -- a child's stderr into the log at a bounded rate
     config     -- configuration from TOML and flags
+    settings   -- every key config.toml may hold (type, range), and the strict check
     errors     -- the one exception tree
     events     -- fan-out of the daemon's events to the control API's event streams
-    fs         -- files edge writes for itself (atomic, mode 0600)
+    fs         -- files and directories edge makes for itself (atomic, 0600 files, 0700 dirs)
     secret     -- the token wrapper that never prints, and the log scrubber
     watch      -- ``Watched``: a value tasks wait on
 """

@@ -24,9 +24,15 @@ exists)::
     servers = "~/.config/edge/mcp.json"     # MCP servers ("mcpServers"); this is the default
 
     [workers]
-    max_calls = 64
-    queue = 256
-    timeout = 60
+    max_calls = 64                          # 1 to 4096
+    queue = 256                             # 0 to 65536
+    timeout = 60                            # seconds, more than 0 and at most 3600
+
+The file is strict: every section and key is one of ``edge.settings.SETTINGS``
+(which gives each key's type and range), and anything else, a typo included, is a
+``ConfigError`` naming the file, the key and the closest valid name. A file
+that does not load is never replaced by defaults: the command that read it
+stops.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Any, Final
 
 from .errors import ConfigError
 from .secret import Secret
+from .settings import check_flag, check_settings, parse_hostport as parse_hostport
 
 DEFAULT_CONTROL: Final = "127.0.0.1:8660"
 TOKEN_ENV: Final = "EDGE_TOKEN"
@@ -94,21 +101,6 @@ def default_mcp_file() -> Path:
     return platformdirs.user_config_path("edge") / "mcp.json"
 
 
-def parse_hostport(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(f"{text!r} is not HOST:PORT")
-    host = host.removeprefix("[").removesuffix("]")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ConfigError(f"port {port!r} in {text!r} is not a number") from None
-    if not 0 <= number <= 65535:
-        raise ConfigError(f"port {number} is out of range")
-    return host, number
-
-
 def is_loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
         return True
@@ -131,28 +123,16 @@ def read_token_file(path: Path) -> Secret:
     return Secret(text)
 
 
-def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    return value
-
-
-def _typed(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = table.get(key)
-    if value is not None and not isinstance(value, kind):
-        raise ConfigError(f"{where}.{key} has the wrong type ({type(value).__name__})")
-    return value
-
-
-def load_file(path: Path) -> dict[str, Any]:
+def load_file(path: Path) -> dict[str, dict[str, Any]]:
+    """``path`` parsed and checked (``check_settings``): section → key → value."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = tomllib.load(f)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return check_settings(data, str(path))
 
 
 def load_config(
@@ -172,50 +152,43 @@ def load_config(
     mcp_file: Path | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
-    """Merge the config file, the environment and the flags (flags win)."""
+    """Merge the config file, the environment and the flags (flags win).
+
+    Raises:
+        ConfigError: the file cannot be read or breaks ``SETTINGS`` (an unknown
+            key, a wrong type, a value out of range), or a flag is out of range.
+    """
     env = dict(os.environ) if environ is None else environ
     default_file, default_ws, state_dir = default_paths()
-    data: dict[str, Any] = {}
+    data: dict[str, dict[str, Any]] = {}
     if config_file is not None:
         data = load_file(config_file)
     elif default_file.exists():
         data = load_file(default_file)
-    tunnel = _table(data, "tunnel")
-    ctl = _table(data, "control")
-    pol = _table(data, "policy")
-    work = _table(data, "workers")
-    cap = _table(data, "capture")
-    mcp = _table(data, "mcp")
+    tunnel, ctl, pol = data.get("tunnel", {}), data.get("control", {}), data.get("policy", {})
+    work, cap, mcp = data.get("workers", {}), data.get("capture", {}), data.get("mcp", {})
 
-    ws_text = workspace or _typed(pol, "workspace", str, "policy")
-    ws = Path(ws_text).expanduser() if ws_text else default_ws
-    extra = [Path(p).expanduser() for p in (_typed(pol, "roots", list, "policy") or [])]
-    extra += roots or []
-    tools = allow_tools or _typed(pol, "allow_tools", list, "policy")
-
-    token = _token(token_file or _typed(tunnel, "token_file", str, "tunnel"), env)
+    ws = _path_or_none(workspace or pol.get("workspace")) or default_ws
+    extra = [Path(p).expanduser() for p in pol.get("roots", [])] + (roots or [])
+    tools = allow_tools or pol.get("allow_tools")
+    calls = check_flag("--max-calls", "workers", "max_calls", max_calls)
     listen, force = _listen(ctl, control, no_control, force_bind)
-    origins = tuple(_typed(ctl, "allowed_origins", list, "control") or ())
-    calls = max_calls or _typed(work, "max_calls", int, "workers") or 64
-    if calls < 1:
-        raise ConfigError("max_calls must be at least 1")
     return Config(
         workspace=ws,
-        cloud_url=cloud or _typed(tunnel, "url", str, "tunnel"),
-        token=token,
+        cloud_url=cloud or tunnel.get("url"),
+        token=_token(token_file or tunnel.get("token_file"), env),
         control=listen,
         force_bind=force,
-        allowed_origins=origins,
+        allowed_origins=tuple(ctl.get("allowed_origins", ())),
         extra_roots=tuple(extra),
         allow_tools=None if tools is None else frozenset(tools),
-        max_calls=calls,
-        queue_size=_typed(work, "queue", int, "workers") or 256,
-        call_timeout=float(_typed(work, "timeout", (int, float), "workers") or 60.0),
+        max_calls=work.get("max_calls", 64) if calls is None else calls,
+        queue_size=work.get("queue", 256),
+        call_timeout=float(work.get("timeout", 60.0)),
         log_level=(log_level or "INFO").upper(),
         state_dir=state_dir,
-        recordings=_path_or_none(recordings or _typed(cap, "recordings", str, "capture")),
-        mcp_file=_path_or_none(mcp_file or _typed(mcp, "servers", str, "mcp"))
-        or default_mcp_file(),
+        recordings=_path_or_none(recordings or cap.get("recordings")),
+        mcp_file=_path_or_none(mcp_file or mcp.get("servers")) or default_mcp_file(),
     )
 
 
@@ -234,10 +207,10 @@ def _listen(
     Raises:
         ConfigError: a non-loopback address without ``force_bind``.
     """
-    force = force_bind or bool(_typed(ctl, "force_bind", bool, "control"))
+    force = force_bind or bool(ctl.get("force_bind", False))
     if no_control:
         return None, force
-    listen = parse_hostport(control or _typed(ctl, "listen", str, "control") or DEFAULT_CONTROL)
+    listen = parse_hostport(control or ctl.get("listen") or DEFAULT_CONTROL)
     if not is_loopback(listen[0]) and not force:
         raise ConfigError(
             f"refusing to serve the control API on {listen[0]}, which is not a loopback "

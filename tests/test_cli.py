@@ -227,3 +227,45 @@ async def test_dev_cloud_drives_a_real_edge(nursery: trio.Nursery, workspace: Pa
     finally:
         cloud.kill()
         await cloud.wait()
+
+
+#: (arguments, what argparse says about them): a value out of range never reaches a handler.
+BAD_FLAGS = [
+    ("run --max-calls 0", "edge run: error: argument --max-calls: must be from 1 to 4096, not 0"),
+    ("run --max-calls 4097", "argument --max-calls: must be from 1 to 4096, not 4097"),
+    ("run --max-calls -3", "argument --max-calls: must be from 1 to 4096, not -3"),
+    ("run --max-calls many", "argument --max-calls: 'many' is not a whole number"),
+    ("run --control 127.0.0.1:70000", "argument --control: port 70000 is out of range"),
+    ("status --control 127.0.0.1:http", "argument --control: port 'http' in"),
+    ("mcp list --control nohost", "argument --control: 'nohost' is not HOST:PORT"),
+    ("dev-cloud --port 65536", "edge dev-cloud: error: argument --port: must be from 0 to 65535"),
+    ("dev-cloud --port -1", "argument --port: must be from 0 to 65535, not -1"),
+    ("mcp test x --timeout 0", "argument --timeout: must be a number of seconds above 0"),
+    ("mcp test x --timeout nan", "argument --timeout: 'nan' is not a number"),
+    ("mcp add x --timeout -1 -- y", "argument --timeout: must be a number of seconds above 0"),
+    ("mcp add x --timeout inf -- y", "argument --timeout: must be a number of seconds above 0"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_FLAGS, ids=[line for line, _ in BAD_FLAGS])
+def test_numbers_out_of_range_are_argparse_errors(
+    env: dict[str, str], workspace: Path, tmp_path: Path, line: str, message: str
+) -> None:
+    args = line.split()
+    if args[0] == "run":
+        args = [*args, "--no-control", "--workspace", str(workspace)]
+    if args[0] == "mcp":
+        args = [*args[:2], "--file", str(tmp_path / "mcp.json"), *args[2:]]
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("usage: edge "), result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mcp.json").exists()
+
+
+@pytest.mark.parametrize("duration", ["nan", "inf"])
+def test_capture_refuses_a_duration_that_is_no_length(env: dict[str, str], duration: str) -> None:
+    result = run_cli("capture", "--source", "pattern", "--duration", duration, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("edge: error: --duration must be positive")

@@ -1,5 +1,7 @@
 """The local recording: PCM in, a lossless file out, written off the event loop.
 
+Recordings are private: each file is created with mode 0600, and a recordings
+directory that does not exist yet is created with mode 0700 (``edge.fs``).
 Audio is written as WAV while the capture runs, one block about every second,
 each followed by a header update, so a crash or a kill leaves a readable file
 up to the last second written. When the capture stops cleanly and FLAC was
@@ -17,6 +19,7 @@ from typing import Any, Final
 import trio
 
 from ..errors import CaptureError
+from ..fs import create_private, make_private_dir
 from .sources import AudioFormat
 
 log = logging.getLogger(__name__)
@@ -84,18 +87,10 @@ class Recorder:
         return data
 
     def open(self) -> None:
-        import soundfile
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the file (mode 0600; its directory, if missing, 0700)."""
         try:
-            self._file = soundfile.SoundFile(
-                str(self.path),
-                "w",
-                samplerate=self.fmt.sample_rate,
-                channels=self.fmt.channels,
-                subtype="PCM_16",
-                format="WAV",
-            )
+            make_private_dir(self.path.parent)
+            self._file = _open_private(self.path, self.fmt.sample_rate, self.fmt.channels, "WAV")
         except (OSError, RuntimeError) as exc:
             raise CaptureError(f"cannot record to {self.path}: {exc}") from None
 
@@ -146,14 +141,7 @@ class Recorder:
         try:
             with (
                 soundfile.SoundFile(str(self.path)) as src,
-                soundfile.SoundFile(
-                    str(tmp),
-                    "w",
-                    samplerate=src.samplerate,
-                    channels=src.channels,
-                    subtype="PCM_16",
-                    format="FLAC",
-                ) as dst,
+                _open_private(tmp, src.samplerate, src.channels, "FLAC") as dst,
             ):
                 while True:
                     block = src.buffer_read(src.samplerate * 10, dtype="int16")
@@ -166,3 +154,20 @@ class Recorder:
         except (OSError, RuntimeError) as exc:
             log.error("kept %s as WAV: cannot encode FLAC: %s", self.path, exc)
             tmp.unlink(missing_ok=True)
+
+
+def _open_private(path: Path, sample_rate: int, channels: int, container: str) -> Any:
+    """A ``soundfile.SoundFile`` writing 16-bit ``container`` audio to a new file of mode 0600."""
+    import soundfile
+
+    # Made private first; libsndfile then opens it by name, truncating it and keeping
+    # its mode (it closes a descriptor it was given itself on some failures, not others).
+    os.close(create_private(path))
+    return soundfile.SoundFile(
+        str(path),
+        "w",
+        samplerate=sample_rate,
+        channels=channels,
+        subtype="PCM_16",
+        format=container,
+    )

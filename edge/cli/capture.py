@@ -7,6 +7,7 @@ terminal view that runs them is ``capture_view``.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,8 +81,9 @@ def handle(args: argparse.Namespace) -> int:
     texts = (["mic", "system"] if args.duplex else []) + args.sources
     if not texts:
         return fail("nothing to capture: give --duplex or --source SOURCE (see --help)")
-    if args.duration is not None and args.duration <= 0:
-        return fail("--duration must be positive")
+    if args.duration is not None and not 0 < args.duration < math.inf:
+        # Checked here like --rate and the sources: one ``edge: error:`` line, exit 2.
+        return fail("--duration must be positive (seconds)")
     config = load(args, token_file=args.token_file, no_control=True)
     asr = None
     if args.asr:

@@ -8,6 +8,7 @@ it is used, so that building the parser (``edge --help``) stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,78 @@ def call_handler(args: argparse.Namespace) -> int:
         return 130
 
 
+# --- numeric and address flags --------------------------------------------------------
+#
+# argparse ``type=`` helpers: a value out of range is argparse's own error
+# (``edge run: error: argument --max-calls: ...``, usage shown, exit 2).
+
+
+def _number(text: str, *, integer: bool) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A ``type=`` for a whole number from ``low`` to ``high`` (no upper bound if ``None``)."""
+
+    def parse(text: str) -> int:
+        value = int(_number(text, integer=True))
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {value}")
+        return value
+
+    parse.__name__ = "int_range"
+    return parse
+
+
+#: ``type=`` for a TCP port (0: any free one).
+port: Final = int_range(0, 65535)
+
+
+def seconds(text: str) -> float:
+    """``type=`` for a duration: a finite number of seconds above 0."""
+    value = _number(text, integer=False)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
+def setting(section: str, key: str) -> Callable[[str], int]:
+    """``type=`` for a flag that overrides the integer key ``[section] key`` of config.toml:
+    the same range as the file (``edge.settings.SETTINGS``, looked up when the flag is given,
+    so building the parser imports nothing)."""
+
+    def parse(text: str) -> int:
+        from ..settings import SETTINGS
+
+        limits = SETTINGS[section][key]
+        value = int(_number(text, integer=True))
+        if not limits.in_range(value):
+            raise argparse.ArgumentTypeError(f"must be {limits.range_text()}, not {value}")
+        return value
+
+    parse.__name__ = "setting"
+    return parse
+
+
+def address(text: str) -> str:
+    """``type=`` for ``HOST:PORT`` (port 0 to 65535); the text itself, once it parses."""
+    from ..errors import ConfigError
+
+    try:
+        parse_hostport(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 # --- options ---------------------------------------------------------------------------
 
 
@@ -91,7 +164,7 @@ def add_control_option(
     parser: argparse.ArgumentParser, help: str, default: str | None = DEFAULT_CONTROL
 ) -> None:
     """``--control HOST:PORT``; ``edge run`` passes ``default=None`` so the config can set it."""
-    parser.add_argument("--control", metavar="HOST:PORT", default=default, help=help)
+    parser.add_argument("--control", type=address, metavar="HOST:PORT", default=default, help=help)
 
 
 # --- config and logging ----------------------------------------------------------------

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import setup_logging
+from .common import port, setup_logging
 
 
 def add_parser(subparsers: Any) -> None:
     dev = subparsers.add_parser("dev-cloud", help="run a fake cloud to try edge by hand")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8765)
+    dev.add_argument("--port", type=port, default=8765, help="default 8765 (0: any free port)")
     dev.add_argument("--token", default="dev-token", help="the token it accepts")
     dev.set_defaults(handler=handle)
 

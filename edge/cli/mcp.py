@@ -14,6 +14,7 @@ from .common import (
     control_get,
     fail,
     load,
+    seconds,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def add_parser(subparsers: Any) -> None:
         "--pass-env", action="append", default=[], metavar="NAME",
         help="pass this variable of edge's environment through (repeatable)",
     )  # fmt: skip
-    ma.add_argument("--timeout", type=float, help="seconds per call (default 60)")
+    ma.add_argument("--timeout", type=seconds, help="seconds per call (default 60)")
     ma.add_argument("--replace", action="store_true", help="replace a server of that name")
     ma.add_argument("--no-test", action="store_true", help="do not connect to check it")
     ma.set_defaults(handler=handle_add, server_command=[])
@@ -77,7 +78,7 @@ def add_parser(subparsers: Any) -> None:
     ml.set_defaults(handler=handle_list)
     mt = actions.add_parser("test", help="connect to a server, list its tools, time it")
     mt.add_argument("name")
-    mt.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    mt.add_argument("--timeout", type=seconds, default=30.0, help="seconds (default 30)")
     mt.set_defaults(handler=handle_test)
     mr = actions.add_parser("remove", help="remove a server from mcp.json")
     mr.add_argument("name")

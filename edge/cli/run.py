@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any, Final
 
-from .common import add_control_option, add_policy_options, check_ws_url, load, setup_logging
+from .common import (
+    add_control_option,
+    add_policy_options,
+    check_ws_url,
+    load,
+    setting,
+    setup_logging,
+)
 
 #: Shown after the options in this command's --help.
 EPILOG: Final = """\
@@ -48,7 +55,10 @@ def add_parser(subparsers: Any) -> None:
         help="allow the control API on a non-loopback address (unsafe)",
     )
     run.add_argument(
-        "--max-calls", type=int, metavar="N", help="tool calls running at once (default 64)"
+        "--max-calls",
+        type=setting("workers", "max_calls"),
+        metavar="N",
+        help="tool calls running at once, 1 to 4096 (default 64)",
     )
     run.add_argument(
         "--log-level",
@@ -76,6 +86,6 @@ def handle(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     if config.cloud_url:
-        check_ws_url("--cloud", config.cloud_url)
+        check_ws_url("--cloud" if args.cloud else "tunnel.url", config.cloud_url)
     trio.run(run_until_signalled, config)
     return 0

@@ -16,15 +16,26 @@ Per server, besides how to reach it: ``timeout`` (seconds per call, default
 servers, ``idleTimeout`` (seconds without a call before the session is closed;
 the next call reconnects). A stdio server gets a scrubbed environment: PATH,
 HOME, USER, LOGNAME, SHELL and TERM, what ``env`` sets and the variables named
-in ``envPassthrough``, nothing else of edge's own.
+in ``envPassthrough``, nothing else of edge's own. A stdio entry may also say
+``cwd``, and ``"type": "stdio"`` as other clients write it; for a url entry,
+``type`` is another name for ``transport`` (``streamable-http`` meaning http).
+
+The file is strict, as edge's config is: a field not listed here (at the top
+level only ``mcpServers``), a field of the other kind of entry (``headers`` on
+a command) or a value of the wrong type is a ``ConfigError`` naming the file,
+the server and the field, with the closest valid field for a typo
+(``"comand"``: did you mean ``"command"``?). ``edge mcp add`` refuses to add to
+a file that does not load; ``edge mcp remove`` can still take a broken entry out.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -43,6 +54,14 @@ SERVER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_CALL_TIMEOUT: Final = 60.0
 #: Seconds an HTTP session may go without calls unless its entry says ``idleTimeout``.
 DEFAULT_IDLE_TIMEOUT: Final = 300.0
+#: The fields of a stdio (``command``) entry.
+STDIO_FIELDS: Final = frozenset({"command", "args", "env", "envPassthrough", "cwd"})
+#: The fields of an HTTP or SSE (``url``) entry.
+HTTP_FIELDS: Final = frozenset({"url", "transport", "headers", "idleTimeout"})
+#: The fields any entry may have (``type``: other clients' name for ``transport``).
+COMMON_FIELDS: Final = frozenset({"timeout", "disabled", "resultFormat", "type"})
+#: What the file may hold at the top level.
+TOP_FIELDS: Final = frozenset({"mcpServers"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,95 +140,162 @@ def check_server_name(name: object) -> str:
     return name
 
 
-def _strings(value: object, what: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{what} must be a list of strings")
+def _a(value: object) -> str:
+    """``value``'s JSON type with its article ("a string"), for error messages."""
+    if value is None:
+        return "null"
+    if value == "":
+        return "an empty string"
+    names: list[tuple[type, str]] = [
+        (bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"),
+        (list, "an array"), (dict, "an object"),
+    ]  # fmt: skip
+    return next((name for kind, name in names if isinstance(value, kind)), type(value).__name__)
+
+
+def _wrong(where: str, field: str, expected: str, value: object) -> ConfigError:
+    return ConfigError(f'{where}: "{field}" must be {expected}, not {_a(value)}')
+
+
+def _unknown(where: str, field: str, choices: Iterable[str]) -> ConfigError:
+    close = difflib.get_close_matches(field, sorted(choices), n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else ""
+    return ConfigError(f'{where}: unknown field "{field}"{hint}')
+
+
+def _strings(entry: dict[str, Any], field: str, where: str) -> tuple[str, ...]:
+    value = entry.get(field, [])
+    if not isinstance(value, list):
+        raise _wrong(where, field, "an array of strings", value)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _wrong(where, f"{field}[{i}]", "a string", item)
     return tuple(value)
 
 
-def _string_map(value: object, what: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise ConfigError(f"{what} must be an object of strings")
+def _string_map(entry: dict[str, Any], field: str, where: str) -> dict[str, str]:
+    value = entry.get(field, {})
+    if not isinstance(value, dict):
+        raise _wrong(where, field, "an object of strings", value)
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise _wrong(where, f"{field}.{key}", "a string", item)
     return dict(value)
 
 
-def _seconds(value: object, what: str, *, allow_none: bool = False) -> float | None:
+def _seconds(
+    entry: dict[str, Any], field: str, where: str, default: float, *, allow_none: bool = False
+) -> float | None:
+    value = entry.get(field, default)
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{what} must be a positive number of seconds")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _wrong(where, field, "a positive number of seconds", value)
+    if not 0 < value < math.inf:
+        raise ConfigError(f'{where}: "{field}" must be a positive number of seconds, not {value}')
     return float(value)
 
 
-def parse_server(name: str, entry: object) -> McpServerConfig:
-    """One ``mcpServers`` entry; ``ConfigError`` says what is wrong, naming the server."""
-    check_server_name(name)
-    where = f"MCP server {name!r}"
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be an object")
-    known = {
-        "command", "args", "env", "envPassthrough", "cwd", "url", "transport", "type",
-        "headers", "timeout", "idleTimeout", "disabled", "resultFormat",
-    }  # fmt: skip
-    unknown = sorted(set(entry) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    common: dict[str, Any] = {
-        "timeout": _seconds(entry.get("timeout", DEFAULT_CALL_TIMEOUT), f"{where}: timeout"),
-        "disabled": bool(entry.get("disabled", False)),
-    }
+def _common(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """What every entry may set: ``timeout``, ``disabled``, ``resultFormat``."""
+    disabled = entry.get("disabled", False)
+    if not isinstance(disabled, bool):
+        raise _wrong(where, "disabled", "true or false", disabled)
     fmt = entry.get("resultFormat", "plain")
     if fmt not in RESULT_FORMATS:
-        raise ConfigError(f"{where}: resultFormat must be one of {', '.join(RESULT_FORMATS)}")
-    common["result_format"] = fmt
+        raise ConfigError(f'{where}: "resultFormat" must be one of {", ".join(RESULT_FORMATS)}')
+    return {
+        "timeout": _seconds(entry, "timeout", where, DEFAULT_CALL_TIMEOUT),
+        "disabled": disabled,
+        "result_format": fmt,
+    }
+
+
+def _check_fields(entry: dict[str, Any], where: str) -> None:
+    """Every field is known and belongs to the entry's kind (command or url)."""
+    known = STDIO_FIELDS | HTTP_FIELDS | COMMON_FIELDS
+    for key in entry:
+        if key not in known:
+            raise _unknown(where, key, known)
+    if "command" in entry and "url" in entry:
+        raise ConfigError(f'{where}: give either "command" or "url", not both')
     if "command" in entry:
-        if "url" in entry:
-            raise ConfigError(f"{where}: give either command or url, not both")
-        command = entry["command"]
-        if not isinstance(command, str) or not command:
-            raise ConfigError(f"{where}: command must be a non-empty string")
-        cwd = entry.get("cwd")
-        if cwd is not None and not isinstance(cwd, str):
-            raise ConfigError(f"{where}: cwd must be a string")
-        return McpServerConfig(
-            name,
-            "stdio",
-            command=command,
-            args=_strings(entry.get("args", []), f"{where}: args"),
-            env=_string_map(entry.get("env", {}), f"{where}: env"),
-            env_passthrough=_strings(entry.get("envPassthrough", []), f"{where}: envPassthrough"),
-            cwd=cwd,
-            **common,
-        )
+        misplaced, kind = HTTP_FIELDS, "a url (http or sse) server"
+    elif "url" in entry:
+        misplaced, kind = STDIO_FIELDS, "a command (stdio) server"
+    else:
+        return
+    wrong = sorted(set(entry) & misplaced)
+    if wrong:
+        raise ConfigError(f'{where}: "{wrong[0]}" is only for {kind}')
+
+
+def parse_server(name: str, entry: object, origin: str | None = None) -> McpServerConfig:
+    """One ``mcpServers`` entry; ``ConfigError`` says what is wrong, naming ``origin`` (the
+    file, when there is one), the server and the field, with the closest valid field for
+    an unknown one."""
+    check_server_name(name)
+    where = f"{origin}: MCP server {name!r}" if origin else f"MCP server {name!r}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be an object, not {_a(entry)}")
+    _check_fields(entry, where)
+    common = _common(entry, where)
+    if "command" in entry:
+        return _parse_stdio(name, entry, where, common)
     url = entry.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://", url):
-        raise ConfigError(f"{where}: needs a command, or a url starting with http:// or https://")
+        raise ConfigError(
+            f'{where}: needs a "command", or a "url" starting with http:// or https://'
+        )
     transport = entry.get("transport", entry.get("type", "http"))
     if transport == "streamable-http":
         transport = "http"
     if transport not in ("http", "sse"):
-        raise ConfigError(f"{where}: transport must be http or sse for a url")
+        raise ConfigError(f'{where}: "transport" must be http or sse for a url')
     return McpServerConfig(
         name,
         transport,
         url=url,
-        headers=_string_map(entry.get("headers", {}), f"{where}: headers"),
-        idle_timeout=_seconds(
-            entry.get("idleTimeout", DEFAULT_IDLE_TIMEOUT), f"{where}: idleTimeout", allow_none=True
-        ),
+        headers=_string_map(entry, "headers", where),
+        idle_timeout=_seconds(entry, "idleTimeout", where, DEFAULT_IDLE_TIMEOUT, allow_none=True),
+        **common,
+    )
+
+
+def _parse_stdio(
+    name: str, entry: dict[str, Any], where: str, common: dict[str, Any]
+) -> McpServerConfig:
+    command = entry["command"]
+    if not isinstance(command, str) or not command:
+        raise _wrong(where, "command", "a non-empty string", command)
+    if entry.get("type", "stdio") != "stdio":
+        raise ConfigError(f'{where}: "type" must be "stdio" for a command')
+    cwd = entry.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise _wrong(where, "cwd", "a string", cwd)
+    return McpServerConfig(
+        name,
+        "stdio",
+        command=command,
+        args=_strings(entry, "args", where),
+        env=_string_map(entry, "env", where),
+        env_passthrough=_strings(entry, "envPassthrough", where),
+        cwd=cwd,
         **common,
     )
 
 
 def parse_servers(data: object, origin: str = "mcp.json") -> list[McpServerConfig]:
+    """Every entry of a parsed ``mcp.json``; the file may hold nothing but ``mcpServers``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin} must hold a JSON object")
+        raise ConfigError(f"{origin} must hold a JSON object, not {_a(data)}")
+    for key in data:
+        if key not in TOP_FIELDS:
+            raise _unknown(origin, key, TOP_FIELDS)
     servers = data.get("mcpServers", {})
     if not isinstance(servers, dict):
-        raise ConfigError(f"{origin}: mcpServers must be an object")
-    return [parse_server(name, entry) for name, entry in servers.items()]
+        raise ConfigError(f'{origin}: "mcpServers" must be an object, not {_a(servers)}')
+    return [parse_server(name, entry, origin) for name, entry in servers.items()]
 
 
 def load_servers(path: Path) -> list[McpServerConfig]:
@@ -245,9 +331,18 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def save_server(path: Path, server: McpServerConfig, *, replace: bool = False) -> None:
-    """Add ``server`` to ``path`` (created if missing), keeping every other entry as it was."""
+    """Add ``server`` to ``path`` (created if missing), keeping every other entry as it was.
+
+    Raises:
+        ConfigError: the file does not load (``parse_servers``), or already names
+            the server and ``replace`` is false.
+    """
     data = _read_for_update(path)
     servers = data.setdefault("mcpServers", {})
+    # The rest of the file must load: adding to a file edge cannot read would only
+    # hide the error until the next ``edge run``. (The entry replaced may be broken.)
+    kept = {k: v for k, v in servers.items() if not (replace and k == server.name)}
+    parse_servers({**data, "mcpServers": kept}, str(path))
     if server.name in servers and not replace:
         raise ConfigError(f"MCP server {server.name!r} already exists in {path} (--replace)")
     servers[server.name] = server.to_json()
