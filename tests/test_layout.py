@@ -167,7 +167,10 @@ EXPORTS = {
         "progress_notification", "tool_response", "truncate_result",
     ],
     "edge.net": ["backoff", "errors", "wsclient"],
-    "edge.tools": ["batch", "builtin", "execute", "gate", "policy", "process", "registry"],
+    "edge.tools": [
+        "batch", "builtin", "contain", "execute", "gate", "leftovers", "orphans", "policy",
+        "process", "procfs", "registry",
+    ],
     "edge.tools.builtin": ["BUILTIN_TOOLS"],
     "edge.nurseries": ["captures", "failures", "mcp", "outbox", "tunnel", "workers"],
     "edge.mcp": [

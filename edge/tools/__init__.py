@@ -8,8 +8,16 @@ Modules:
                  result mapping, truncation
     gate      -- the cloud's approval for the live connection, applied with the policy
     batch     -- a batch of calls, a bounded number at once, results in order
-    process   -- subprocesses in their own process group, torn down as a group
+    process   -- child processes spawned for a call, contained for its lifetime
+    contain   -- Containment: the daemon's handle on how calls are contained (cgroup v2,
+                 subreaper, process group), and each call's processes
+    orphans   -- CallTree: a call's processes as the subreaper sees them, re-parented ones too
+    leftovers -- per-call records in the state directory, and the start-up sweep after kill -9
+    procfs    -- reading /proc and cgroup2, the cgroup probe, prctl
     builtin   -- terminal, code, file_read, file_write, file_ops, grep
 """
 
-__all__ = ["batch", "builtin", "execute", "gate", "policy", "process", "registry"]
+__all__ = [
+    "batch", "builtin", "contain", "execute", "gate", "leftovers", "orphans", "policy",
+    "process", "procfs", "registry",
+]  # fmt: skip

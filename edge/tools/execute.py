@@ -16,6 +16,7 @@ import trio
 
 from ..errors import PolicyError, ToolError, ToolTimeout
 from ..protocol import error_result, truncate_result
+from .contain import Containment
 from .policy import Policy
 from .registry import CallContext, ToolRegistry, ToolResult, ToolSpec
 
@@ -33,6 +34,8 @@ class Executor:
     policy: Policy
     env: Mapping[str, str]
     default_timeout: float = DEFAULT_TIMEOUT
+    #: What holds the processes of ``terminal`` and ``code`` calls (``None``: process groups).
+    processes: Containment | None = None
 
     def refusal(self, tool: str, approved: frozenset[str] | None) -> str | None:
         """Why ``tool`` may not run now, or ``None`` if it may.
@@ -66,7 +69,10 @@ class Executor:
             return error_result(problem)
         spec = self.registry.get(tool)
         assert spec is not None
-        ctx = CallContext(call_id=call_id, policy=self.policy, env=self.env, progress=progress)
+        ctx = CallContext(
+            call_id=call_id, policy=self.policy, env=self.env, progress=progress,
+            processes=self.processes,
+        )
         try:
             timeout = self._timeout(spec, args)
             with trio.move_on_after(timeout) as scope:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .contain import Containment
     from .policy import Policy
 
 ToolResult = dict[str, Any]
@@ -28,6 +29,8 @@ class CallContext:
     env: Mapping[str, str]
     #: Report progress (done, total or None, message or None) to whoever called.
     progress: Callable[[float, float | None, str | None], None] | None = None
+    #: What holds the processes a call starts (``None``: their process group only).
+    processes: Containment | None = None
 
 
 ToolFn = Callable[[dict[str, Any], CallContext], Awaitable[ToolResult]]

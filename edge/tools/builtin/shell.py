@@ -1,8 +1,10 @@
 """``terminal`` and ``code``: commands and source code run as child processes.
 
-Both run in their own process group (see ``edge.tools.process``) with the
-daemon's environment minus its secrets, in the workspace unless ``cwd`` names
-another directory inside the roots.
+Both run contained by the daemon's ``Containment`` (its own cgroup per call,
+or the daemon as child subreaper; see ``edge.tools.contain``), in their own
+process group, with the daemon's environment minus its secrets, in the
+workspace unless ``cwd`` names another directory inside the roots. Whatever a
+command starts ends with its call.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ async def _terminal(args: dict[str, Any], ctx: CallContext) -> ToolResult:
     if not cwd.is_dir():
         raise ToolError(f"cwd {args.get('cwd', str(cwd))!r} is not a directory")
     shell = shutil.which("bash") or "/bin/sh"
-    done = await run_captured([shell, "-c", args["command"]], cwd=cwd, env=ctx.env)
+    done = await run_captured(
+        [shell, "-c", args["command"]], cwd=cwd, env=ctx.env, processes=ctx.processes
+    )
     return _result(done.exit_code, done.output, done.dropped_bytes)
 
 
@@ -86,7 +90,10 @@ async def _code(args: dict[str, Any], ctx: CallContext) -> ToolResult:
     with tempfile.TemporaryDirectory(prefix="edge-code-") as tmp:
         script = os.path.join(tmp, "main" + _LANGUAGES[language])
         await trio.Path(script).write_text(args["source"], encoding="utf-8")
-        done = await run_captured([interpreter, script], cwd=ctx.policy.workspace, env=ctx.env)
+        done = await run_captured(
+            [interpreter, script], cwd=ctx.policy.workspace, env=ctx.env,
+            processes=ctx.processes,
+        )
     return _result(done.exit_code, done.output, done.dropped_bytes)
 
 
