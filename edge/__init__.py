@@ -22,6 +22,7 @@ Modules:
     fs         -- files and directories edge makes for itself (atomic, 0600 files, 0700 dirs)
     secret     -- the token wrapper that never prints, and the log scrubber
     watch      -- ``Watched``: a value tasks wait on
+    store      -- the embedded store: edge.db in the state directory (SQLite, migrations)
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -43,8 +44,8 @@ from .errors import ConfigError
 from .events import EventHub
 from .mcp import McpServerConfig, Timing, load_servers
 from .nurseries.captures import Captures, RecordingDefaults, serve_captures
+from .nurseries.journal import Journal
 from .nurseries.mcp import McpServers, serve_mcp
-from .nurseries.outbox import keep, load_kept
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelOptions, TunnelStatus, serve_tunnel
 from .nurseries.workers import ToolWorkers, serve_workers
 from .protocol import (
@@ -57,7 +58,9 @@ from .protocol import (
     capability_report as build_capability_report,
 )
 from .secret import Secret
+from .store import open_store_in
 from .tools.builtin import BUILTIN_TOOLS
+from .tools.contain import Containment
 from .tools.execute import Executor
 from .tools.gate import ToolGate
 from .tools.policy import Policy
@@ -69,7 +72,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE: Final = 0.5
 #: Seconds a stopping daemon gives captures to finish their files and transcripts.
 CAPTURE_GRACE: Final = 6.0
-#: Where undelivered results wait between runs, inside the state directory.
+#: Where an older edge kept undelivered results (imported into the store once, then removed).
 OUTBOX_FILE: Final = "outbox.jsonl"
 
 
@@ -95,6 +98,7 @@ def build_executor(config: Config, registry: ToolRegistry | None = None) -> Exec
         policy=policy,
         env=child_environment(),
         default_timeout=config.call_timeout,
+        processes=Containment.create(config.state_dir),
     )
 
 
@@ -148,6 +152,7 @@ class Daemon:
         self._mcp: McpServers | None = None
         self._root: trio.Nursery | None = None
         self._targets: ControlTargets | None = None
+        self._state = AsyncExitStack()  # the store, open while running
 
     # -- children ----------------------------------------------------------------
 
@@ -187,20 +192,43 @@ class Daemon:
 
     async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the root nursery until ``stop()`` or cancellation."""
-        outbox_file = None if self.config.state_dir is None else self.config.state_dir / OUTBOX_FILE
-        kept = load_kept(outbox_file)
+        if self.executor.processes is not None:
+            await self.executor.processes.sweep_leftovers()  # a killed run's, before any call
+        journal = await self._open_journal()
         try:
             async with trio.open_nursery() as root:
                 self._root = root
-                await self._start_children(root, kept)
+                await self._start_children(root, journal)
                 self._announce_start()
                 task_status.started(self)
         finally:
             self._root = None
-            if self._tunnel is not None:
-                keep(outbox_file, self._tunnel.outbox.pending())
+            try:
+                await self._close_journal(journal)
+            finally:
+                if self.executor.processes is not None:
+                    self.executor.processes.close()
 
-    async def _start_children(self, root: trio.Nursery, kept: list[str]) -> None:
+    async def _open_journal(self) -> Journal:
+        """The tunnel's journal in the store of the state directory (in memory without one)."""
+        state_dir = self.config.state_dir
+        try:
+            store = await self._state.enter_async_context(open_store_in(state_dir))
+            journal = Journal(store)
+            await journal.recover(None if state_dir is None else state_dir / OUTBOX_FILE)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._state.aclose()
+            raise
+        return journal
+
+    async def _close_journal(self, journal: Journal) -> None:
+        """Journal the last results (calls cancelled on the way out), then close the store."""
+        with trio.CancelScope(shield=True):
+            await journal.close()
+            await self._state.aclose()
+
+    async def _start_children(self, root: trio.Nursery, journal: Journal) -> None:
         cfg = self.config
         self._workers = await root.start(
             partial(
@@ -227,11 +255,10 @@ class Daemon:
         )
         self.audio_sources = await probe_sources()
         hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
-        self._tunnel = await root.start(serve_tunnel, hooks, self._tunnel_options)
+        self._tunnel = await root.start(
+            partial(serve_tunnel, hooks, self._tunnel_options, journal=journal)
+        )
         self.registry.subscribe(self._tunnel.announce)
-        if kept:
-            self._tunnel.outbox.restore(kept)
-            log.info("%d results from the last run wait for the cloud", len(kept))
         self._targets = ControlTargets(
             health=self.health,
             tunnel=_TunnelDesk(self._tunnel, self.gate, self._workers),
@@ -278,9 +305,16 @@ class Daemon:
             cfg.workspace,
             len(self.gate.offered()),
         )
+        if self.executor.processes is not None:
+            log.info("processes of terminal and code calls: %s", self.executor.processes.describe())
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Cancel every call, give their results ``grace`` seconds to go out, then stop all."""
+        """Cancel every call, give their results ``grace`` seconds to go out, then stop all.
+
+        "Go out" means sent and confirmed by a pong, so that the journal keeps for
+        the next run only what the cloud may not have; the last quarter of the
+        grace is for closing the connection politely.
+        """
         if self._root is None:
             return
         if self._captures is not None and len(self._captures):
@@ -288,11 +322,14 @@ class Daemon:
                 await self._captures.stop_all()
         if self._workers is not None:
             self._workers.cancel_all("cancelled: edge is shutting down")
-        with trio.move_on_after(grace):
+        deadline = trio.current_time() + grace
+        with trio.move_on_at(deadline - grace / 4):
             if self._workers is not None:
                 await self._workers.wait_idle()
             if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
-                await self._tunnel.outbox.wait_sent()
+                await self._tunnel.drain()
+        with trio.move_on_at(deadline):
+            if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
                 await self._tunnel.close()
         self._root.cancel_scope.cancel()
 
@@ -326,10 +363,16 @@ class Daemon:
             "callsInFlight": self.workers.in_flight,
             "captures": len(self.captures),
             "mcpServers": len(self.mcp),
+            "processes": (
+                "process group only"
+                if self.executor.processes is None
+                else self.executor.processes.describe()
+            ),
         }
 
     def _on_frame(self, frame: Frame) -> None:
         if isinstance(frame, ToolCall):
+            self.tunnel.accepted(frame.id, frame.tool)  # journaled until its result is
             self.workers.submit(
                 frame.id,
                 frame.tool,

@@ -172,7 +172,7 @@ EXPORTS = {
         "process", "procfs", "registry",
     ],
     "edge.tools.builtin": ["BUILTIN_TOOLS"],
-    "edge.nurseries": ["captures", "failures", "mcp", "outbox", "tunnel", "workers"],
+    "edge.nurseries": ["captures", "failures", "journal", "mcp", "outbox", "tunnel", "workers"],
     "edge.mcp": [
         "McpServer", "McpServerConfig", "McpSession", "Progress", "Status", "Timing", "ToolNames",
         "describe_failure", "fetch_tools", "load_servers", "map_call_result", "open_session",

@@ -3,7 +3,8 @@
 It checks the Bearer token, sends ``connected``, reads the capability report,
 approves tools (all offered ones unless told otherwise), sends tool calls and
 records their results (deduplicated by id, as the real cloud does), answers
-nothing it need not, and can refuse, close or drop connections on command.
+nothing it need not, and can refuse, close or drop connections on command,
+or stop answering WebSocket pings (so that nothing edge sent is confirmed).
 It also serves a speech-recognition endpoint on ``/asr`` (``edge.dev.asr``),
 named to edge in ``connected`` as ``asrUrl``, whose transcripts name the tones
 each second of audio holds.
@@ -23,6 +24,7 @@ from typing import Any
 
 import trio
 import trio_websocket
+import wsproto.events
 
 from .asr import AsrSession, FakeAsr
 
@@ -63,6 +65,11 @@ class FakeCloud:
         #: Handshake knobs, for timeout tests.
         self.send_connected = True
         self.send_approval = True
+        #: When false, WebSocket pings get no pong (edge cannot confirm what it sent).
+        self.answer_pings = True
+        #: WebSocket pings answered and left unanswered.
+        self.pings_answered = 0
+        self.pings_unanswered = 0
         self.url = ""
         self.asr_url = ""
         self.asr = FakeAsr()
@@ -126,6 +133,7 @@ class FakeCloud:
             await request.reject(401, body=b"bad token")
             return
         ws = await request.accept()
+        self._hold_pongs(ws)
         if self.close_code is not None:
             await ws.aclose(self.close_code, "closed by the fake cloud")
             return
@@ -142,6 +150,22 @@ class FakeCloud:
                 if self._conn is conn:
                     self._conn = None
                 self._notify()
+
+    def _hold_pongs(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Send pongs only while ``answer_pings`` (trio-websocket answers pings itself)."""
+        send = ws._send
+
+        async def send_unless_pong(event: wsproto.events.Event) -> None:
+            if isinstance(event, wsproto.events.Pong):
+                if not self.answer_pings:
+                    self.pings_unanswered += 1
+                    self._notify()
+                    return
+                self.pings_answered += 1
+                self._notify()
+            await send(event)
+
+        ws._send = send_unless_pong  # type: ignore[method-assign]
 
     async def _handle_asr(self, request: trio_websocket.WebSocketRequest) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}

@@ -2,26 +2,33 @@
 
 Two queues: ``urgent`` frames (pongs, capability updates) belong to one
 connection and are dropped with it; ``results`` survive reconnects. A result the
-writer has sent stays *unconfirmed* until a heartbeat's pong comes back: the
-WebSocket is ordered, so a pong proves every frame sent before its ping arrived.
-When a connection breaks, unconfirmed results go back to the front of the queue
-and are sent again after the next handshake; the cloud deduplicates by id.
+writer has sent stays *unconfirmed* until a pong edge asked for after sending it
+comes back: the WebSocket is ordered, so a pong proves every frame sent before
+its ping arrived. When a connection breaks, unconfirmed results go back to the
+front of the queue and are sent again after the next handshake (counted in
+``resent``); the cloud deduplicates by id.
 
-Between runs, what is still pending waits in a file (``load_kept``/``keep``):
-one JSON frame a line, mode 0600 since results hold tool output.
+A frame JSON cannot carry (a set, bytes, a NaN) never breaks the connection:
+``encode_result`` makes an error result naming the problem instead, and
+``put_urgent_frame`` logs and drops a broken progress or capability frame.
+
+The outbox lives in memory. What must outlive the process is the journal's
+job (``edge.nurseries.journal``): each result carries the journal's key, and
+the outbox reports through ``on_sent`` and ``on_gone`` when a result was first
+sent and when it left (confirmed, or dropped past the bound).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
-from pathlib import Path
-from typing import Final
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 import trio
 
-from ..fs import write_private
+from ..protocol import encode, error_result, tool_response
 
 log = logging.getLogger(__name__)
 
@@ -29,41 +36,95 @@ log = logging.getLogger(__name__)
 MAX_RESULTS: Final = 10_000
 
 
-class Outbox:
-    """Frames waiting for the writer (one writer, many producers; no locks needed)."""
+@dataclass(slots=True)
+class Entry:
+    """One result: its frame, its key in the journal (0: none), whether it went out before."""
 
-    def __init__(self, max_results: int = MAX_RESULTS) -> None:
+    text: str
+    key: int = 0
+    sent: bool = False
+
+
+class Outbox:
+    """Frames waiting for the writer (one writer, many producers; no locks needed).
+
+    Args:
+        max_results: results kept (queued or unconfirmed); past it the oldest queued go.
+        on_sent: called with a result's key the first time it is sent.
+        on_gone: called with the keys of results that left (confirmed or dropped).
+    """
+
+    def __init__(
+        self,
+        max_results: int = MAX_RESULTS,
+        *,
+        on_sent: Callable[[int], None] | None = None,
+        on_gone: Callable[[list[int]], None] | None = None,
+    ) -> None:
         self._urgent: deque[str] = deque()
-        self._results: deque[str] = deque()
-        self._unconfirmed: deque[tuple[int, str]] = deque()
+        self._results: deque[Entry] = deque()
+        self._unconfirmed: deque[tuple[int, Entry]] = deque()
+        self._in_hand: Entry | None = None
         self._sent_seq = 0
         self._max_results = max_results
+        self._on_sent = on_sent
+        self._on_gone = on_gone
         self._wakeup = trio.Event()
-        self._empty = trio.Event()
-        self._empty.set()
-        self._sending = False
+        self._changed = trio.Event()
         self.dropped = 0
+        self.resent = 0
 
     def __len__(self) -> int:
-        return len(self._results) + len(self._unconfirmed)
+        """Results not yet confirmed: queued, being written, or sent."""
+        return len(self._results) + len(self._unconfirmed) + (self._in_hand is not None)
+
+    @property
+    def unconfirmed(self) -> int:
+        """Results sent on this connection whose pong has not come back yet."""
+        return len(self._unconfirmed)
 
     def put_urgent(self, text: str) -> None:
         self._urgent.append(text)
         self._wakeup.set()
 
+    def put_urgent_frame(self, what: str, build: Callable[[], Mapping[str, Any]]) -> None:
+        """Queue the frame ``build()`` makes; one JSON cannot carry is logged and dropped."""
+        try:
+            text = encode(build())
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.error("dropped a %s that is not valid JSON: %s", what, exc)
+            return
+        self.put_urgent(text)
+
     def urgent_backlog(self) -> int:
         return len(self._urgent)
 
-    def put_result(self, text: str) -> None:
-        self._results.append(text)
-        self._not_empty()
-        if len(self._results) > self._max_results:
-            self._results.popleft()
-            self.dropped += 1
-            log.warning(
-                "outbox full: dropped the oldest undelivered result (%d so far)", self.dropped
-            )
+    def put_result(self, text: str, key: int = 0) -> None:
+        self._results.append(Entry(text, key))
+        self._trim()
         self._wakeup.set()
+        self._notify()
+
+    def restore(self, entries: list[Entry]) -> None:
+        """Queue results kept from an earlier run ahead of everything else."""
+        self._results.extendleft(reversed(entries))
+        self._trim()
+        if entries:
+            self._wakeup.set()
+            self._notify()
+
+    def _trim(self) -> None:
+        gone: list[int] = []
+        while len(self) > self._max_results and self._results:
+            gone.append(self._results.popleft().key)
+        if gone:
+            self.dropped += len(gone)
+            log.warning(
+                "outbox full: dropped the %d oldest undelivered results (%d so far)",
+                len(gone),
+                self.dropped,
+            )
+            self._gone(gone)
 
     async def get(self) -> tuple[bool, str]:
         """Wait for the next frame to send: ``(is_result, text)``; urgent ones first."""
@@ -71,88 +132,99 @@ class Outbox:
             if self._urgent:
                 return False, self._urgent.popleft()
             if self._results:
-                self._sending = True
-                return True, self._results.popleft()
+                self._in_hand = self._results.popleft()
+                return True, self._in_hand.text
             if self._wakeup.is_set():
                 self._wakeup = trio.Event()
             await self._wakeup.wait()
 
-    async def wait_sent(self) -> None:
-        """Return once every queued result has been written to the socket."""
-        await self._empty.wait()
-
-    def _not_empty(self) -> None:
-        if self._empty.is_set():
-            self._empty = trio.Event()
-
     def unsent(self, is_result: bool, text: str) -> None:
         """The writer could not send ``text``: results go back to the front."""
-        if is_result:
-            self._sending = False
-            self._results.appendleft(text)
+        if is_result and self._in_hand is not None:
+            self._results.appendleft(self._in_hand)
+            self._in_hand = None
 
     def sent(self, is_result: bool, text: str) -> None:
-        if is_result:
-            self._sending = False
-            self._sent_seq += 1
-            self._unconfirmed.append((self._sent_seq, text))
-            if not self._results:
-                self._empty.set()
+        entry = self._in_hand
+        if not is_result or entry is None:
+            return
+        self._in_hand = None
+        self._sent_seq += 1
+        self._unconfirmed.append((self._sent_seq, entry))
+        if entry.sent:
+            self.resent += 1
+        else:
+            entry.sent = True
+            if self._on_sent is not None and entry.key:
+                self._on_sent(entry.key)
+        self._notify()
 
     def mark(self) -> int:
         """A point in the sent sequence; ``confirm(mark)`` once the cloud has seen it."""
         return self._sent_seq
 
-    def confirm(self, mark: int) -> None:
+    def confirm(self, mark: int) -> int:
+        """The cloud has every result sent up to ``mark``; returns how many that confirmed."""
+        gone: list[int] = []
         while self._unconfirmed and self._unconfirmed[0][0] <= mark:
-            self._unconfirmed.popleft()
+            gone.append(self._unconfirmed.popleft()[1].key)
+        if gone:
+            self._gone(gone)
+            self._notify()
+        return len(gone)
+
+    def _gone(self, keys: list[int]) -> None:
+        if self._on_gone is not None:
+            keyed = [key for key in keys if key]
+            if keyed:
+                self._on_gone(keyed)
 
     def pending(self) -> list[str]:
-        """Every result not yet confirmed, oldest first (what a restart must not lose)."""
-        return [text for _, text in self._unconfirmed] + list(self._results)
-
-    def restore(self, texts: list[str]) -> None:
-        """Queue results kept from an earlier run ahead of everything else."""
-        for text in reversed(texts):
-            self._results.appendleft(text)
-        if texts:
-            self._not_empty()
-            self._wakeup.set()
+        """Every result not yet confirmed, oldest first."""
+        in_hand = [] if self._in_hand is None else [self._in_hand.text]
+        return [e.text for _, e in self._unconfirmed] + in_hand + [e.text for e in self._results]
 
     def connection_lost(self) -> None:
         """Requeue every unconfirmed result and drop the old connection's urgent frames."""
+        if self._in_hand is not None:
+            self._results.appendleft(self._in_hand)
+            self._in_hand = None
         while self._unconfirmed:
             self._results.appendleft(self._unconfirmed.pop()[1])
-            self._not_empty()
         self._urgent.clear()
+        self._notify()
+
+    # -- waiting on it -----------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait(self, done: Callable[[], bool]) -> None:
+        while not done():
+            await self._changed.wait()
+
+    async def wait_sent(self) -> None:
+        """Return once every queued result has been written to the socket."""
+        await self._wait(lambda: not self._results and self._in_hand is None)
+
+    async def wait_unconfirmed(self) -> None:
+        """Return once some result sent on this connection waits for its confirmation."""
+        await self._wait(lambda: bool(self._unconfirmed))
+
+    async def wait_confirmed(self) -> None:
+        """Return once every result is confirmed (nothing queued, nothing unconfirmed)."""
+        await self._wait(lambda: len(self) == 0)
 
 
-def load_kept(path: Path | None) -> list[str]:
-    """Results an earlier run could not deliver, oldest first (the file is consumed)."""
-    if path is None or not path.exists():
-        return []
+# -- the frames it holds ----------------------------------------------------------------
+
+
+def encode_result(request_id: str | int, result: Mapping[str, Any]) -> str:
+    """The response frame for a call; an error result naming the problem if JSON cannot carry it."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        path.unlink()
-    except OSError as exc:
-        log.warning("cannot read undelivered results from %s: %s", path, exc.strerror)
-        return []
-    kept = []
-    for line in lines:
-        try:
-            json.loads(line)
-        except ValueError:
-            continue
-        kept.append(line)
-    return kept
-
-
-def keep(path: Path | None, pending: list[str]) -> None:
-    """Keep undelivered results for the next run (nothing to keep: nothing written)."""
-    if path is None or not pending:
-        return
-    try:
-        write_private(path, "\n".join(pending) + "\n")
-        log.info("%d undelivered results kept in %s for the next run", len(pending), path)
-    except OSError as exc:
-        log.error("cannot keep %d undelivered results: %s", len(pending), exc.strerror)
+        return encode(tool_response(request_id, result))
+    except (TypeError, ValueError, RecursionError) as exc:
+        log.error("the result of call %r is not valid JSON: %s", request_id, exc)
+        problem = f"edge cannot send this call's result: it is not valid JSON ({exc})"
+        return encode(tool_response(request_id, error_result(problem)))

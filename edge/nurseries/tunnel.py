@@ -4,12 +4,16 @@ One task per connection attempt; inside a connection::
 
     reader     socket → parse_frame → hooks.on_frame (or a pong to the outbox)
     writer     the only task that sends once the handshake is done; fed by the outbox
-    heartbeat  a WebSocket ping every HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT to answer
+    heartbeat  a WebSocket ping CONFIRM_DELAY after results went out (one ping
+               confirms every result sent before it), else every HEARTBEAT_INTERVAL;
+               HEARTBEAT_TIMEOUT to answer
 
 The handshake (see docs/protocol.md) happens in the attempt task itself before
 the writer starts, so there is still exactly one sender at any time. The tunnel
-reports its status and every frame through the hooks its owner gives it, and
-keeps the outbox across reconnects so that no result is lost.
+reports its status and every frame through the hooks its owner gives it.
+Results go through the journal (``edge.nurseries.journal``; its writer task
+runs beside the connections): committed there before they reach the outbox,
+kept across reconnects and restarts until a pong confirms them.
 
 A rejected token (HTTP 401/403 on the upgrade, close code 4401 or 1008) stops
 the retries and leaves the tunnel ``unauthorized`` until ``activate()`` brings a
@@ -22,6 +26,7 @@ import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import trio
@@ -42,12 +47,12 @@ from ..protocol import (
     parse_frame,
     pong,
     progress_notification,
-    tool_response,
 )
 from ..secret import Secret
 from ..watch import Watched
 from .failures import classify, closed
-from .outbox import Outbox
+from .journal import Journal
+from .outbox import encode_result
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ MAX_PROGRESS: Final = 256
 
 #: Seconds between heartbeats on an idle or busy connection alike.
 HEARTBEAT_INTERVAL: Final = 30.0
+#: Seconds after a result went out before the ping that confirms it (and all sent meanwhile).
+CONFIRM_DELAY: Final = 0.25
 #: Seconds a heartbeat ping may wait for its pong before the connection counts as lost.
 HEARTBEAT_TIMEOUT: Final = 10.0
 #: Seconds the cloud has for ``connected`` and, after the report, ``approved_tools``.
@@ -95,6 +102,7 @@ class TunnelOptions:
     backoff: Backoff | None = None
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT
+    confirm_delay: float = CONFIRM_DELAY
     handshake_timeout: float = HANDSHAKE_TIMEOUT
 
 
@@ -112,7 +120,7 @@ class Tunnel:
         hooks: TunnelHooks,
         options: TunnelOptions | None = None,
         *,
-        outbox: Outbox | None = None,
+        journal: Journal | None = None,
     ) -> None:
         opts = options or TunnelOptions()
         self._hooks = hooks
@@ -120,7 +128,10 @@ class Tunnel:
         self._heartbeat_interval = opts.heartbeat_interval
         self._heartbeat_timeout = opts.heartbeat_timeout
         self._handshake_timeout = opts.handshake_timeout
-        self.outbox = outbox or Outbox()
+        self._confirm_delay = opts.confirm_delay
+        self.journal = journal if journal is not None else Journal()
+        self.outbox = self.journal.outbox
+        self._confirm_now = trio.Event()
         self._creds: _Credentials | None = None
         self._creds_changed = trio.Event()
         self._session_scope: trio.CancelScope | None = None
@@ -166,21 +177,42 @@ class Tunnel:
         self._creds = None
         self._restart()
 
+    def accepted(self, request_id: str | int, tool: str) -> None:
+        """A tool call was accepted for running: journaled until its result is."""
+        self.journal.accept(request_id, tool)
+
     def send_result(self, request_id: str | int, result: Mapping[str, Any]) -> None:
-        """Queue a tool result; it is sent now or after the next handshake."""
-        self.outbox.put_result(encode(tool_response(request_id, result)))
+        """Queue a tool result; it is journaled, then sent now or after the next handshake.
+
+        A result JSON cannot carry becomes an error result saying why.
+        """
+        self.journal.put_result(request_id, encode_result(request_id, result))
 
     def send_progress(
         self, request_id: str | int, done: float, total: float | None, message: str | None
     ) -> None:
         """Tell the cloud how a call is getting on; dropped when not connected or swamped."""
         if self.status is TunnelStatus.CONNECTED and self.outbox.urgent_backlog() < MAX_PROGRESS:
-            self.outbox.put_urgent(encode(progress_notification(request_id, done, total, message)))
+            frame = partial(progress_notification, request_id, done, total, message)
+            self.outbox.put_urgent_frame(f"progress of call {request_id!r}", frame)
 
     def announce(self) -> None:
         """Send a fresh capability report on the live connection (tools changed)."""
         if self.status is TunnelStatus.CONNECTED:
-            self.outbox.put_urgent(encode(self._hooks.capability_report()))
+            self.outbox.put_urgent_frame("capability report", self._hooks.capability_report)
+
+    async def drain(self) -> None:
+        """Return once every result is journaled, sent, and confirmed (bound the wait yourself).
+
+        The confirming ping goes out at once, without the usual coalescing delay.
+        """
+        await self.journal.wait_released()
+        await self.outbox.wait_sent()
+        self._confirm_now.set()
+        try:
+            await self.outbox.wait_confirmed()
+        finally:
+            self._confirm_now = trio.Event()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -190,8 +222,10 @@ class Tunnel:
             "userId": self.user_id,
             "connectedSince": self.connected_since,
             "connections": self.connections,
-            "outbox": len(self.outbox),
+            "outbox": len(self.journal),
             "droppedResults": self.outbox.dropped,
+            "resent": self.outbox.resent,
+            "journal": "store" if self.journal.durable else "memory",
         }
 
     # -- the service ------------------------------------------------------------
@@ -211,22 +245,28 @@ class Tunnel:
         self._hooks.on_status(status, reason)
 
     async def run(self, *, task_status: trio.TaskStatus[Tunnel] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started(self)
         try:
-            while True:
-                creds = self._creds
-                if creds is None:
-                    self._set_status(TunnelStatus.DISCONNECTED, None)
-                    await self._wait_for_credentials()
-                    continue
-                with trio.CancelScope() as scope:
-                    self._session_scope = scope
-                    await self._session(creds)
-                    # _session returns only when the token was refused or edge closed.
-                    await self._wait_for_credentials()
-                self._session_scope = None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.journal.run)
+                task_status.started(self)
+                await self._serve()
         finally:
             self._set_status(TunnelStatus.DISCONNECTED, "stopped")
+            await self.journal.close()
+
+    async def _serve(self) -> None:
+        while True:
+            creds = self._creds
+            if creds is None:
+                self._set_status(TunnelStatus.DISCONNECTED, None)
+                await self._wait_for_credentials()
+                continue
+            with trio.CancelScope() as scope:
+                self._session_scope = scope
+                await self._session(creds)
+                # _session returns only when the token was refused or edge closed.
+                await self._wait_for_credentials()
+            self._session_scope = None
 
     async def _wait_for_credentials(self) -> None:
         if self._creds_changed.is_set():
@@ -381,7 +421,10 @@ class Tunnel:
 
     async def _heartbeat(self, ws: trio_websocket.WebSocketConnection) -> None:
         while True:
-            await trio.sleep(self._heartbeat_interval)
+            with trio.move_on_after(self._heartbeat_interval):
+                await self.outbox.wait_unconfirmed()
+                with trio.move_on_after(self._confirm_delay):
+                    await self._confirm_now.wait()
             mark = self.outbox.mark()
             with trio.move_on_after(self._heartbeat_timeout) as scope:
                 await ws.ping()
@@ -394,11 +437,15 @@ async def serve_tunnel(
     hooks: TunnelHooks,
     options: TunnelOptions | None = None,
     *,
+    journal: Journal | None = None,
     task_status: trio.TaskStatus[Tunnel] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a tunnel until cancelled; ``await nursery.start(serve_tunnel, hooks)`` gives its handle.
 
     It starts disconnected: ``activate(token, url)`` on the handle connects it.
+    ``journal`` (recovered by the caller) keeps results across restarts; without
+    one they are kept in memory.
     """
-    tunnel = Tunnel(hooks, options)
+    tunnel = Tunnel(hooks, options, journal=journal)
     await tunnel.run(task_status=task_status)
+

@@ -168,25 +168,32 @@ async def test_result_of_a_call_that_outlives_its_connection_is_delivered(
         assert (await cloud.result(call))["output"] == "survived\n"
 
 
-async def test_unconfirmed_results_are_sent_again_after_a_drop(edge: Daemon, cloud: FakeCloud) -> None:
-    # The heartbeat has not run (30 s), so the cloud has confirmed nothing: after a
-    # drop, edge sends the result again and the cloud deduplicates it by id.
+async def test_unconfirmed_results_are_sent_again_after_a_drop(
+    edge: Daemon, cloud: FakeCloud
+) -> None:
+    # The cloud answers no ping, so it has confirmed nothing: after a drop, edge
+    # sends the result again and the cloud deduplicates it by id.
+    cloud.answer_pings = False
     with trio.fail_after(10):
         assert (await cloud.call("terminal", {"command": "echo once"}))["output"] == "once\n"
+        await cloud.wait_for(lambda: cloud.pings_unanswered >= 1)
         await cloud.drop()
         await cloud.wait_connected(2)
         await cloud.wait_for(lambda: cloud.duplicate_results == 1)
     assert len(edge.tunnel.outbox) == 1  # sent again, not yet confirmed
+    assert edge.tunnel.info()["resent"] == 1
 
 
-async def test_heartbeat_confirms_results(nursery: trio.Nursery, cloud: FakeCloud, workspace: Path) -> None:
-    options = fast_tunnel(heartbeat_interval=0.05)
+async def test_heartbeat_confirms_results(
+    nursery: trio.Nursery, cloud: FakeCloud, workspace: Path
+) -> None:
+    # Not the prompt confirmation (an hour away): the heartbeat's own ping.
+    options = fast_tunnel(heartbeat_interval=0.05, confirm_delay=3600.0)
     daemon = await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=options).run)
     with trio.fail_after(10):
         await cloud.wait_connected()
         await cloud.call("terminal", {"command": "true"})
-        while len(daemon.tunnel.outbox):
-            await trio.sleep(0.02)
+        await daemon.tunnel.outbox.wait_confirmed()
         await cloud.drop()
         await cloud.wait_connected(2)
         await trio.sleep(0.1)
@@ -378,11 +385,11 @@ async def test_undelivered_results_survive_a_restart(
             await cloud.drop()
             await until(lambda: daemon.workers.in_flight == 0)
         await daemon.stop()
-    saved = state / "outbox.jsonl"
+    saved = state / "edge.db"
     assert saved.stat().st_mode & 0o777 == 0o600
+    assert not (state / "outbox.jsonl").exists()
     assert call not in cloud.results
     cloud.refuse_status = None
     await nursery.start(Daemon(cfg, tunnel_options=fast_tunnel()).run)
     with trio.fail_after(10):
         assert (await cloud.result(call))["output"] == "kept\n"
-    assert not saved.exists()
