@@ -20,6 +20,7 @@ and register their tools in the same registry.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import platform
@@ -100,6 +101,22 @@ def build_executor(config: Config, registry: ToolRegistry | None = None) -> Exec
         default_timeout=config.call_timeout,
         processes=Containment.create(config.state_dir),
     )
+
+
+def _warn_unknown_allowed(allowed: frozenset[str] | None, servers: list[str]) -> None:
+    """Warn about ``allow_tools`` names that match no built-in tool and no MCP server's tools."""
+    for name in sorted(allowed or ()):
+        builtin = any(fnmatch.fnmatchcase(spec.name, name) for spec in BUILTIN_TOOLS)
+        mcp = any(
+            name.startswith(f"{server}__") or fnmatch.fnmatchcase(f"{server}__x", name)
+            for server in servers
+        )
+        if not builtin and not mcp:
+            log.warning(
+                "policy.allow_tools names %r, which is no built-in tool and no tool of a "
+                "configured MCP server: it allows nothing",
+                name,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +261,13 @@ class Daemon:
                 defaults=defaults,
             )
         )
+        servers = self._mcp_configs()
+        _warn_unknown_allowed(cfg.allow_tools, [s.name for s in servers])
         self._mcp = await root.start(
             partial(
                 serve_mcp,
                 self.registry,
-                self._mcp_configs(),
+                servers,
                 on_event=self._on_mcp_event,
                 timing=self._mcp_timing,
             )

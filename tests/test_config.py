@@ -3,6 +3,7 @@ where and what, and a file that does not load never runs."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -247,3 +248,21 @@ def test_other_commands_refuse_a_bad_config_too(tmp_path: Path) -> None:
         result = run_cli(*command, "--config", str(bad), env=env)
         assert result.returncode == 2, (command, result.stderr)
         assert f"{bad}: `workers.queue` must be from 0 to 65536, not -5" in result.stderr
+
+
+async def test_the_daemon_warns_about_allowed_names_that_match_no_tool(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge.daemon import Daemon
+
+    from .conftest import make_config
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    cfg = make_config(ws, allow_tools=frozenset({"grep", "file_*", "file_red"}), mcp_file=None)
+    with caplog.at_level(logging.WARNING, logger="edge.daemon"):
+        daemon = await nursery.start(Daemon(cfg).run)
+        await daemon.stop()
+    warned = [r.getMessage() for r in caplog.records if "allow_tools" in r.getMessage()]
+    assert len(warned) == 1
+    assert "'file_red'" in warned[0]
