@@ -1,4 +1,11 @@
-# The native audio shim is built by cffi at install time; everything else is in pyproject.toml.
+# The native modules are built by cffi at install time: the audio shim
+# (edge.capture._native) and openat2 for the file tools (edge.tools._beneath).
+# Everything else is in pyproject.toml.
 from setuptools import setup
 
-setup(cffi_modules=["native/build_native.py:ffibuilder"])
+setup(
+    cffi_modules=[
+        "native/build_native.py:ffibuilder",
+        "native/build_beneath.py:ffibuilder",
+    ]
+)

@@ -14,10 +14,12 @@ Modules:
     orphans   -- CallTree: a call's processes as the subreaper sees them, re-parented ones too
     leftovers -- per-call records in the state directory, and the start-up sweep after kill -9
     procfs    -- reading /proc and cgroup2, the cgroup probe, prctl
+    beneath   -- file tools' paths opened beneath a root's descriptor (openat2, or a portable walk)
+    walk      -- directory trees by descriptor: list, find, copy, move, delete, links never followed
     builtin   -- terminal, code, file_read, file_write, file_ops, grep
 """
 
 __all__ = [
-    "batch", "builtin", "contain", "execute", "gate", "leftovers", "orphans", "policy",
-    "process", "procfs", "registry",
+    "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
+    "policy", "process", "procfs", "registry", "walk",
 ]  # fmt: skip

@@ -1,8 +1,12 @@
 """The local policy: which tools may run and which directories file tools may touch.
 
 The cloud approves tools; the policy is the user's own word on this machine. A
-tool runs only when both say yes. Paths are resolved with every symlink
-followed and must land inside one of the roots (the workspace is always one).
+tool runs only when both say yes. File tools touch only what lies beneath one
+of the roots (the workspace is always one): ``root_for`` names the root that
+lexically holds a path, and ``edge.tools.beneath`` opens the rest beneath that
+root's directory descriptor, so a symlink or a rename cannot lead out.
+``resolve`` (every symlink followed, then checked) is for paths handed on to
+others, such as a command's working directory.
 """
 
 from __future__ import annotations
@@ -25,11 +29,15 @@ class Policy:
         roots: every directory file tools may touch (workspace included), resolved.
         allowed_tools: tool names the user allows (globs such as ``time__*`` too);
             ``None`` allows every registered tool.
+        portable_walk: resolve paths beneath a root with the portable walk
+            (one component at a time) even where openat2 exists; tests use it,
+            and it is what runs where openat2 does not.
     """
 
     workspace: Path
     roots: tuple[Path, ...]
     allowed_tools: frozenset[str] | None = None
+    portable_walk: bool = False
 
     @classmethod
     def create(
@@ -37,6 +45,8 @@ class Policy:
         workspace: str | os.PathLike[str],
         extra_roots: Iterable[str | os.PathLike[str]] = (),
         allowed_tools: Iterable[str] | None = None,
+        *,
+        portable_walk: bool = False,
     ) -> Policy:
         ws = Path(os.path.realpath(Path(workspace).expanduser()))
         roots = [ws]
@@ -45,7 +55,7 @@ class Policy:
             if real not in roots:
                 roots.append(real)
         allowed = None if allowed_tools is None else frozenset(allowed_tools)
-        return cls(ws, tuple(roots), allowed)
+        return cls(ws, tuple(roots), allowed, portable_walk)
 
     def allows_tool(self, name: str) -> bool:
         """Whether ``name`` is allowed: listed, or matched by a listed glob (``time__*``)."""
@@ -57,6 +67,35 @@ class Policy:
             if any(c in pattern for c in "*?[")
         )
 
+    def root_for(self, path: str) -> tuple[Path, str]:
+        """The root that lexically holds ``path``, and the rest of ``path`` beneath it.
+
+        ``path`` is relative to the workspace or absolute (``~`` expanded). It is
+        normalised lexically (``a/../b`` is ``b``), never by following a link:
+        the caller resolves the rest beneath the root's descriptor. Of nested
+        roots the innermost wins. The rest is ``""`` for the root itself, else
+        its components joined by ``/``.
+
+        Raises:
+            PolicyError: the path is empty, holds a NUL, or is lexically outside
+                every root (``..`` climbing out of them included).
+        """
+        normal = os.path.normpath(self._absolute(path))
+        found: tuple[Path, str] | None = None
+        for root in self.roots:
+            top = str(root).rstrip(os.sep)
+            if normal == top or (not top and normal == os.sep):
+                rel = ""
+            elif normal.startswith(top + os.sep):
+                rel = normal[len(top) + 1 :]
+            else:
+                continue
+            if found is None or len(str(root)) > len(str(found[0])):
+                found = (root, rel if os.sep == "/" else rel.replace(os.sep, "/"))
+        if found is None:
+            raise PolicyError(f"path {path!r} is outside the allowed roots")
+        return found
+
     def resolve(self, path: str) -> Path:
         """Resolve ``path`` (relative to the workspace) and check it stays inside a root.
 
@@ -66,17 +105,20 @@ class Policy:
         Raises:
             PolicyError: the path is empty, holds a NUL, or lands outside every root.
         """
+        real = Path(os.path.realpath(self._absolute(path)))
+        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+            raise PolicyError(f"path {path!r} is outside the allowed roots")
+        return real
+
+    def _absolute(self, path: str) -> str:
+        """``path`` made absolute against the workspace (``~`` expanded), unresolved."""
         if not path:
             raise PolicyError("path is empty")
         if "\x00" in path:
             raise PolicyError("path contains a NUL character")
-        candidate = Path(path).expanduser()
-        if not candidate.is_absolute():
-            candidate = self.workspace / candidate
-        real = Path(os.path.realpath(candidate))
-        if not any(real == root or real.is_relative_to(root) for root in self.roots):
-            raise PolicyError(f"path {path!r} is outside the allowed roots")
-        return real
+        if path.startswith("~"):
+            path = os.path.expanduser(path)
+        return path if os.path.isabs(path) else os.path.join(self.workspace, path)
 
     def is_root(self, path: Path) -> bool:
         return path in self.roots

@@ -197,3 +197,120 @@ async def test_unknown_and_disallowed_and_unapproved(workspace: Path) -> None:
     assert "not allowed by the local policy" in (await call(executor, "terminal", command="ls"))["error"]
     result = await executor.call("file_read", {"path": "x"}, approved=frozenset({"grep"}))
     assert result["error"] == "tool 'file_read' is not approved by the cloud"
+
+
+async def test_file_read_cuts_only_a_first_line_longer_than_the_limit(
+    executor: Executor, workspace: Path
+) -> None:
+    (workspace / "long.txt").write_text("x" * 60_000 + "\nshort\n" + "y" * 60_000 + "\n")
+    first = await call(executor, "file_read", path="long.txt")
+    assert first["output"] == "x" * 50_000
+    assert (first["lines"], first["truncated"], first["next_offset"]) == (1, True, 1)
+    second = await call(executor, "file_read", path="long.txt", offset=1)
+    # the long third line does not fit after "short": left whole for the next call
+    assert second == {"output": "short\n", "lines": 1, "size": 120_008, "next_offset": 2}
+    third = await call(executor, "file_read", path="long.txt", offset=2)
+    assert third["output"] == "y" * 50_000
+    assert third["truncated"] is True
+    assert "next_offset" not in third
+
+
+async def test_stat_move_and_delete_act_on_a_link_itself(
+    executor: Executor, workspace: Path, tmp_path: Path
+) -> None:
+    # stat used to follow the link (and refuse one that leads out); now it describes the link
+    os.symlink(tmp_path, workspace / "out")
+    info = await call(executor, "file_ops", op="stat", path="out")
+    assert (info["type"], info["target"]) == ("link", str(tmp_path))
+    moved = await call(executor, "file_ops", op="move", path="out", dest="sub/out2")
+    assert "error" not in moved, moved
+    assert os.readlink(workspace / "sub" / "out2") == str(tmp_path)
+    await call(executor, "file_ops", op="delete", path="sub")
+    assert os.path.isdir(tmp_path)
+    assert not os.path.exists(workspace / "sub")
+
+
+async def test_copying_a_tree_keeps_links_as_links_and_skips_fifos(
+    executor: Executor, workspace: Path
+) -> None:
+    tree = workspace / "t"
+    (tree / "in").mkdir(parents=True)
+    (tree / "in" / "f.txt").write_text("f")
+    os.chmod(tree / "in" / "f.txt", 0o640)
+    os.symlink("in/f.txt", tree / "link")
+    os.symlink("/etc/passwd", tree / "abs")
+    os.mkfifo(tree / "pipe")
+    result = await call(executor, "file_ops", op="copy", path="t", dest="c")
+    assert result["skipped"] == 1
+    assert sorted(os.listdir(workspace / "c")) == ["abs", "in", "link"]
+    assert os.readlink(workspace / "c" / "link") == "in/f.txt"
+    assert os.readlink(workspace / "c" / "abs") == "/etc/passwd"
+    assert (workspace / "c" / "in" / "f.txt").stat().st_mode & 0o777 == 0o640
+    # the copied absolute link is text: reading through it is refused like any other
+    assert "outside the allowed roots" in (await call(executor, "file_read", path="c/abs"))["error"]
+
+
+async def test_file_write_refuses_a_directory(executor: Executor, workspace: Path) -> None:
+    (workspace / "d").mkdir()
+    assert (await call(executor, "file_write", path="d", content="x"))["error"].endswith(
+        "is a directory"
+    )
+    assert (await call(executor, "file_write", path=".", content="x"))["error"].endswith(
+        "is a directory"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "what"),
+    [
+        (r"(a)\1", "a backreference (\\1)"),
+        (r"a(?=b)", "a lookahead"),
+        (r"(?<!a)b", "a negative lookbehind"),
+        (r"a*+", "a possessive quantifier"),
+        (r"x\Z", "RE2 writes the end of the text as \\z"),
+    ],
+)
+async def test_grep_names_what_re2_does_not_support(
+    executor: Executor, pattern: str, what: str
+) -> None:
+    error = (await call(executor, "grep", pattern=pattern))["error"]
+    assert error.startswith("pattern uses ")
+    assert what in error
+    assert error.endswith("which grep does not support: grep uses RE2 syntax, linear time")
+
+
+def _sample_text() -> bytes:
+    import random
+
+    rng = random.Random(7)
+    words = ["foo", "bar", "Foo", "é", "a b", "#", "\t", " ", "123", "ab", "x", "", "baz"]
+    lines = []
+    for _ in range(12_000):
+        line = "".join(rng.choice(words) for _ in range(rng.randrange(0, 6)))
+        lines.append(line + rng.choice(["\n", "\n", "\r\n"]))
+    return "".join(lines).encode()
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["foo", "^foo", "foo$", "^$", r"\bbar\b", r"\s+$", "o+", r"[^a-z ]", "x*", "(?i)FOO",
+     r"a\sb", r"\Afoo", r"bar\z", r"^\s*#", r"\d{3}", r"(?s)a.b", r"[\n]", "é", r"(?-m)^foo$",
+     r"foo\r", r"\x62a"],
+)
+async def test_grep_finds_exactly_the_lines_a_line_by_line_search_finds(
+    executor: Executor, workspace: Path, pattern: str
+) -> None:
+    import re2
+
+    data = _sample_text()  # about 100 KiB: several chunks, lines across their edges
+    (workspace / "s.txt").write_bytes(data)
+    options = re2.Options()
+    options.log_errors = False
+    regex = re2.compile(pattern, options)
+    expected = [
+        n
+        for n, line in enumerate(data.split(b"\n")[:-1], 1)
+        if regex.search(line[:-1] if line.endswith(b"\r") else line) is not None
+    ][:5000]
+    result = await call(executor, "grep", pattern=pattern, path="s.txt", max_results=5000)
+    assert [m["line"] for m in result["matches"]] == expected

@@ -51,4 +51,40 @@ def test_nul_and_empty_paths(workspace: Path) -> None:
 def test_tool_allow_list(workspace: Path) -> None:
     assert Policy.create(workspace).allows_tool("terminal")
     narrow = Policy.create(workspace, allowed_tools=["grep"])
-    assert narrow.allows_tool("grep") and not narrow.allows_tool("terminal")
+    assert narrow.allows_tool("grep")
+    assert not narrow.allows_tool("terminal")
+
+
+def test_root_for_is_lexical_and_names_the_rest(workspace: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "projects"
+    extra.mkdir()
+    os.symlink(tmp_path, workspace / "door")  # never followed by root_for
+    policy = Policy.create(workspace, [extra])
+    ws = workspace.resolve()
+    assert policy.root_for(".") == (ws, "")
+    assert policy.root_for("a//b/./c/") == (ws, "a/b/c")
+    assert policy.root_for("a/../b") == (ws, "b")
+    assert policy.root_for("door/secret") == (ws, "door/secret")
+    assert policy.root_for(str(extra / "p" / "q")) == (extra.resolve(), "p/q")
+    assert policy.root_for("caf\udce9") == (ws, "caf\udce9")
+
+
+@pytest.mark.parametrize("path", ["..", "../x", "a/../../x", "/etc/passwd", "~/x", "/"])
+def test_root_for_refuses_what_is_lexically_outside(workspace: Path, path: str) -> None:
+    with pytest.raises(PolicyError, match="outside the allowed roots"):
+        Policy.create(workspace).root_for(path)
+
+
+def test_root_for_picks_the_innermost_root(workspace: Path) -> None:
+    (workspace / "inner").mkdir()
+    policy = Policy.create(workspace, [workspace / "inner"])
+    assert policy.root_for("inner/x") == (workspace.resolve() / "inner", "x")
+    assert policy.root_for("inner") == (workspace.resolve() / "inner", "")
+    assert policy.root_for("innerx") == (workspace.resolve(), "innerx")
+
+
+def test_root_for_with_the_whole_file_system_as_a_root(workspace: Path) -> None:
+    policy = Policy.create(workspace, ["/"])
+    assert policy.root_for("/") == (Path("/"), "")
+    assert policy.root_for("/etc/hostname") == (Path("/"), "etc/hostname")
+    assert policy.root_for("x") == (workspace.resolve(), "x")
