@@ -64,8 +64,12 @@ def create_private(path: Path) -> int:
     return fd
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str, *, durable: bool = True) -> None:
     """Replace ``path`` with ``text`` atomically, mode 0600 (missing parents created 0700).
+
+    ``durable`` (the default) also syncs the file to disk before it replaces the
+    old one, so it survives a power cut; a file that only has to outlive edge
+    itself (a ``kill -9``) can skip that: the page cache keeps it.
 
     Raises:
         OSError: the directory or the file cannot be written.
@@ -78,7 +82,8 @@ def write_private(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

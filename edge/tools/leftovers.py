@@ -68,7 +68,9 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def write_record(path: Path, record: CallRecord) -> None:
-    write_private(path, record.to_json())
+    # Not synced to disk: a record only has to outlive edge (kill -9), and a
+    # machine that loses power loses the processes it names as well.
+    write_private(path, record.to_json(), durable=False)
 
 
 def drop_record(path: Path) -> None:
