@@ -1,14 +1,21 @@
-"""Shared fixtures: a fake cloud on loopback, a workspace, a running daemon, leak probes."""
+"""Shared fixtures: a fake cloud on loopback, a workspace, a running daemon, leak probes.
+
+Also two suite-wide settings for a busy machine: hypothesis runs without its
+per-example deadline (a timed assertion, which tests do not make), and a skip
+raised inside a trio test keeps its reason in ``-ra`` (see
+``pytest_runtest_makereport``).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
 
 from edge.config import Config
 from edge.daemon import Daemon
@@ -18,6 +25,42 @@ from edge.nurseries.tunnel import TunnelOptions
 from edge.secret import Secret
 
 TOKEN = "test-token-123"
+
+#: Seconds a daemon started by a test has to connect to the fake cloud (a bound on failure).
+CONNECT_WITHIN: Final = 30.0
+
+settings.register_profile(
+    "edge", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("edge")
+
+
+def _only_leaf(exc: BaseException | None) -> BaseException | None:
+    """The one exception inside ``exc``'s nested groups, if it holds exactly one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return None if isinstance(exc, BaseExceptionGroup) else exc
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Give back the reason of a skip raised inside a trio test.
+
+    pytest-trio (0.8) turns a ``pytest.skip(reason)`` that reaches it inside an
+    exception group (a test or fixture running in a nursery) into a bare
+    ``pytest.skip()`` raised while handling the group, so ``-ra`` would print
+    only "Skipped". The reason is taken back from the group.
+    """
+    report = yield
+    bare = call.excinfo.value if call.excinfo is not None else None
+    if report.skipped and isinstance(bare, pytest.skip.Exception) and not bare.msg:
+        inner = _only_leaf(bare.__context__)
+        if isinstance(inner, pytest.skip.Exception) and inner.msg:
+            path, line, _ = item.location
+            report.longrepr = (path, (line or 0) + 1, f"Skipped: {inner.msg}")
+    return report
 
 
 @pytest.fixture
@@ -52,7 +95,7 @@ def fast_tunnel(**extra: Any) -> TunnelOptions:
 @pytest.fixture
 async def edge(nursery: trio.Nursery, cloud: FakeCloud, workspace: Path) -> AsyncIterator[Daemon]:
     daemon = await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=fast_tunnel()).run)
-    with trio.fail_after(10):
+    with trio.fail_after(CONNECT_WITHIN):
         await cloud.wait_connected()
     yield daemon
 

@@ -250,27 +250,39 @@ class AsrUplink:
     async def _sender(
         self, ws: trio_websocket.WebSocketConnection, position: int, *, resumed: bool
     ) -> None:
-        position = min(position, self._end)
-        first = self._backlog[0].offset if self._backlog else self._end
-        if position < first:
-            await ws.send_message(gap_message(position, first - position))
-            position = first
+        position = await self._skip_lost(ws, min(position, self._end))
         if position < self._end and resumed:
             backfill = self._end - position
             await ws.send_message(backfill_message(position, backfill))
             end = self._end
             while position < end:
-                position = await self._send_upto(ws, position, end, live=False)
+                position = await self._skip_lost(ws, position)
+                if position < end:
+                    position = await self._send_upto(ws, position, end, live=False)
             self.stats.frames_backfilled += backfill
         await ws.send_message(live_message(position))
         while True:
             if position < self._end:
-                position = await self._send_upto(ws, position, self._end, live=True)
+                position = await self._skip_lost(ws, position)
+                if position < self._end:
+                    position = await self._send_upto(ws, position, self._end, live=True)
             elif self._finished:
                 await ws.send_message(stop_message(self._end))
                 return
             else:
                 await self._wait_wake()
+
+    async def _skip_lost(self, ws: trio_websocket.WebSocketConnection, position: int) -> int:
+        """Tell the endpoint about frames the bounded backlog dropped from ``position`` on.
+
+        Checked before every send: the backlog may drop its oldest chunks while a
+        message is being sent, and the frames after them must keep their offsets.
+        """
+        first = self._backlog[0].offset if self._backlog else self._end
+        if position < first:
+            await ws.send_message(gap_message(position, first - position))
+            return first
+        return position
 
     async def _send_upto(
         self, ws: trio_websocket.WebSocketConnection, position: int, end: int, *, live: bool

@@ -8,7 +8,9 @@ reads that like any PulseAudio client. Its sinks:
     mic_feed     a sink whose monitor is remapped as ``virtual_mic``, the default source
 
 Without the ``pulseaudio`` binary the tests that need it skip, naming the
-package to install, except under ``CI=true``, where that is a failure.
+package to install, except under ``CI=true``, where that is a failure. The
+binaries are looked for by sync fixtures (``pulse``, ``private_pulse``,
+``paplay``), so a skip happens before a test starts anything.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import pytest
@@ -27,6 +30,8 @@ import soundfile
 import trio
 
 PULSE_PACKAGES = "pulseaudio pulseaudio-utils"
+#: Seconds the test PulseAudio daemon has to answer ``pactl info`` (a bound on failure).
+SERVER_START: Final = 30.0
 
 
 def _need(binary: str) -> None:
@@ -65,8 +70,14 @@ class PulseServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        client_env = {**env, "PULSE_SERVER": self.server}
-        deadline = time.monotonic() + 10
+        try:
+            self._wait_ready({**env, "PULSE_SERVER": self.server})
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self, client_env: dict[str, str]) -> None:
+        deadline = time.monotonic() + SERVER_START
         while subprocess.run(["pactl", "info"], env=client_env, capture_output=True).returncode:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
@@ -80,7 +91,7 @@ class PulseServer:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -104,6 +115,16 @@ def pulse() -> Iterator[str]:
         server.close()
 
 
+@pytest.fixture
+def private_pulse() -> Iterator[PulseServer]:
+    """A PulseAudio daemon of the test's own, for a test that kills it; stopped after."""
+    server = PulseServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def write_tone(path: Path, freq: float, seconds: float = 30, rate: int = 48000) -> Path:
     t = np.arange(int(rate * seconds)) / rate
     soundfile.write(path, 0.5 * np.sin(2 * np.pi * freq * t), rate, subtype="PCM_16")
@@ -113,16 +134,16 @@ def write_tone(path: Path, freq: float, seconds: float = 30, rate: int = 48000) 
 class Player:
     """Plays tone files into sinks with paplay; every player is killed on exit."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, paplay: str = "paplay") -> None:
         self.directory = directory
+        self.paplay = paplay
         self.processes: list[trio.Process] = []
 
     async def play(self, freq: float, sink: str) -> trio.Process:
-        _need("paplay")
         path = write_tone(self.directory / f"tone-{freq:g}.wav", freq)
         # A small latency, or the null sink hands its monitor audio in seconds-long blocks.
         process = await trio.lowlevel.open_process(
-            ["paplay", "--latency-msec=20", "-d", sink, str(path)],
+            [self.paplay, "--latency-msec=20", "-d", sink, str(path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -137,8 +158,15 @@ class Player:
 
 
 @pytest.fixture
-async def player(pulse: str, tmp_path: Path) -> AsyncIterator[Player]:
-    p = Player(tmp_path)
+def paplay(pulse: str) -> str:
+    """The ``paplay`` binary (skips, or fails under ``CI=true``, without it)."""
+    _need("paplay")
+    return shutil.which("paplay") or "paplay"
+
+
+@pytest.fixture
+async def player(paplay: str, tmp_path: Path) -> AsyncIterator[Player]:
+    p = Player(tmp_path, paplay)
     try:
         yield p
     finally:

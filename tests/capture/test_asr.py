@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import soundfile
@@ -28,6 +28,9 @@ from edge.protocol.asr import (
 from edge.secret import Secret
 
 from ..conftest import TOKEN
+
+#: Seconds one ASR scenario may take on a busy machine (a bound on failure, not a speed).
+SCENARIO: Final = 90.0
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -95,7 +98,7 @@ async def test_a_dropped_asr_link_is_backfilled_without_a_hole(
     )
     options = UplinkOptions(backoff=Backoff(first=0.1, cap=0.2, jitter=0))
     events: list[Any] = []
-    with trio.fail_after(20):
+    with trio.fail_after(SCENARIO):
         async with open_capture(request, on_event=events.append, uplink_options=options) as cap:
             await cloud.wait_transcribed("drop-1", 1)
             cloud.asr_refuse_status = 503
@@ -139,7 +142,7 @@ async def test_a_backlog_over_its_bound_is_reported_as_a_gap(
         "gap-1", parse_source("tone:440"), asr=AsrTarget(cloud.asr_url, Secret(TOKEN))
     )
     options = UplinkOptions(backoff=Backoff(first=0.1, cap=0.1, jitter=0), max_backlog_seconds=0.5)
-    with trio.fail_after(20):
+    with trio.fail_after(SCENARIO):
         async with open_capture(request, uplink_options=options) as cap:
             await trio.sleep(1.5)
             cloud.asr_refuse_status = None
@@ -149,5 +152,7 @@ async def test_a_backlog_over_its_bound_is_reported_as_a_gap(
     assert session is not None
     offset, frames = session.gaps[0]
     assert offset == 0 and frames > 0
-    assert summary["asr"]["lostSeconds"] == frames / 16000
+    # A slow machine may overflow the bound again while catching up: every gap is counted.
+    lost = sum(frames for _, frames in session.gaps)
+    assert summary["asr"]["lostSeconds"] == round(lost / 16000, 3)
     assert summary["asr"]["complete"]

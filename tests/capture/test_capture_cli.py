@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import soundfile
@@ -17,6 +18,12 @@ import soundfile
 from edge.dev.asr import describe_tones
 
 EDGE = [sys.executable, "-m", "edge"]
+#: Seconds an ``edge capture`` process may take to start, write or stop (a bound on failure).
+WITHIN: Final = 60.0
+#: What ``--duration 1`` prints for the pattern source.
+DURATION_LINE: Final = re.compile(
+    r"pattern: (\d+\.\d) s, (\d+) frames, dropped 0 at the source and 0 at the recorder\n"
+)
 
 
 def start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
@@ -27,7 +34,7 @@ def start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
 
 
 def wait_for_file(directory: Path, pattern: str, min_bytes: int) -> Path:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + WITHIN
     while time.monotonic() < deadline:
         for path in directory.glob(pattern):
             if path.stat().st_size >= min_bytes:
@@ -55,7 +62,7 @@ def test_sigint_stops_every_capture_and_prints_summaries(tmp_path: Path) -> None
     proc = start(["--source", "tone:440", "--source", "tone:880", "--out", str(out), "--json"], tmp_path)
     wait_for_file(out, "*-tone2.partial.wav", 32000)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=15)
+    stdout, stderr = proc.communicate(timeout=WITHIN)
     assert proc.returncode == 0, stderr
     summaries = json.loads(stdout)
     assert [s["chatId"] for s in sorted(summaries, key=lambda s: s["chatId"])] == [
@@ -71,13 +78,21 @@ def test_sigint_stops_every_capture_and_prints_summaries(tmp_path: Path) -> None
 
 
 def test_duration_and_wav(tmp_path: Path) -> None:
+    started = time.monotonic()
     proc = start(["--source", "pattern", "--duration", "1", "--format", "wav", "--out", str(tmp_path)], tmp_path)
-    stdout, stderr = proc.communicate(timeout=15)
+    stdout, stderr = proc.communicate(timeout=WITHIN)
+    elapsed = time.monotonic() - started
     assert proc.returncode == 0, stderr
-    # Audio counts from the moment the source opened, a little before the timer starts.
-    assert re.match(r"pattern: 1\.\d s, 5\d frames, dropped 0 at the source and 0 at the recorder", stdout)
+    line = DURATION_LINE.match(stdout)
+    assert line, stdout
+    seconds, frames = line.group(1), int(line.group(2))
+    assert seconds == f"{frames * 0.02:.1f}"
+    # The timer starts once the source is open and the pattern is paced in real time:
+    # about 50 frames of 20 ms, never more than the process lived, whatever the load.
+    assert 40 <= frames <= elapsed / 0.02, (frames, elapsed)
     [wav] = tmp_path.glob("*.wav")
     samples = soundfile.read(wav, dtype="int16")[0].astype(np.uint16)
+    assert len(samples) == frames * 320
     assert np.array_equal(samples, np.arange(len(samples), dtype=np.uint16))
 
 
@@ -90,7 +105,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
         (["--source", "tone:440", "--duration", "0"], "--duration must be positive"),
     ):
         proc = start(args, tmp_path)
-        stdout, stderr = proc.communicate(timeout=15)
+        stdout, stderr = proc.communicate(timeout=WITHIN)
         assert proc.returncode == 2, (args, stderr)
         assert stderr.startswith("edge: error: ") and message in stderr, (args, stderr)
         assert "Traceback" not in stderr

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import numpy as np
@@ -26,10 +27,14 @@ from edge.dev.asr import describe_tones
 from edge.dev.cloud import FakeCloud
 from edge.net.backoff import Backoff
 
-from ..conftest import fast_tunnel, make_config, open_fds, until
+from ..conftest import CONNECT_WITHIN, fast_tunnel, make_config, open_fds, until
 from .conftest import Player, audio_threads, non_trio_threads
 
 FAST_UPLINK = UplinkOptions(backoff=Backoff(first=0.1, cap=0.3, jitter=0))
+#: Seconds a whole scenario may take on a busy machine (a bound on failure, not a speed).
+SCENARIO: Final = 90.0
+#: Seconds for what follows a step at once (an event, a socket closing; a bound on failure).
+SOON: Final = 30.0
 
 
 @pytest.fixture
@@ -38,7 +43,7 @@ async def daemon(nursery: trio.Nursery, workspace: Path, cloud: FakeCloud) -> Da
     d: Daemon = await nursery.start(
         Daemon(cfg, tunnel_options=fast_tunnel(), uplink_options=FAST_UPLINK).run
     )
-    with trio.fail_after(10):
+    with trio.fail_after(CONNECT_WITHIN):
         await cloud.wait_connected()
     return d
 
@@ -46,7 +51,7 @@ async def daemon(nursery: trio.Nursery, workspace: Path, cloud: FakeCloud) -> Da
 @pytest.fixture
 async def client(daemon: Daemon) -> Any:
     assert daemon.control_url is not None
-    async with httpx.AsyncClient(base_url=daemon.control_url, timeout=10) as c:
+    async with httpx.AsyncClient(base_url=daemon.control_url, timeout=SOON) as c:
         yield c
 
 
@@ -62,6 +67,23 @@ async def read_events(
         async for line in response.aiter_lines():
             if line.startswith("data: "):
                 into.append(json.loads(line[len("data: ") :]))
+
+
+def only_near(text: str, hz: int) -> bool:
+    """Whether ``text`` names tones, all within 50 Hz of ``hz``.
+
+    A player starved of CPU leaves a gap in its tone, which spreads it into
+    neighbouring frequencies ("tones 650 Hz, 660 Hz, 670 Hz"); the other
+    source's tone, 220 Hz away, never passes.
+    """
+    named = [int(f) for f in re.findall(r"(\d+) Hz", text)]
+    return bool(named) and all(abs(f - hz) <= 50 for f in named)
+
+
+def heard(cloud: FakeCloud, chat_id: str, text: str) -> int:
+    """Seconds of ``chat_id`` the fake cloud's ASR transcribed as ``text``."""
+    session = cloud.asr_session(chat_id)
+    return 0 if session is None else session.texts().count(text)
 
 
 async def test_duplex_each_chat_hears_its_own_source(
@@ -84,7 +106,7 @@ async def test_duplex_each_chat_hears_its_own_source(
     await player.play(660, "mic_feed")
     assert (await client.get("/record/status")).json() == {"captures": []}  # keep-alive socket
     baseline_threads, baseline_fds = non_trio_threads(), open_fds()
-    with trio.fail_after(30):
+    with trio.fail_after(SCENARIO):
         for chat, source in (("meet-sys", "system"), ("meet-mic", "mic")):
             response = await client.post("/record/start", json={"chatId": chat, "source": source})
             assert response.status_code == 201, response.text
@@ -92,38 +114,37 @@ async def test_duplex_each_chat_hears_its_own_source(
         assert audio_threads().count("edge-audio") == 2
         status = (await client.get("/record/status")).json()["captures"]
         assert {c["chatId"] for c in status} == {"meet-sys", "meet-mic"}
-        await cloud.wait_transcribed("meet-sys", 4)
-        await cloud.wait_transcribed("meet-mic", 4)
+        # A starved player may leave a second of silence: wait for three seconds of each tone.
+        await cloud.wait_for(lambda: heard(cloud, "meet-sys", "tone 440 Hz") >= 3)
+        await cloud.wait_for(lambda: heard(cloud, "meet-mic", "tone 660 Hz") >= 3)
 
         # Stopping one capture leaves the other running.
         response = await client.post("/record/stop", params={"chatId": "meet-sys"})
         assert response.status_code == 200
         [sys_summary] = response.json()["stopped"]
         frames = daemon.captures.get("meet-mic").frames
-        await trio.sleep(0.3)
-        assert daemon.captures.get("meet-mic").frames > frames
+        await until(lambda: daemon.captures.get("meet-mic").frames > frames + 10)
         status = (await client.get("/record/status")).json()["captures"]
         assert [c["chatId"] for c in status] == ["meet-mic"]
         assert status[0]["level"]["peakDb"] > -12
         response = await client.post("/record/stop")
         [mic_summary] = response.json()["stopped"]
 
-    for summary, mine, other in ((sys_summary, "tone 440 Hz", "660"), (mic_summary, "tone 660 Hz", "440")):
+    for summary, hz in ((sys_summary, 440), (mic_summary, 660)):
+        assert summary["droppedFrames"] == {"source": 0, "recording": 0}
         session = cloud.asr_session(summary["chatId"])
         assert session is not None and session.stopped
         texts = session.texts()
+        assert texts.count(f"tone {hz} Hz") >= 3, texts
         # The first second may start before the sink delivers: silence, never the other tone.
-        assert texts.count(mine) >= 3, texts
-        assert all(t in (mine, "silence") for t in texts), texts
-        assert not any(other in t for t in texts)
-        assert summary["droppedFrames"] == {"source": 0, "recording": 0}
+        assert all(t == "silence" or only_near(t, hz) for t in texts), texts
         assert summary["asr"]["complete"]
         data, rate = soundfile.read(summary["file"], dtype="int16")
         assert rate == 16000 and len(data) == summary["frames"] * 320
-        assert describe_tones(data[-16000:], rate) == mine
+        assert only_near(describe_tones(data[-16000:], rate), hz)
 
     # Events reached the web page's stream, labelled by chat.
-    with trio.fail_after(5):
+    with trio.fail_after(SOON):
         while sum(e["type"] == "capture_ended" for e in events) < 2:
             await trio.sleep(0.01)
     transcribed = {e["chatId"] for e in events if e["type"] == "transcript"}
@@ -131,7 +152,7 @@ async def test_duplex_each_chat_hears_its_own_source(
     # Nothing left behind: no backend thread, no descriptor.
     assert audio_threads() == []
     assert non_trio_threads() == baseline_threads
-    with trio.fail_after(2):  # the fake cloud's side of the ASR sockets closes just after
+    with trio.fail_after(SOON):  # the fake cloud's side of the ASR sockets closes just after
         await until(lambda: open_fds() == baseline_fds)
 
 
@@ -172,7 +193,7 @@ async def test_bad_requests_get_clear_errors_and_disturb_nothing(
     async def keep_frames() -> int:
         return int((await client.get("/record/status")).json()["captures"][0]["frames"])
 
-    with trio.fail_after(5):
+    with trio.fail_after(SOON):
         while await keep_frames() == 0:
             await trio.sleep(0.02)
     [summary] = (await client.post("/record/stop", params={"chatId": "keep"})).json()["stopped"]
@@ -187,7 +208,7 @@ async def test_stopping_the_daemon_finishes_every_recording(
     daemon: Daemon = await nursery.start(
         Daemon(cfg, tunnel_options=fast_tunnel(), uplink_options=FAST_UPLINK).run
     )
-    with trio.fail_after(20):
+    with trio.fail_after(SCENARIO):
         await cloud.wait_connected()
         for i, source in enumerate(["system", "mic", "pattern", "tone:500"]):
             await daemon.targets.record.record_start(f"c{i}", source)
@@ -199,6 +220,6 @@ async def test_stopping_the_daemon_finishes_every_recording(
     for f in files:
         assert soundfile.info(str(f)).duration > 0.5
     assert audio_threads() == []
-    with trio.fail_after(2):  # the fake cloud's side of the ASR sockets closes just after
+    with trio.fail_after(SOON):  # the fake cloud's side of the ASR sockets closes just after
         await until(lambda: open_fds() == baseline_fds)
     assert np.isfinite(soundfile.read(str(files[0]))[0]).all()

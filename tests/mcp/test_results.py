@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from edge.mcp.results import format_blocks, map_call_result
 
 MIXED = {

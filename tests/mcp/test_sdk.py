@@ -14,7 +14,7 @@ from edge.mcp.sdk import connection_already_closed, create_http_client
 from edge.mcp.session import open_session
 
 from ..conftest import until
-from .conftest import behave
+from .conftest import STARTUP, UP, behave
 
 #: Where edge names private parts of the SDK: a ``_dispatcher`` or an ``mcp.<...>._module``.
 PRIVATE = re.compile(r"\b_dispatcher\b|\bmcp(?:\.\w+)*\._\w+")
@@ -25,8 +25,8 @@ async def test_the_dispatchers_closed_flag_exists_and_flips_when_the_server_goes
         "the MCP SDK no longer has ClientSession._dispatcher._closed; "
         "edge.mcp.sdk.connection_already_closed must read its new name"
     )
-    with trio.fail_after(20):
-        async with open_session(behave()) as (session, _):
+    with trio.fail_after(UP):
+        async with open_session(behave(), init_timeout=STARTUP) as (session, _):
             dispatcher = getattr(session, "_dispatcher", None)
             assert dispatcher is not None, renamed
             assert isinstance(getattr(dispatcher, "_closed", None), bool), renamed

@@ -2,8 +2,9 @@
 
     python behave.py [--mark FILE]
 
-``--mark FILE``: lines are appended to FILE when a call is cancelled
-(``cancelled hang``), so a test can see that edge's cancellation reached it.
+``--mark FILE``: lines are appended to FILE when ``hang`` starts
+(``started hang``) and when it is cancelled (``cancelled hang``), so a test
+can see that the call reached the server and that edge's cancellation did.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def crash() -> str:
 
 @server.tool()
 async def hang(seconds: float = 3600) -> str:
-    """Sleep; a cancellation is noted in the mark file."""
+    """Sleep; the start and a cancellation are noted in the mark file."""
+    mark("started hang")
     try:
         await anyio.sleep(seconds)
     except anyio.get_cancelled_exc_class():
