@@ -168,11 +168,13 @@ EXPORTS = {
     ],
     "edge.net": ["backoff", "errors", "wsclient"],
     "edge.tools": [
-        "batch", "builtin", "contain", "execute", "gate", "leftovers", "orphans", "policy",
-        "process", "procfs", "registry",
+        "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
+        "policy", "process", "procfs", "registry", "walk",
     ],
     "edge.tools.builtin": ["BUILTIN_TOOLS"],
-    "edge.nurseries": ["captures", "failures", "journal", "mcp", "outbox", "tunnel", "workers"],
+    "edge.nurseries": [
+        "captures", "connection", "failures", "journal", "mcp", "outbox", "tunnel", "workers",
+    ],
     "edge.mcp": [
         "McpServer", "McpServerConfig", "McpSession", "Progress", "Status", "Timing", "ToolNames",
         "describe_failure", "fetch_tools", "load_servers", "map_call_result", "open_session",

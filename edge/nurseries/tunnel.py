@@ -1,19 +1,14 @@
-"""The WebSocket tunnel to the cloud.
+"""The WebSocket tunnel to the cloud: the handle its owner holds.
 
-One task per connection attempt; inside a connection::
-
-    reader     socket → parse_frame → hooks.on_frame (or a pong to the outbox)
-    writer     the only task that sends once the handshake is done; fed by the outbox
-    heartbeat  a WebSocket ping CONFIRM_DELAY after results went out (one ping
-               confirms every result sent before it), else every HEARTBEAT_INTERVAL;
-               HEARTBEAT_TIMEOUT to answer
-
-The handshake (see docs/protocol.md) happens in the attempt task itself before
-the writer starts, so there is still exactly one sender at any time. The tunnel
-reports its status and every frame through the hooks its owner gives it.
-Results go through the journal (``edge.nurseries.journal``; its writer task
-runs beside the connections): committed there before they reach the outbox,
-kept across reconnects and restarts until a pong confirms them.
+One task per connection attempt, one attempt at a time; each attempt is a
+``Connection`` (``edge.nurseries.connection``: the handshake, then reader,
+writer and heartbeat, see there). The handle keeps what outlives a connection:
+the credentials, the status and its reason, the backoff between attempts, the
+journal with its outbox. It reports its status and every frame through the
+hooks its owner gives it. Results go through the journal
+(``edge.nurseries.journal``; its writer task runs beside the connections):
+committed there before they reach the outbox, kept across reconnects and
+restarts until a pong confirms them.
 
 A rejected token (HTTP 401/403 on the upgrade, close code 4401 or 1008) stops
 the retries and leaves the tunnel ``unauthorized`` until ``activate()`` brings a
@@ -30,45 +25,44 @@ from functools import partial
 from typing import Any, Final
 
 import trio
-import trio_websocket
 
-from ..errors import ConnectionLost, HandshakeFailed, Unauthorized, first_leaf
 from ..net.backoff import Backoff
-from ..net.wsclient import open_ws, parse_ws_url
-from ..protocol import (
-    MAX_FRAME_CHARS,
-    ApprovedTools,
-    Connected,
-    Frame,
-    Ping,
-    ProtocolError,
-    encode,
-    invalid_request,
-    parse_frame,
-    pong,
-    progress_notification,
-)
+from ..net.wsclient import parse_ws_url
+from ..protocol import Connected, Frame, progress_notification
 from ..secret import Secret
 from ..watch import Watched
-from .failures import classify, closed
+from .connection import (
+    CONFIRM_DELAY,
+    HANDSHAKE_TIMEOUT,
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_TIMEOUT,
+    Connection,
+    ConnectionHooks,
+    Pacing,
+)
+from .failures import classify
 from .journal import Journal
 from .outbox import encode_result
+
+__all__ = [
+    "CONFIRM_DELAY",
+    "HANDSHAKE_TIMEOUT",
+    "HEARTBEAT_INTERVAL",
+    "HEARTBEAT_TIMEOUT",
+    "MAX_PROGRESS",
+    "STABLE_AFTER",
+    "Tunnel",
+    "TunnelHooks",
+    "TunnelOptions",
+    "TunnelStatus",
+    "serve_tunnel",
+]
 
 log = logging.getLogger(__name__)
 
 #: Frames waiting to go out above which progress notifications are dropped.
 MAX_PROGRESS: Final = 256
 
-#: Seconds between heartbeats on an idle or busy connection alike.
-HEARTBEAT_INTERVAL: Final = 30.0
-#: Seconds after a result went out before the ping that confirms it (and all sent meanwhile).
-CONFIRM_DELAY: Final = 0.25
-#: Seconds a heartbeat ping may wait for its pong before the connection counts as lost.
-HEARTBEAT_TIMEOUT: Final = 10.0
-#: Seconds the cloud has for ``connected`` and, after the report, ``approved_tools``.
-HANDSHAKE_TIMEOUT: Final = 10.0
-#: Seconds for the TCP + TLS + HTTP upgrade.
-CONNECT_TIMEOUT: Final = 10.0
 #: Seconds a connection must have stayed up for the backoff to start over.
 STABLE_AFTER: Final = 5.0
 
@@ -125,10 +119,12 @@ class Tunnel:
         opts = options or TunnelOptions()
         self._hooks = hooks
         self._backoff = opts.backoff or Backoff()
-        self._heartbeat_interval = opts.heartbeat_interval
-        self._heartbeat_timeout = opts.heartbeat_timeout
-        self._handshake_timeout = opts.handshake_timeout
-        self._confirm_delay = opts.confirm_delay
+        self._pacing = Pacing(
+            heartbeat_interval=opts.heartbeat_interval,
+            heartbeat_timeout=opts.heartbeat_timeout,
+            confirm_delay=opts.confirm_delay,
+            handshake_timeout=opts.handshake_timeout,
+        )
         self.journal = journal if journal is not None else Journal()
         self.outbox = self.journal.outbox
         self._confirm_now = trio.Event()
@@ -322,115 +318,33 @@ class Tunnel:
         However it ends (a drop, a refusal, ``activate``/``disconnect`` cancelling
         it), unconfirmed results go back to the outbox and its urgent frames go.
         """
-        try:
-            await self._connect(creds)
-        finally:
-            self.outbox.connection_lost()
+        hooks = ConnectionHooks(
+            capability_report=self._hooks.capability_report,
+            on_connected=self._on_connected,
+            on_frame=self._hooks.on_frame,
+            on_ready=partial(self._on_ready, creds.url),
+            send_result=self.send_result,
+            confirm_now=lambda: self._confirm_now,
+        )
+        connection = Connection(self.outbox, hooks, self._pacing, self._close_requested)
+        await connection.run(creds.url, creds.token)
 
-    async def _connect(self, creds: _Credentials) -> None:
-        try:
-            await self._connection(creds)
-        except* trio_websocket.ConnectionRejected as group:
-            status = getattr(first_leaf(group), "status_code", None)
-            if status in (401, 403):
-                raise Unauthorized(f"HTTP {status} on the WebSocket upgrade") from None
-            raise
+    def _on_connected(self, frame: Connected) -> None:
+        self.user_id = frame.user_id or None
+        self._hooks.on_frame(frame)
 
-    async def _connection(self, creds: _Credentials) -> None:
-        headers = [(b"Authorization", b"Bearer " + creds.token.reveal().encode())]
-        async with open_ws(
-            creds.url,
-            headers=headers,
-            connect_timeout=CONNECT_TIMEOUT,
-            # Twice the protocol limit: a frame between the two gets a clear error
-            # result from parse_frame; only a larger one closes the socket (1009).
-            max_message_size=2 * MAX_FRAME_CHARS,
-        ) as ws:
-            await self._handshake(ws)
-            self._handshake_at = trio.current_time()
-            self.connections += 1
-            self._last_problem = None
-            self._set_status(TunnelStatus.CONNECTED, None)
-            self.connected_since = trio.current_time()
-            log.info("tunnel: connected to %s as user %s", creds.url, self.user_id or "?")
-            async with trio.open_nursery() as conn:
-                conn.start_soon(self._reader, ws)
-                conn.start_soon(self._writer, ws)
-                conn.start_soon(self._heartbeat, ws)
-                conn.start_soon(self._close_when_asked, ws)
-
-    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> None:
-        limit = self._handshake_timeout
-        with trio.move_on_after(limit) as waiting:
-            while not isinstance(frame := parse_frame(await ws.get_message()), Connected):
-                if isinstance(frame, ProtocolError):
-                    raise HandshakeFailed(f"bad first frame from the cloud: {frame.message}")
-                self._dispatch(frame)
-            self.user_id = frame.user_id or None
-            self._hooks.on_frame(frame)
-        if waiting.cancelled_caught:
-            raise HandshakeFailed(f"the cloud sent no 'connected' within {limit:g} s")
-        await ws.send_message(encode(self._hooks.capability_report()))
-        with trio.move_on_after(limit) as waiting:
-            while not isinstance(frame := parse_frame(await ws.get_message()), ApprovedTools):
-                self._dispatch(frame)
-            self._dispatch(frame)
-        if waiting.cancelled_caught:
-            raise HandshakeFailed(f"the cloud sent no 'approved_tools' within {limit:g} s")
-
-    def _dispatch(self, frame: Frame) -> None:
-        if isinstance(frame, Ping):
-            self.outbox.put_urgent(encode(pong()))
-        elif isinstance(frame, ProtocolError):
-            log.warning("tunnel: %s", frame.message)
-            if frame.id is not None:
-                self.send_result(frame.id, {"error": frame.message})
-            else:
-                self.outbox.put_urgent(encode(invalid_request(frame.message)))
-        else:
-            self._hooks.on_frame(frame)
-
-    async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            try:
-                message = await ws.get_message()
-            except trio_websocket.ConnectionClosed as exc:
-                raise closed(exc) from None
-            self._dispatch(parse_frame(message))
-
-    async def _writer(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            is_result, text = await self.outbox.get()
-            try:
-                await ws.send_message(text)
-            except BaseException:
-                self.outbox.unsent(is_result, text)
-                raise
-            self.outbox.sent(is_result, text)
-
-    async def _close_when_asked(self, ws: trio_websocket.WebSocketConnection) -> None:
-        await self._close_requested.wait()
-        # The reader keeps running, so the cloud's close reply is read and the
-        # socket is shut down cleanly; the reader then ends the connection.
-        await ws.aclose(1001, "edge is shutting down")
+    def _on_ready(self, url: str) -> None:
+        self._handshake_at = trio.current_time()
+        self.connections += 1
+        self._last_problem = None
+        self._set_status(TunnelStatus.CONNECTED, None)
+        self.connected_since = trio.current_time()
+        log.info("tunnel: connected to %s as user %s", url, self.user_id or "?")
 
     async def close(self) -> None:
         """Close the live connection politely (code 1001); bound the wait yourself."""
         self._close_requested.set()
         await self.state.wait_for(lambda status: status is not TunnelStatus.CONNECTED)
-
-    async def _heartbeat(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            with trio.move_on_after(self._heartbeat_interval):
-                await self.outbox.wait_unconfirmed()
-                with trio.move_on_after(self._confirm_delay):
-                    await self._confirm_now.wait()
-            mark = self.outbox.mark()
-            with trio.move_on_after(self._heartbeat_timeout) as scope:
-                await ws.ping()
-            if scope.cancelled_caught:
-                raise ConnectionLost(f"heartbeat unanswered for {self._heartbeat_timeout:g} s")
-            self.outbox.confirm(mark)
 
 
 async def serve_tunnel(
