@@ -15,6 +15,7 @@ Modules:
     daemon     -- the root nursery: builds the children, starts them, routes their reports
     supervise  -- restarts with jittered backoff, crash-loop parking, status
     drain      -- a child's stderr into the log at a bounded rate
+    threads    -- blocking opens in a thread the caller may abandon, closed whoever comes second
     config     -- configuration from TOML and flags
     settings   -- every key config.toml may hold (type, range), and the strict check
     errors     -- the one exception tree

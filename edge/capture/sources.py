@@ -20,9 +20,7 @@ import abc
 import math
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import trio
 
 from ..errors import CaptureError, SourceEnded
+from ..threads import open_abandonable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -170,47 +169,6 @@ def _native_args(mod: Any, spec: SourceSpec) -> tuple[int, Any]:
     return source, mod.ffi.NULL if spec.arg is None else spec.arg.encode()
 
 
-class _Opening:
-    """An open running in a thread that its caller may give up on.
-
-    Whichever side comes second closes the handle: the thread, when the caller
-    has gone; the caller, when the handle arrived just as it was cancelled.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.abandoned = False
-        self.handle: Any = None
-
-
-async def _abandonable(
-    open_fn: Callable[[], Any], close_fn: Callable[[Any], None], null: Any
-) -> Any:
-    """``open_fn()`` in a thread, abandoned on cancel without leaking what it opens."""
-    opening = _Opening()
-
-    def run() -> Any:
-        handle = open_fn()
-        with opening.lock:
-            if not opening.abandoned:
-                opening.handle = handle
-                return handle
-        if handle != null:
-            close_fn(handle)
-        return null
-
-    try:
-        return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
-    except trio.Cancelled:
-        with opening.lock:
-            opening.abandoned = True
-            late, opening.handle = opening.handle, None
-        if late is not None and late != null:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(close_fn, late)
-        raise
-
-
 class NativeSource:
     """A capture through the C shim: a backend thread fills a ring and a pipe wakes trio."""
 
@@ -249,7 +207,7 @@ class NativeSource:
         # Connecting to the sound server blocks, for as long as a hung server
         # likes: the open is abandoned on cancel, and closes itself if it ever
         # returns, so a stuck sound server never holds up a stop.
-        handle = await _abandonable(open_blocking, lib.edge_audio_close, ffi.NULL)
+        handle = await open_abandonable(open_blocking, lib.edge_audio_close, ffi.NULL)
         if handle == ffi.NULL:
             raise CaptureError(f"{spec}: {ffi.string(err).decode(errors='replace')}")
         return cls(spec, fmt, handle, mod)
