@@ -9,6 +9,8 @@ raised inside a trio test keeps its reason in ``-ra`` (see
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -186,3 +188,32 @@ class Proxy:
         except trio.BrokenResourceError:
             pass
         scope.cancel()
+
+
+def edge_cmd(*args: str) -> list[str]:
+    """The ``edge`` command line, run with this interpreter."""
+    return [sys.executable, "-m", "edge", *args]
+
+
+class EdgeProcess:
+    """``edge run`` in a subprocess, its stderr collected as it comes."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc = proc
+        self.log = ""
+
+    async def collect(self) -> None:
+        assert self.proc.stderr is not None
+        async for chunk in self.proc.stderr:
+            self.log += chunk.decode()
+
+    async def wait_for_log(self, text: str) -> None:
+        await until(lambda: text in self.log, poll=0.01)
+
+
+async def start_edge(nursery: trio.Nursery, *args: str, env: dict[str, str]) -> EdgeProcess:
+    """Start ``edge run ARGS`` with ``env``; its log is collected in ``nursery``."""
+    proc = await trio.lowlevel.open_process(edge_cmd("run", *args), env=env, stderr=subprocess.PIPE)
+    edge = EdgeProcess(proc)
+    nursery.start_soon(edge.collect)
+    return edge

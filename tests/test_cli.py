@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import trio
 
 from edge.dev.cloud import FakeCloud
 
-from .conftest import TOKEN, processes_in_group, until
+from .conftest import TOKEN, EdgeProcess, edge_cmd, processes_in_group, start_edge, until
 
 pytestmark = pytest.mark.usefixtures("no_child_left")
 
@@ -36,35 +35,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def edge_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edge", *args]
-
-
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(edge_cmd(*args), capture_output=True, text=True, env=env, timeout=30)
-
-
-class Daemon:
-    """``edge run`` in a subprocess, its stderr collected as it comes."""
-
-    def __init__(self, proc: trio.Process) -> None:
-        self.proc = proc
-        self.log = ""
-
-    async def collect(self) -> None:
-        assert self.proc.stderr is not None
-        async for chunk in self.proc.stderr:
-            self.log += chunk.decode()
-
-    async def wait_for_log(self, text: str) -> None:
-        await until(lambda: text in self.log, poll=0.01)
-
-
-async def start_edge(nursery: trio.Nursery, *args: str, env: dict[str, str]) -> Daemon:
-    proc = await trio.lowlevel.open_process(edge_cmd("run", *args), env=env, stderr=subprocess.PIPE)
-    daemon = Daemon(proc)
-    nursery.start_soon(daemon.collect)
-    return daemon
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -198,7 +170,7 @@ async def test_dev_cloud_drives_a_real_edge(nursery: trio.Nursery, workspace: Pa
         edge_cmd("dev-cloud", "--port", str(port), "--token", "demo"),
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )
-    out = Daemon(cloud)
+    out = EdgeProcess(cloud)
 
     async def collect_stdout() -> None:
         assert cloud.stdout is not None

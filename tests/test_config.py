@@ -21,7 +21,8 @@ from edge.errors import ConfigError
 from edge.settings import MAX_CALL_TIMEOUT, SETTINGS, check_settings, describe_settings
 from edge.tools.builtin.shell import MAX_TIMEOUT
 
-from .test_cli import edge_cmd, free_port, run_cli
+from .conftest import edge_cmd
+from .test_cli import free_port, run_cli
 
 
 @pytest.fixture

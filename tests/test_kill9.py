@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from edge.dev.cloud import FakeCloud
 from edge.nurseries.journal import INTERRUPTED
 from edge.store import DB_FILE
 
-from .conftest import TOKEN, until
+from .conftest import TOKEN, start_edge, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_child_left")]
 
@@ -59,27 +57,6 @@ def stop_group(pgid: int | None) -> None:
         pass
 
 
-class Edge:
-    """``edge run`` as a subprocess; its log collected as it comes."""
-
-    def __init__(self, proc: trio.Process) -> None:
-        self.proc = proc
-        self.log = ""
-
-    async def collect(self) -> None:
-        assert self.proc.stderr is not None
-        async for chunk in self.proc.stderr:
-            self.log += chunk.decode()
-
-
-async def start_edge(nursery: trio.Nursery, args: list[str], env: dict[str, str]) -> Edge:
-    cmd = [sys.executable, "-m", "edge", "run", *args]
-    proc = await trio.lowlevel.open_process(cmd, env=env, stderr=subprocess.PIPE)
-    edge = Edge(proc)
-    nursery.start_soon(edge.collect)
-    return edge
-
-
 async def test_kill_9_loses_no_result(
     nursery: trio.Nursery, workspace: Path, tmp_path: Path
 ) -> None:
@@ -98,7 +75,7 @@ async def test_kill_9_loses_no_result(
     args = ["--cloud", cloud.url, "--token-file", str(token_file), "--workspace", str(workspace)]
     args += ["--no-control", "--log-level", "INFO"]
     pgid_file = workspace / "pgid"
-    first = await start_edge(nursery, args, env)
+    first = await start_edge(nursery, *args, env=env)
     try:
         with trio.fail_after(30):
             await cloud.wait_connected()
@@ -120,7 +97,7 @@ async def test_kill_9_loses_no_result(
     assert cloud.results == {}
 
     cloud.refuse_status = None
-    second = await start_edge(nursery, args, env)
+    second = await start_edge(nursery, *args, env=env)
     try:
         with trio.fail_after(30):
             await cloud.wait_for(lambda: {"running", "finished"} <= set(cloud.results))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,32 +13,10 @@ import trio
 
 from edge.dev.cloud import FakeCloud
 
-from ..conftest import TOKEN, until
+from ..conftest import TOKEN, start_edge, until
 from .test_contain import marked
 
 pytestmark = pytest.mark.usefixtures("no_child_left")
-
-
-class EdgeRun:
-    """``edge run`` in a subprocess, its stderr collected as it comes."""
-
-    def __init__(self, proc: trio.Process) -> None:
-        self.proc = proc
-        self.log = ""
-
-    async def collect(self) -> None:
-        assert self.proc.stderr is not None
-        async for chunk in self.proc.stderr:
-            self.log += chunk.decode()
-
-
-async def start_edge(nursery: trio.Nursery, args: list[str], env: dict[str, str]) -> EdgeRun:
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "edge", "run", *args], env=env, stderr=subprocess.PIPE
-    )
-    edge = EdgeRun(proc)
-    nursery.start_soon(edge.collect)
-    return edge
 
 
 def alive(pid: int) -> bool:
@@ -78,7 +54,7 @@ async def test_kill_9_then_restart_leaves_nothing(
             "--workspace", str(workspace), "--no-control"]
     first, second = markers
     command = f"echo $$ > leader; A={first}; B={second}; setsid sleep $A & sleep $B"
-    edge = await start_edge(nursery, args, env)
+    edge = await start_edge(nursery, *args, env=env)
     try:
         with trio.fail_after(30):
             await cloud.wait_connected()
@@ -97,7 +73,7 @@ async def test_kill_9_then_restart_leaves_nothing(
         assert marked(second)
 
         # ...until the next start, which ends it before taking any call.
-        edge = await start_edge(nursery, args, env)
+        edge = await start_edge(nursery, *args, env=env)
         with trio.fail_after(30):
             await until(lambda: "processes of terminal and code calls" in edge.log, poll=0.02)
         with trio.fail_after(3):
