@@ -23,6 +23,13 @@ exists)::
     [mcp]
     servers = "~/.config/edge/mcp.json"     # MCP servers ("mcpServers"); this is the default
 
+    [plugins]
+    dirs = ["~/.config/edge/plugins"]       # Python plugins, one directory each; the default
+    shared_runner = false                   # true: one runner process for every plugin
+
+    [tools]
+    dirs = ["~/.config/edge/tools"]         # node, native and wasm tools (tool.toml); the default
+
     [workers]
     max_calls = 64                          # 1 to 4096
     queue = 256                             # 0 to 65536
@@ -77,6 +84,12 @@ class Config:
     recordings: Path | None = None
     #: The MCP servers file (``edge.mcp.config``); ``None``: no MCP servers.
     mcp_file: Path | None = None
+    #: Directories of Python plugins (``edge.plugins``); empty: none.
+    plugin_dirs: tuple[Path, ...] = ()
+    #: Run every plugin in one runner process instead of one each.
+    shared_runner: bool = False
+    #: Directories of declared node, native and wasm tools (``edge.tools.runtimes``).
+    tool_dirs: tuple[Path, ...] = ()
 
     @property
     def recordings_dir(self) -> Path:
@@ -99,6 +112,20 @@ def default_mcp_file() -> Path:
     import platformdirs
 
     return platformdirs.user_config_path("edge") / "mcp.json"
+
+
+def default_plugin_dirs() -> tuple[Path, ...]:
+    """Where ``edge plugins new`` writes and ``edge run`` looks for plugins by default."""
+    import platformdirs
+
+    return (platformdirs.user_config_path("edge") / "plugins",)
+
+
+def default_tool_dirs() -> tuple[Path, ...]:
+    """Where ``edge tools new`` writes and ``edge run`` looks for declared tools by default."""
+    import platformdirs
+
+    return (platformdirs.user_config_path("edge") / "tools",)
 
 
 def is_loopback(host: str) -> bool:
@@ -150,6 +177,8 @@ def load_config(
     log_level: str | None = None,
     recordings: Path | None = None,
     mcp_file: Path | None = None,
+    plugin_dirs: list[Path] | None = None,
+    tool_dirs: list[Path] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Merge the config file, the environment and the flags (flags win).
@@ -167,6 +196,7 @@ def load_config(
         data = load_file(default_file)
     tunnel, ctl, pol = data.get("tunnel", {}), data.get("control", {}), data.get("policy", {})
     work, cap, mcp = data.get("workers", {}), data.get("capture", {}), data.get("mcp", {})
+    plugins, declared = data.get("plugins", {}), data.get("tools", {})
 
     ws = _path_or_none(workspace or pol.get("workspace")) or default_ws
     extra = [Path(p).expanduser() for p in pol.get("roots", [])] + (roots or [])
@@ -189,7 +219,17 @@ def load_config(
         state_dir=state_dir,
         recordings=_path_or_none(recordings or cap.get("recordings")),
         mcp_file=_path_or_none(mcp_file or mcp.get("servers")) or default_mcp_file(),
+        plugin_dirs=_paths(plugin_dirs, plugins.get("dirs")) or default_plugin_dirs(),
+        shared_runner=bool(plugins.get("shared_runner", False)),
+        tool_dirs=_paths(tool_dirs, declared.get("dirs")) or default_tool_dirs(),
     )
+
+
+def _paths(flag: list[Path] | None, file: list[str] | None) -> tuple[Path, ...]:
+    """The flag's directories, else the file's (``~`` expanded); ``()`` when neither names any."""
+    if flag:
+        return tuple(Path(p).expanduser() for p in flag)
+    return tuple(Path(p).expanduser() for p in file or ())
 
 
 def _token(token_file: str | Path | None, env: dict[str, str]) -> Secret | None:

@@ -31,8 +31,12 @@ READ_SIZE: Final = 65536
 class StderrDrain:
     """Logs the lines of a child's stderr to ``logger`` as ``"<label> stderr: <line>"``."""
 
-    def __init__(self, label: str, logger: logging.Logger) -> None:
+    def __init__(
+        self, label: str, logger: logging.Logger, rate: int = STDERR_LINES_PER_SECOND
+    ) -> None:
         self.label = label
+        #: Lines logged per second at most.
+        self.rate = rate
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_KEPT)
         self.suppressed = 0
         self._log = logger
@@ -40,15 +44,16 @@ class StderrDrain:
         self._in_window = 0
         self._window_suppressed = 0
 
-    async def drain(self, stream: trio.abc.ReceiveStream) -> None:
-        """Read ``stream`` to its end, logging its lines; closes it.
+    async def drain(self, stream: trio.abc.ReceiveStream, *, close: bool = True) -> None:
+        """Read ``stream`` to its end, logging its lines; closes it unless ``close`` is false
+        (a stream read further by someone else once this drain is cancelled).
 
         One stream at a time (each restart of the child gets a new one); the
         tail and the count carry on across them.
         """
         buffer = b""
         self._window_start, self._in_window, self._window_suppressed = trio.current_time(), 0, 0
-        async with stream:
+        try:
             while data := await stream.receive_some(READ_SIZE):
                 *lines, buffer = (buffer + data).split(b"\n")
                 if len(buffer) > STDERR_LINE_CHARS:
@@ -58,6 +63,9 @@ class StderrDrain:
                     line = raw[:STDERR_LINE_CHARS].decode("utf-8", "replace").rstrip()
                     if line:
                         self._line(line)
+        finally:
+            if close:
+                await stream.aclose()
 
     def _line(self, line: str) -> None:
         self.tail.append(line)
@@ -70,7 +78,7 @@ class StderrDrain:
                     self._window_suppressed,
                 )
             self._window_start, self._in_window, self._window_suppressed = now, 0, 0
-        if self._in_window < STDERR_LINES_PER_SECOND:
+        if self._in_window < self.rate:
             self._in_window += 1
             self._log.info("%s stderr: %s", self.label, line)
         else:

@@ -7,7 +7,9 @@
     ├── PolicyError          the local policy refuses a tool or a path
     ├── ToolError            a tool call failed; its message is what the caller reads
     │   ├── ToolTimeout      the call ran past its timeout (not a trio.TooSlowError)
-    │   └── McpCallError     an MCP server gave no proper answer (disabled, parked, busy, gone)
+    │   ├── McpCallError     an MCP server gave no proper answer (disabled, parked, busy, gone)
+    │   └── PluginCallError  a plugin gave no proper answer (down, crashed, refused the call)
+    ├── RunnerFailed         a plugin runner did not start, broke the protocol, hung or exited
     ├── TunnelError          the tunnel could not be used
     │   ├── HandshakeFailed  the cloud did not complete the handshake in time, or broke it
     │   ├── Unauthorized     the cloud refused the token
@@ -36,7 +38,9 @@ __all__ = [
     "HandshakeFailed",
     "McpCallError",
     "NoSuchCapture",
+    "PluginCallError",
     "PolicyError",
+    "RunnerFailed",
     "SourceEnded",
     "ToolError",
     "ToolTimeout",
@@ -82,6 +86,14 @@ class ToolTimeout(ToolError):
 
 class McpCallError(ToolError):
     """A call that got no proper answer from an MCP server (the message says why)."""
+
+
+class PluginCallError(ToolError):
+    """A plugin call that got no proper answer (the message says why)."""
+
+
+class RunnerFailed(EdgeError):
+    """A plugin runner did not start, broke the protocol, stopped answering or exited."""
 
 
 class TunnelError(EdgeError):

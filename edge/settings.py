@@ -131,6 +131,13 @@ SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
     },
     "capture": {"recordings": Setting("path", "where recordings go")},
     "mcp": {"servers": Setting("path", "the MCP servers file (mcp.json)")},
+    "plugins": {
+        "dirs": Setting("paths", "directories of Python plugins (each a plugin.toml)"),
+        "shared_runner": Setting("boolean", "run every plugin in one runner process"),
+    },
+    "tools": {
+        "dirs": Setting("paths", "directories of declared tools (each a tool.toml)"),
+    },
     "workers": {
         "max_calls": Setting("integer", "tool calls running at once", 1, MAX_CALLS),
         "queue": Setting("integer", "calls waiting beyond those", 0, MAX_QUEUE),
