@@ -56,6 +56,8 @@ def capability_report(
     tools: Iterable[Mapping[str, Any]],
     limits: Mapping[str, Any],
     mcp_servers: Iterable[Mapping[str, Any]] = (),
+    declared_tools: Iterable[Mapping[str, Any]] = (),
+    plugins: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The report edge sends right after ``connected``.
 
@@ -68,6 +70,11 @@ def capability_report(
             policy offers.
         limits: numbers the cloud may want to respect (max concurrent calls, ...).
         mcp_servers: one ``{"name", "status", "tools", "lastError"}`` per MCP server.
+        declared_tools: one ``{"name", "runtime", "directory", "status", "problem"}``
+            per declared tool (``tool.toml``), valid (``"ok"``, offered in ``tools``
+            if the policy allows it) or not (``"invalid"``, with the problem).
+        plugins: one ``{"name", "status", "tools", "lastError"}`` per Python plugin
+            (its tools, ``PLUGIN__TOOL``, are in ``tools`` while it runs).
     """
     return {
         "type": "capability_report",
@@ -78,6 +85,8 @@ def capability_report(
         "audioSources": list(audio_sources),
         "tools": [dict(t) for t in tools],
         "mcpServers": [dict(m) for m in mcp_servers],
+        "declaredTools": [dict(d) for d in declared_tools],
+        "plugins": [dict(p) for p in plugins],
         "extensions": list(EXTENSIONS),
         "limits": dict(limits),
     }

@@ -2,8 +2,8 @@
 
 Modules:
     policy    -- the local policy: which tools, which directories
-    registry  -- one registry for every kind of tool (built-ins, MCP tools, and later plugins
-                 and runtimes register the same way)
+    registry  -- one registry for every kind of tool (built-ins, MCP tools, plugin tools and
+                 declared tools register the same way)
     execute   -- the one path every call takes: lookup, policy, approval, schema, timeout,
                  result mapping, truncation
     gate      -- the cloud's approval for the live connection, applied with the policy
@@ -17,9 +17,10 @@ Modules:
     beneath   -- file tools' paths opened beneath a root's descriptor (openat2, or a portable walk)
     walk      -- directory trees by descriptor: list, find, copy, move, delete, links never followed
     builtin   -- terminal, code, file_read, file_write, file_ops, grep
+    runtimes  -- declared tools (tool.toml) and the node, native and wasm runtimes
 """
 
 __all__ = [
     "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
-    "policy", "process", "procfs", "registry", "walk",
+    "policy", "process", "procfs", "registry", "runtimes", "walk",
 ]  # fmt: skip
