@@ -6,6 +6,7 @@
     ├── tool-call workers   (edge.nurseries.workers)
     ├── captures            (edge.nurseries.captures: {chat_id: capture}, each its own nursery)
     ├── MCP servers         (edge.nurseries.mcp: one supervised session task per server)
+    ├── plugin runners      (edge.nurseries.plugins: one supervised runner process per plugin)
     ├── tunnel              (edge.nurseries.tunnel)
     └── control API         (edge.control)
 
@@ -14,8 +15,8 @@ cloud's ASR endpoint, the event hub. Children never import the daemon: they
 report through the hooks and callbacks it hands them (tunnel frames and
 status, worker replies, capture and MCP events), and the control API drives
 them through one small protocol per route area (``edge.control.ControlTargets``).
-Later children (plugin runners, the scheduler) start in the same root nursery
-and register their tools in the same registry.
+Plugin runners register their tools in the same registry as MCP servers do;
+events the daemon publishes also reach the plugins that hooked them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .mcp import McpServerConfig, Timing, load_servers
 from .nurseries.captures import Captures, RecordingDefaults, serve_captures
 from .nurseries.journal import Journal
 from .nurseries.mcp import McpServers, serve_mcp
+from .nurseries.plugins import PluginRunners, serve_plugins
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelOptions, TunnelStatus, serve_tunnel
 from .nurseries.workers import ToolWorkers, serve_workers
 from .protocol import (
@@ -66,6 +68,13 @@ from .tools.execute import Executor
 from .tools.gate import ToolGate
 from .tools.policy import Policy
 from .tools.registry import ToolRegistry
+from .tools.runtimes.load import (
+    DeclaredTool,
+    build_runtimes,
+    load_declared,
+    report as report_declared,
+    tool_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE: Final = 0.5
 #: Seconds a stopping daemon gives captures to finish their files and transcripts.
 CAPTURE_GRACE: Final = 6.0
+#: Seconds a stopping daemon gives plugin runners to stop politely (then SIGTERM, SIGKILL),
+#: at the same time as the results' grace.
+PLUGIN_GRACE: Final = 0.5
 #: Where an older edge kept undelivered results (imported into the store once, then removed).
 OUTBOX_FILE: Final = "outbox.jsonl"
 
@@ -84,18 +96,50 @@ def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def build_registry() -> ToolRegistry:
+def build_registry(
+    config: Config | None = None,
+    policy: Policy | None = None,
+    *,
+    declared: list[DeclaredTool] | None = None,
+) -> ToolRegistry:
+    """The built-in tools and, given ``config`` and ``policy``, the valid declared tools
+    of ``config.tool_dirs`` (``edge.tools.runtimes``).
+
+    Every declared tool found, valid or not, is appended to ``declared`` when it
+    is given: the daemon reports them, ``edge tools list`` shows them.
+    """
     registry = ToolRegistry()
     for spec in BUILTIN_TOOLS:
         registry.add(spec)
+    if config is None or policy is None or not config.tool_dirs:
+        return registry
+    runtimes = build_runtimes()
+    found = load_declared(config.tool_dirs, policy, runtimes, reserved=registry.names())
+    for tool in found:
+        if tool.problem is not None or tool.runtime is None:
+            log.warning(
+                "declared tool %s (%s) is not offered: %s", tool.name, tool.directory, tool.problem
+            )
+            continue
+        registry.add(tool_spec(tool, runtimes[tool.runtime]))
+        log.debug("declared tool %s (%s) from %s", tool.name, tool.runtime, tool.directory)
+    if declared is not None:
+        declared.extend(found)
     return registry
 
 
-def build_executor(config: Config, registry: ToolRegistry | None = None) -> Executor:
+def build_executor(
+    config: Config,
+    registry: ToolRegistry | None = None,
+    *,
+    declared: list[DeclaredTool] | None = None,
+) -> Executor:
+    """The executor for ``config``; without ``registry``, one with the built-in and the
+    declared tools (``build_registry``, which appends what it found to ``declared``)."""
     config.workspace.mkdir(parents=True, exist_ok=True)
     policy = Policy.create(config.workspace, config.extra_roots, config.allow_tools)
     return Executor(
-        registry=registry or build_registry(),
+        registry=registry or build_registry(config, policy, declared=declared),
         policy=policy,
         env=child_environment(),
         default_timeout=config.call_timeout,
@@ -155,8 +199,10 @@ class Daemon:
         self._tunnel_options = tunnel_options
         self._uplink_options = uplink_options
         self._mcp_timing = mcp_timing
-        self.registry = build_registry()
-        self.executor = build_executor(config, self.registry)
+        #: The declared tools of ``config.tool_dirs``, valid or not (``edge.tools.runtimes``).
+        self.declared: list[DeclaredTool] = []
+        self.executor = build_executor(config, declared=self.declared)
+        self.registry = self.executor.registry
         self.gate = ToolGate(self.executor)
         self.events = EventHub()
         self.started_at = time.monotonic()
@@ -167,6 +213,7 @@ class Daemon:
         self._workers: ToolWorkers | None = None
         self._captures: Captures | None = None
         self._mcp: McpServers | None = None
+        self._plugins: PluginRunners | None = None
         self._root: trio.Nursery | None = None
         self._targets: ControlTargets | None = None
         self._state = AsyncExitStack()  # the store, open while running
@@ -187,6 +234,11 @@ class Daemon:
     def mcp(self) -> McpServers:
         assert self._mcp is not None, "the daemon is not running"
         return self._mcp
+
+    @property
+    def plugins(self) -> PluginRunners:
+        assert self._plugins is not None, "the daemon is not running"
+        return self._plugins
 
     @property
     def captures(self) -> Captures:
@@ -272,6 +324,17 @@ class Daemon:
                 timing=self._mcp_timing,
             )
         )
+        self._plugins = await root.start(
+            partial(
+                serve_plugins,
+                self.registry,
+                cfg.plugin_dirs,
+                call_tool=self._plugin_call,
+                on_event=self._on_plugin_event,
+                environ=self.executor.env,
+                shared=cfg.shared_runner,
+            )
+        )
         self.audio_sources = await probe_sources()
         hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
         self._tunnel = await root.start(
@@ -285,6 +348,7 @@ class Daemon:
             mcp=self._mcp,
             tools=self.gate,
             events=self.events,
+            plugins=self._plugins,
         )
         if cfg.control is not None:
             app = build_app(self._targets, cfg.allowed_origins)
@@ -342,14 +406,17 @@ class Daemon:
         if self._workers is not None:
             self._workers.cancel_all("cancelled: edge is shutting down")
         deadline = trio.current_time() + grace
-        with trio.move_on_at(deadline - grace / 4):
-            if self._workers is not None:
-                await self._workers.wait_idle()
-            if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
-                await self._tunnel.drain()
-        with trio.move_on_at(deadline):
-            if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
-                await self._tunnel.close()
+        async with trio.open_nursery() as stopping:
+            if self._plugins is not None:  # their ladder, beside the results' way out
+                stopping.start_soon(self._plugins.stop_all, min(grace, PLUGIN_GRACE))
+            with trio.move_on_at(deadline - grace / 4):
+                if self._workers is not None:
+                    await self._workers.wait_idle()
+                if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
+                    await self._tunnel.drain()
+            with trio.move_on_at(deadline):
+                if self._tunnel is not None and self._tunnel.status is TunnelStatus.CONNECTED:
+                    await self._tunnel.close()
         self._root.cancel_scope.cancel()
 
     # -- what the children report, and what the cloud sees ---------------------------
@@ -369,6 +436,8 @@ class Daemon:
                 "defaultTimeout": cfg.call_timeout,
             },
             mcp_servers=self._mcp.report() if self._mcp is not None else (),
+            declared_tools=report_declared(self.declared),
+            plugins=self._plugins.report() if self._plugins is not None else (),
         )
 
     def health(self) -> dict[str, Any]:
@@ -382,6 +451,7 @@ class Daemon:
             "callsInFlight": self.workers.in_flight,
             "captures": len(self.captures),
             "mcpServers": len(self.mcp),
+            "plugins": len(self.plugins),
             "processes": (
                 "process group only"
                 if self.executor.processes is None
@@ -415,14 +485,30 @@ class Daemon:
             self.gate.revoke()
         log.debug("tunnel status: %s%s", status, f" ({reason})" if reason else "")
 
-    def _on_mcp_event(self, event: dict[str, Any]) -> None:
+    def _publish(self, event: dict[str, Any]) -> None:
+        """An event for /events subscribers, and for the plugins that hooked its type."""
         self.events.publish(event)
+        if self._plugins is not None:
+            self._plugins.hook(event)
+
+    def _on_plugin_event(self, event: dict[str, Any]) -> None:
+        self._publish(event)
+        if event.get("type") == "plugin_status" and self._tunnel is not None:
+            self._tunnel.announce()  # the report lists each plugin's status
+
+    async def _plugin_call(self, plugin: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+        """A plugin calling another tool: the same executor, the cloud's approval included."""
+        log.info("plugin %s calls %s", plugin, tool)
+        return await self.executor.call(tool, args, approved=self.gate.approved)
+
+    def _on_mcp_event(self, event: dict[str, Any]) -> None:
+        self._publish(event)
         # The cloud sees each server's status in the capability report.
         if self._tunnel is not None:
             self._tunnel.announce()
 
     def _on_capture_event(self, event: CaptureEvent) -> None:
-        self.events.publish(event.to_json())
+        self._publish(event.to_json())
 
     def _asr_for(self, asr: str | bool | None) -> AsrTarget | None:
         token = self._tunnel.token if self._tunnel is not None else None

@@ -2,10 +2,11 @@
 
 - ``run``: ``edge run``, the daemon in the foreground
 - ``status``: ``edge status``, ask the running daemon how it is
-- ``tools``: ``edge tools list|call``, the local tools
+- ``tools``: ``edge tools list|call|new``, the local tools, declared tools to start from
 - ``capture``: ``edge capture``, its flags and requests
 - ``capture_view``: the live terminal view ``edge capture`` runs
 - ``mcp``: ``edge mcp add|list|test|remove``, the MCP servers in mcp.json
+- ``plugins``: ``edge plugins list|reload|new|config``, the Python plugins
 - ``dev``: ``edge dev-cloud``, a fake cloud to try edge by hand
 - ``common``: options, config loading, logging, the control-API client, exit codes
 
@@ -26,7 +27,7 @@ import sys
 from types import ModuleType
 from typing import Any, Final
 
-from . import capture, dev, mcp, run, status, tools
+from . import capture, dev, mcp, plugins, run, status, tools
 from .common import call_handler
 
 __all__ = ["main"]
@@ -40,7 +41,7 @@ page and for this CLI. Without a cloud it keeps running, autonomous.
 """
 
 #: The command modules, in the order ``edge --help`` lists them.
-COMMANDS: Final[tuple[ModuleType, ...]] = (run, status, tools, capture, mcp, dev)
+COMMANDS: Final[tuple[ModuleType, ...]] = (run, status, tools, plugins, capture, mcp, dev)
 
 
 def _parser() -> argparse.ArgumentParser:

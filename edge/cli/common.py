@@ -249,3 +249,25 @@ def control_get(control: str, *paths: str, timeout: float) -> list[Any]:
         raise ControlUnreachable(
             f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__})"
         ) from exc
+
+
+def control_post(control: str, path: str, body: Any = None, *, timeout: float) -> tuple[int, Any]:
+    """POST ``body`` (JSON) to ``path`` on the control API at ``control``: (status, JSON answer).
+
+    A transport error is a ``ControlUnreachable``; an HTTP error status is returned,
+    not raised, so the caller can print the daemon's message.
+    """
+    import httpx
+
+    host, port = parse_hostport(control)
+    try:
+        with httpx.Client(base_url=control_url(control), timeout=timeout) as client:
+            reply = client.post(path, json=body if body is not None else {})
+    except httpx.HTTPError as exc:
+        raise ControlUnreachable(
+            f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__})"
+        ) from exc
+    try:
+        return reply.status_code, reply.json()
+    except ValueError:
+        return reply.status_code, {"error": reply.text[:500]}

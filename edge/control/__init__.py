@@ -17,6 +17,9 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     GET  /tools/openai      the effective tools in OpenAI function-calling form
     POST /tools/batch       {"toolCalls": [OpenAI tool calls], "concurrency"?}: run them
                             under the cloud's approval and the local policy
+    GET  /plugins           every plugin: status, runner PID, tools, restarts, last error
+    POST /plugins/ID/reload restart one plugin's runner, its manifest read again
+    POST /plugins/ID/config {"values": {KEY: VALUE}}: into its config.toml, pushed to it
 
 Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
 be a loopback name (a DNS-rebinding page arrives with its own host name), and a
@@ -34,6 +37,7 @@ Modules:
     events  -- GET /events and GET /record/events: the EventHub as server-sent events
     mcp     -- /mcp/*: server status and a timed test (McpControl)
     tools   -- /tools/*: OpenAI tool list and batch calls (ToolsControl)
+    plugins -- /plugins/*: status, reload and config of plugins (PluginsControl)
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from .app import (
     serve_control as serve_control,
 )
 from .mcp import McpControl as McpControl
+from .plugins import PluginsControl as PluginsControl
 from .record import RecordControl as RecordControl
 from .tools import ToolsControl as ToolsControl
 from .tunnel import TunnelControl as TunnelControl
@@ -51,6 +56,7 @@ from .tunnel import TunnelControl as TunnelControl
 __all__ = [
     "ControlTargets",
     "McpControl",
+    "PluginsControl",
     "RecordControl",
     "ToolsControl",
     "TunnelControl",

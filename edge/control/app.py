@@ -26,7 +26,7 @@ from ..errors import (
     NoSuchCapture,
     first_leaf,
 )
-from . import events, mcp, record, tools, tunnel
+from . import events, mcp, plugins, record, tools, tunnel
 from .body import json_reply
 from .guard import ASGIApp, guard_middleware
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ..events import EventHub
     from .mcp import McpControl
+    from .plugins import PluginsControl
     from .record import RecordControl
     from .tools import ToolsControl
     from .tunnel import TunnelControl
@@ -62,6 +63,8 @@ class ControlTargets:
     tools: ToolsControl
     #: GET /events and GET /record/events.
     events: EventHub
+    #: /plugins/* (``None``: no plugin nursery, the routes answer 404).
+    plugins: PluginsControl | None = None
 
 
 def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> ASGIApp:
@@ -90,6 +93,7 @@ def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> A
             *events.routes(targets.events),
             *mcp.routes(targets.mcp),
             *tools.routes(targets.tools),
+            *(plugins.routes(targets.plugins) if targets.plugins is not None else []),
         ],
         middleware=guard_middleware(allowed_origins),
         exception_handlers={

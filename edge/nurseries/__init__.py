@@ -13,6 +13,11 @@ Modules:
     workers    -- the tool-call workers: one task per call, bounded, cancellable by id
     captures   -- ``{chat_id: capture}``, each capture its own nursery; the /record operations
     mcp        -- one supervised session task per MCP server, their tools in the registry
+    plugins    -- one supervised runner process per plugin (or one for all), their tools
+                  in the registry, config pushes, reloads, the spare runner
 """
 
-__all__ = ["captures", "connection", "failures", "journal", "mcp", "outbox", "tunnel", "workers"]
+__all__ = [
+    "captures", "connection", "failures", "journal", "mcp", "outbox", "plugins", "tunnel",
+    "workers",
+]  # fmt: skip
