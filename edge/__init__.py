@@ -5,6 +5,7 @@ Subpackages:
     net        -- the WebSocket client, reconnect backoff, one text for every failure
     tools      -- the one tool registry, the local policy, the executor, the built-in tools
     mcp        -- MCP servers as edge tools (config, names, results, sessions)
+    plugins    -- Python plugins in supervised runner processes (manifest, host, runner)
     capture    -- audio capture: sources, recording, the ASR uplink
     nurseries  -- the long-lived handles the root nursery supervises
     control    -- the control API on loopback, one module per route area
@@ -12,6 +13,7 @@ Subpackages:
     dev        -- the fake cloud behind ``edge dev-cloud``
 
 Modules:
+    plugin     -- the SDK plugin authors import: Plugin, Context, tools from type hints
     daemon     -- the root nursery: builds the children, starts them, routes their reports
     supervise  -- restarts with jittered backoff, crash-loop parking, status
     drain      -- a child's stderr into the log at a bounded rate

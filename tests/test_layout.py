@@ -169,11 +169,17 @@ EXPORTS = {
     "edge.net": ["backoff", "errors", "wsclient"],
     "edge.tools": [
         "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
-        "policy", "process", "procfs", "registry", "walk",
+        "policy", "process", "procfs", "registry", "runtimes", "walk",
     ],
     "edge.tools.builtin": ["BUILTIN_TOOLS"],
+    "edge.tools.runtimes": [
+        "DeclaredTool", "Grant", "NativeRuntime", "NodeRuntime", "Runtime", "ToolManifest",
+        "build_runtimes", "load_declared", "load_manifest", "report", "tool_spec", "write_skeleton",
+    ],
+    "edge.plugins": ["host", "ipc", "manifest", "runner", "skeleton"],
     "edge.nurseries": [
-        "captures", "connection", "failures", "journal", "mcp", "outbox", "tunnel", "workers",
+        "captures", "connection", "failures", "journal", "mcp", "outbox", "plugins", "tunnel",
+        "workers",
     ],
     "edge.mcp": [
         "McpServer", "McpServerConfig", "McpSession", "Progress", "Status", "Timing", "ToolNames",
@@ -182,7 +188,8 @@ EXPORTS = {
     ],
     "edge.capture": ["capture", "recording", "sources", "uplink"],
     "edge.control": [
-        "ControlTargets", "McpControl", "RecordControl", "ToolsControl", "TunnelControl",
+        "ControlTargets", "McpControl", "PluginsControl", "RecordControl", "ToolsControl",
+        "TunnelControl",
         "build_app", "serve_control",
     ],
     "edge.cli": ["main"],

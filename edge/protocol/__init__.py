@@ -6,6 +6,7 @@ Modules:
     results  -- tool results: success, error, truncation
     asr      -- the speech-recognition uplink's messages, both ways
     openai   -- OpenAI function calling: tools, calls and tool messages
+    rpc      -- the plugin-runner RPC: length-prefixed msgpack envelopes, the decoder
 """
 
 from __future__ import annotations
