@@ -11,7 +11,10 @@ In one trio process, with real runner processes (``edge.nurseries.plugins``):
 - **call overhead**: the same tool body (``add(a, b)``) called through the
   executor as an in-process tool, and as a plugin tool (executor → host →
   Unix socket → runner → pydantic → the function, and back). The overhead is
-  the difference of the two p50s; the bare function call is printed too.
+  the difference of the two p50s; the bare function call is printed too. As a
+  floor, the round trip of 100 bytes between this trio process and another
+  (one task each side, a socketpair), and the runner's health ping; rows are
+  also given as ratios to the floor, which moves with the machine's load.
 - **idle memory**: each runner's RSS and PSS after it is ready and idle.
 
 Rows take turns call by call, so both see the same machine.
@@ -24,7 +27,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -62,6 +67,29 @@ async def add_async(a: int, b: int = 1) -> dict:
 def die() -> dict:
     os._exit(1)
 '''
+
+
+ECHO = """
+import socket, sys, trio
+async def main():
+    fd = int(sys.argv[1])
+    stream = trio.SocketStream(trio.socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM))
+    while data := await stream.receive_some(65536):
+        await stream.send_all(data)
+trio.run(main)
+"""
+
+
+def start_echo() -> tuple[subprocess.Popen[bytes], trio.SocketStream]:
+    """Another trio process echoing on a socketpair: the floor of any round trip."""
+    ours, theirs = socket.socketpair()
+    child = subprocess.Popen(
+        [sys.executable, "-c", ECHO, str(theirs.fileno())],
+        pass_fds=[theirs.fileno()],
+        stdin=subprocess.DEVNULL,
+    )
+    theirs.close()
+    return child, trio.SocketStream(trio.socket.from_stdlib_socket(ours))
 
 
 def write_plugin(parent: Path, plugin_id: str) -> None:
@@ -171,6 +199,10 @@ async def main(quick: bool) -> None:
             # -- call overhead ----------------------------------------------------------
             args = {"a": 2, "b": 3}
             local, plugin, plugin_async, bare = [], [], [], []
+            floor, ping = [], []
+            echo, stream = start_echo()
+            slot_runner = runners._slots["bench"].runner
+            assert slot_runner is not None
             for _ in range(50):  # warm both paths
                 await executor.call("local_add", args, approved=None)
                 await executor.call("bench__add", args, approved=None)
@@ -188,13 +220,30 @@ async def main(quick: bool) -> None:
                 start = time.perf_counter()
                 await executor.call("bench__add_async", args, approved=None)
                 plugin_async.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                await stream.send_all(b"x" * 100)
+                await stream.receive_some(65536)
+                floor.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                await slot_runner.request("ping")
+                ping.append(time.perf_counter() - start)
+            echo.kill()
+            echo.wait()
+            await stream.aclose()
             overhead = statistics.median(plugin) - statistics.median(local)
             overhead_async = statistics.median(plugin_async) - statistics.median(local)
+            base_p50 = statistics.median(floor)
+
+            def row(samples: list[float]) -> str:
+                return f"{p50_ms(samples)} ({statistics.median(samples) / base_p50:.1f}x floor)"
+
             print(f"call p50 ({calls} calls, turn by turn):")
+            print(f"  floor: trio<->trio round trip {p50_ms(floor)}")
+            print(f"  runner health ping            {row(ping)}")
             print(f"  bare function                 {statistics.median(bare) * 1e6:.2f} µs")
             print(f"  executor, in-process          {p50_ms(local)}")
-            print(f"  executor, plugin (def)        {p50_ms(plugin)}")
-            print(f"  executor, plugin (async def)  {p50_ms(plugin_async)}")
+            print(f"  executor, plugin (def)        {row(plugin)}")
+            print(f"  executor, plugin (async def)  {row(plugin_async)}")
             print(f"  plugin overhead: def {overhead * 1000:.3f} ms, async def "
                   f"{overhead_async * 1000:.3f} ms (target < 0.3 ms)")
 

@@ -24,6 +24,7 @@ SIGKILL, and the socket file is removed. ``Runner.stop`` is the polite ladder
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import math
@@ -171,7 +172,10 @@ class Runner:
         #: Plugins that did not load in this runner, with the reason.
         self.failed: dict[str, str] = {}
         self.preparing = False
+        #: Events posted without waiting (cancel, hook), sent by the writer task.
         self._send, self._outbox = trio.open_memory_channel[Envelope](SEND_QUEUE)
+        #: The connection; set once the runner has connected.
+        self.channel: Channel | None = None
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
         self._ended: str | None = None
@@ -209,7 +213,7 @@ class Runner:
         self._pending[rid] = pending
         deadline = _monotonic_deadline()
         try:
-            await self._send.send(request(rid, method, payload, plugin=plugin, deadline=deadline))
+            await self._deliver(request(rid, method, payload, plugin=plugin, deadline=deadline))
             await pending.done.wait()
         except trio.Cancelled:
             if method == "call" and not pending.done.is_set():
@@ -243,6 +247,22 @@ class Runner:
         if not isinstance(result, dict):
             raise PluginCallError(f"plugin {plugin}: {tool} answered {type(result).__name__}")
         return result
+
+    async def _deliver(self, envelope: Envelope) -> None:
+        """Send ``envelope`` from the calling task (``Channel.send`` keeps frames whole).
+
+        Raises:
+            PluginCallError: it cannot be encoded, or the connection is gone.
+        """
+        if self.channel is None:
+            raise PluginCallError(self._ended or f"{self.spec.label()} is not connected")
+        try:
+            await self.channel.send(envelope)
+        except RpcProtocolError as exc:
+            label = self.spec.label()
+            raise PluginCallError(f"{label}: cannot send {envelope.method}: {exc}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise PluginCallError(self._ended or f"{self.spec.label()} is gone") from None
 
     def hook(self, plugin: str, data: dict[str, Any]) -> None:
         """Hand ``data`` (an event) to the plugin's hooks; dropped, counted, on a full queue."""
@@ -368,6 +388,7 @@ async def run_runner(
             else:
                 channel, hello = await _connect(started, exited, label, timing)
             runner = Runner(spec, process.pid, timing)
+            runner.channel = channel
             try:
                 await _handshake(channel, runner, hello, started.token, label, environ)
                 await _load(channel, runner, label, timing, services)
@@ -791,20 +812,16 @@ async def _serve(
                     return
                 _dispatch(message, runner, services, nursery, limiter)
 
-        async def writer() -> None:
+        async def writer() -> None:  # the events posted without waiting: cancel, hook
             async for envelope in runner._outbox:
                 try:
                     await channel.send(envelope)
-                except RpcProtocolError as exc:  # a result too large to encode: that call fails
-                    pending = runner._pending.get(envelope.id)
-                    if envelope.kind == "request" and pending is not None:
-                        pending.envelope = response(
-                            envelope, error=RpcError("bad_request", str(exc))
-                        )
-                        pending.done.set()
-                    else:
-                        log.warning("%s: could not send %s: %s", label, envelope.method, exc)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except RpcProtocolError as exc:  # an event too large to encode
+                    log.warning("%s: could not send %s: %s", label, envelope.method, exc)
+                except trio.BrokenResourceError as exc:
+                    end(f"{label} stopped reading its socket: {exc}")
+                    return
+                except trio.ClosedResourceError:
                     return  # the reader reports why
 
         async def pinger() -> None:
@@ -814,8 +831,9 @@ async def _serve(
                 with trio.move_on_after(timing.ping_timeout) as scope:
                     try:
                         await runner.request("ping")
-                    except PluginCallError:
-                        return  # ending anyway
+                    except PluginCallError as exc:  # the channel broke (a send timed out)
+                        end(f"{label} stopped reading its socket: {exc}")
+                        return
                 if scope.cancelled_caught:
                     end(f"{label} stopped answering health pings for {timing.ping_timeout:g} s")
                     return
@@ -897,9 +915,12 @@ async def _service(
             error = RpcError("bad_request", str(exc))
     answer = response(message, result, error=error)
     try:
-        await runner._send.send(answer)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
+        await runner._deliver(answer)
+    except PluginCallError as exc:
+        if runner.channel is not None and "cannot send" in str(exc):  # too large: say so
+            error = RpcError("bad_request", str(exc))
+            with contextlib.suppress(PluginCallError):
+                await runner._deliver(response(message, error=error))
 
 
 async def _serve_one(

@@ -140,6 +140,7 @@ class Runner:
         self._preparing = False
         self._dropped = 0
         self._writer_done = trio.Event()
+        self._writing = False
         self._limiter = trio.CapacityLimiter(THREADS)
         self._loop_thread = threading.get_ident()
         self._trio_token: trio.lowlevel.TrioToken | None = None
@@ -192,10 +193,13 @@ class Runner:
     async def _writer(self) -> None:
         try:
             async for envelope in self._out_recv:
+                self._writing = True
                 try:
                     await self.channel.send(envelope)
                 except RpcProtocolError as exc:
                     await self._unsendable(envelope, exc)
+                finally:
+                    self._writing = False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._exit(EXIT_OK, "the connection to edge is gone; exiting")
         self._writer_done.set()
@@ -213,10 +217,18 @@ class Runner:
             self.say(f"dropped a {envelope.method} event that cannot be sent: {exc}")
 
     async def _send(self, envelope: Envelope) -> None:
+        """Send from this task, unless events are queued or going out: then behind them
+        (a call's progress never arrives after its result)."""
         try:
-            await self._out_send.send(envelope)
+            if self._writing or self._out_send.statistics().current_buffer_used:
+                await self._out_send.send(envelope)
+                return
+            try:
+                await self.channel.send(envelope)
+            except RpcProtocolError as exc:
+                await self._unsendable(envelope, exc)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # stopping: nothing more leaves
+            pass  # stopping: nothing more leaves (the reader and writer say why)
 
     async def _respond(
         self, to: Envelope, payload: Any = None, error: RpcError | None = None
