@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -94,10 +95,14 @@ async def running(tmp_path: Path, *dirs: Path, **kw: Any) -> AsyncIterator[Env]:
 @asynccontextmanager
 async def nothing_left(tmp_path: Path) -> AsyncIterator[list[int]]:
     """Yields a list to put runner pids in; afterwards none is alive, no socket file is
-    left in any runtime directory, and no descriptor of this process stayed open."""
+    left in any runtime directory, and no thread or descriptor of this process stayed open."""
     fds = open_fds()
+    threads = set(threading.enumerate())
     pids: list[int] = []
     yield pids
+    # trio keeps idle worker threads in its cache for a while; any other thread is a leak
+    new_threads = [t.name for t in set(threading.enumerate()) - threads if t.is_alive()]
+    assert not [n for n in new_threads if not n.startswith("Trio thread")], new_threads
     with trio.fail_after(10):
         while any(alive(pid) for pid in pids):
             await trio.sleep(0.02)

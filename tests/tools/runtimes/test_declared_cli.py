@@ -165,8 +165,11 @@ def test_new_elsewhere_says_where_edge_looks(tmp_path: Path, env: dict[str, str]
 async def test_the_cloud_calls_declared_tools(
     nursery: trio.Nursery, tmp_path: Path, workspace: Path
 ) -> None:
+    from edge.tools.runtimes import write_skeleton
+
     tools = tmp_path / "tools"
     make_tools(tools)
+    write_skeleton("wasm", "hello", tools)  # a WASI module (WAT text), run in wasmtime
     cloud = await nursery.start(FakeCloud([TOKEN]).serve)  # approves every tool offered
     config = make_config(workspace, cloud, tool_dirs=(tools,), state_dir=tmp_path / "state")
     daemon = await nursery.start(Daemon(config, tunnel_options=fast_tunnel()).run)
@@ -178,7 +181,7 @@ async def test_the_cloud_calls_declared_tools(
     assert not {"lazy", "typo"} & {t["name"] for t in report["tools"]}
     declared = {d["name"]: d for d in report["declaredTools"]}
     assert {name: d["status"] for name, d in declared.items()} == {
-        "greet": "ok", "shout": "ok", "lazy": "invalid", "typo": "invalid",
+        "greet": "ok", "shout": "ok", "hello": "ok", "lazy": "invalid", "typo": "invalid",
     }
     assert declared["greet"] == {
         "name": "greet", "runtime": "node", "directory": str(tools / "greet"), "status": "ok",
@@ -190,4 +193,7 @@ async def test_the_cloud_calls_declared_tools(
         second = await cloud.start_call("shout", {"word": "loud"})
         assert await cloud.result(first) == {"output": "Hello, cloud!", "via": first}
         assert await cloud.result(second) == {"output": "LOUD!"}
+        await until(lambda: "hello" in daemon.approved)
+        wasm = await cloud.call("hello", {})
+        assert wasm["output"].startswith("Hello from wasm!"), wasm
         assert (await cloud.call("lazy", {}))["error"] == "unknown tool 'lazy'"
