@@ -135,7 +135,7 @@ def runtime_base(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 async def test_a_plugin_tool_is_called_through_the_executor(tmp_path: Path, runtime_base: Path) -> None:
     plugins = tmp_path / "plugins"
     write_plugin(plugins, "calc", ADD)
-    async with nothing_left(tmp_path) as pids, running(tmp_path, plugins) as env:
+    async with nothing_left(tmp_path) as pids, running(tmp_path, plugins, spare=False) as env:
         info = await env.wait("calc", "running")
         pids.append(info["pid"])
         assert info["tools"] == ["calc__add"]
@@ -605,7 +605,7 @@ async def test_kill_9_of_a_runner_leaves_no_socket_and_restarts_it(
 ) -> None:
     plugins = tmp_path / "plugins"
     write_plugin(plugins, "victim", ADD)
-    async with nothing_left(tmp_path) as pids, running(tmp_path, plugins) as env:
+    async with nothing_left(tmp_path) as pids, running(tmp_path, plugins, spare=False) as env:
         first = await env.wait("victim", "running")
         pids.append(first["pid"])
         os.kill(first["pid"], 9)
@@ -621,3 +621,45 @@ async def test_kill_9_of_a_runner_leaves_no_socket_and_restarts_it(
         (rdir,) = _runtime_dirs(runtime_base)
         assert list(rdir.glob("*.sock")) == []
         assert (await env.call("victim__add", {"a": 1}))["sum"] == 2
+
+
+async def test_the_spare_runner_takes_over_after_a_crash(tmp_path: Path, runtime_base: Path) -> None:
+    plugins = tmp_path / "plugins"
+    write_plugin(
+        plugins,
+        "quick",
+        ADD
+        + """
+        @plugin.tool
+        def environment() -> dict:
+            return {"env": dict(os.environ)}
+        """,
+        env=["EDGE_TEST_DECLARED"],
+    )
+    environ = {"PATH": os.environ["PATH"], "EDGE_TEST_DECLARED": "yes"}
+    async with nothing_left(tmp_path) as pids, running(tmp_path, plugins, environ=environ) as env:
+        first = await env.wait("quick", "running")
+        spares = env.runners.spares
+        assert spares is not None
+        with trio.fail_after(30):
+            spare = await spares.waiting.wait_for(lambda pid: pid is not None)
+        assert spare is not None
+        pids += [first["pid"], spare]
+        (rdir,) = _runtime_dirs(runtime_base)
+        assert list(rdir.glob("*.sock")) == []  # the spare connected: its socket is gone too
+        os.kill(first["pid"], 9)
+        with trio.fail_after(30):
+            while env.info("quick")["pid"] in (first["pid"], None):
+                await trio.sleep(0.01)
+        second = await env.wait("quick", "running")
+        assert second["pid"] == spare  # the spare took over
+        # the manifest's variables came with the hello's answer, nothing else did
+        result = await env.call("quick__add", {"a": 1})
+        assert result["sum"] == 2 and result["pid"] == spare
+        seen = (await env.call("quick__environment"))["env"]
+        assert seen.get("EDGE_TEST_DECLARED") == "yes"
+        assert not {"EDGE_RUNNER_TOKEN", "EDGE_RUNNER_SPARE", "EDGE_TOKEN"} & set(seen)
+        with trio.fail_after(30):  # and a new spare is started
+            another = await spares.waiting.wait_for(lambda pid: pid not in (None, spare))
+        assert another is not None
+        pids.append(another)
