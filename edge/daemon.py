@@ -84,7 +84,7 @@ SHUTDOWN_GRACE: Final = 0.5
 CAPTURE_GRACE: Final = 6.0
 #: Seconds a stopping daemon gives plugin runners to stop politely (then SIGTERM, SIGKILL),
 #: at the same time as the results' grace.
-PLUGIN_GRACE: Final = 0.5
+PLUGIN_GRACE: Final = 0.3
 #: Where an older edge kept undelivered results (imported into the store once, then removed).
 OUTBOX_FILE: Final = "outbox.jsonl"
 

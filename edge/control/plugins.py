@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import BadRequest, ConfigError
+from ..errors import BadRequest, ConfigError, PluginCallError
 from .body import json_reply, read_json
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ def routes(target: PluginsControl) -> list[Route]:
             raise HTTPException(404, f"no plugin {plugin_id!r}") from None
         except ConfigError as exc:
             raise BadRequest(str(exc)) from None
+        except PluginCallError as exc:  # written to its file; the running plugin refused it
+            message = f"written to its config.toml, but the running plugin did not take it: {exc}"
+            return json_reply({"error": message}, status_code=409)
 
     return [
         Route("/plugins", plugins, methods=["GET"]),

@@ -80,10 +80,12 @@ class Plugin:
     tools: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     config_stamp: tuple[int, int] | None = None
+    #: The id it is known by (kept across reloads; ``found.id`` otherwise).
+    key: str = ""
 
     @property
     def id(self) -> str:
-        return self.found.id
+        return self.key or self.found.id
 
     @property
     def manifest(self) -> PluginManifest | None:
@@ -136,6 +138,7 @@ class PluginRunners:
         self.plugins: dict[str, Plugin] = {}
         self._slots: dict[str, _Slot] = {}
         self.settled = trio.Event()  # set once no runner is starting any more (for the CLI)
+        self._reloads: dict[str, trio.Lock] = {}
 
     # -- what is there -----------------------------------------------------------------
 
@@ -292,29 +295,41 @@ class PluginRunners:
             KeyError: no such plugin.
         """
         plugin = self.plugins[plugin_id]
-        runner_name = plugin.runner
-        if runner_name:
-            await self.stop_runner(runner_name)
-        ids = self._slot_ids(runner_name, plugin_id)
-        for pid in ids:
-            current = self.plugins[pid]
-            directory = current.found.directory
-            try:
-                fresh = Found(directory, load_plugin(directory))
-            except ConfigError as exc:
-                fresh = Found(directory, None, str(exc))
-            reloaded = Plugin(fresh, runner=runner_name)
-            self.plugins[pid] = reloaded
-            if fresh.manifest is None:
-                reloaded.status, reloaded.last_error = "invalid", fresh.problem
-                self._publish(reloaded)
-            else:
-                self._read_config(reloaded)
-        startable = [i for i in ids if self.plugins[i].status != "invalid"]
-        if startable:
-            self._start_slot(runner_name or plugin_id, startable)
+        key = plugin.runner or plugin_id
+        lock = self._reloads.setdefault(key, trio.Lock())
+        async with lock:  # two reloads at once: one after the other, never two runners
+            runner_name = self.plugins[plugin_id].runner
+            if runner_name:
+                await self.stop_runner(runner_name)
+            ids = self._slot_ids(runner_name, plugin_id)
+            for pid in ids:
+                self.plugins[pid] = self._reread(self.plugins[pid], runner_name)
+            startable = [i for i in ids if self.plugins[i].status != "invalid"]
+            if startable and (runner_name or plugin_id) not in self._slots:
+                self._start_slot(runner_name or plugin_id, startable)
         log.info("plugin %s: reloaded", plugin_id)
         return next(p for p in self.info() if p["id"] == plugin_id)
+
+    def _reread(self, current: Plugin, runner_name: str) -> Plugin:
+        """``current``'s manifest and config read again (invalid, with the reason, if not)."""
+        directory = current.found.directory
+        try:
+            fresh = Found(directory, load_plugin(directory))
+        except ConfigError as exc:
+            fresh = Found(directory, None, str(exc))
+        if fresh.manifest is not None and fresh.manifest.id != current.id:
+            problem = (
+                f"{directory / 'plugin.toml'} now says id {fresh.manifest.id!r}, not "
+                f"{current.id!r}: restart edge to rename a plugin"
+            )
+            fresh = Found(directory, None, problem)
+        reloaded = Plugin(fresh, runner=runner_name, key=current.id)
+        if fresh.manifest is None:
+            reloaded.status, reloaded.last_error = "invalid", fresh.problem
+            self._publish(reloaded)
+        else:
+            self._read_config(reloaded)
+        return reloaded
 
     def _slot_ids(self, runner_name: str, plugin_id: str) -> list[str]:
         if not runner_name:
@@ -333,6 +348,8 @@ class PluginRunners:
             else:
                 plugin.status, plugin.last_error = "running", None
                 self._register(plugin, runner)
+                if runner.spec.configs.get(plugin_id) != plugin.config:  # changed while starting
+                    self._nursery.start_soon(self._push_quietly, plugin)
                 log.info(
                     "plugin %s is running (pid %d, tools: %s)",
                     plugin_id, runner.pid, ", ".join(plugin.tools) or "none",
@@ -348,6 +365,8 @@ class PluginRunners:
             self._unregister(plugin)
             if plugin.runner == slot.name and plugin.status in ("running", "failed"):
                 plugin.status = "stopped"  # until the supervisor says what comes next
+                plugin.last_error = runner.ended
+                self._publish(plugin)
 
     def _slot_changed(self, slot: _Slot, state: State) -> None:
         for plugin_id in slot.plugins:
@@ -383,6 +402,10 @@ class PluginRunners:
     # -- tools -----------------------------------------------------------------------
 
     def _register(self, plugin: Plugin, runner: Runner) -> None:
+        with self._registry.batch():  # one capability report for all of them
+            self._register_all(plugin, runner)
+
+    def _register_all(self, plugin: Plugin, runner: Runner) -> None:
         self._unregister(plugin)
         for tool in runner.tools.get(plugin.id, []):
             public = f"{plugin.id}{SEPARATOR}{tool.name}"
@@ -411,8 +434,9 @@ class PluginRunners:
             plugin.tools.append(public)
 
     def _unregister(self, plugin: Plugin) -> None:
-        for public in plugin.tools:
-            self._registry.remove(public)
+        with self._registry.batch():
+            for public in plugin.tools:
+                self._registry.remove(public)
         plugin.tools = []
 
     async def _run_tool(
@@ -456,10 +480,24 @@ class PluginRunners:
         if config == plugin.config:
             return
         plugin.config = config
+        await self._push_config(plugin)
+
+    async def _push_quietly(self, plugin: Plugin) -> None:
+        try:
+            await self._push_config(plugin)
+        except PluginCallError as exc:
+            log.warning("plugin %s: the new config was not taken: %s", plugin.id, exc)
+
+    async def _push_config(self, plugin: Plugin) -> None:
+        """Hand the plugin its current config (if it runs; a starting one gets it when ready).
+
+        Raises:
+            PluginCallError: the plugin did not take it (its handler raised, it is ending).
+        """
         slot = self._slots.get(plugin.runner)
         if slot is not None and slot.runner is not None and plugin.status == "running":
             with trio.move_on_after(5):
-                await slot.runner.request("config", {"config": config}, plugin=plugin.id)
+                await slot.runner.request("config", {"config": plugin.config}, plugin=plugin.id)
             log.info("plugin %s: config changed", plugin.id)
 
     async def watch_config(self) -> None:
@@ -474,6 +512,8 @@ class PluginRunners:
                         await self.refresh_config(plugin)
                     except (ConfigError, PluginCallError):
                         pass  # logged; the plugin keeps its config
+                    except Exception:  # whatever a file holds, the daemon keeps serving
+                        log.exception("plugin %s: config not changed", plugin.id)
 
     def hook(self, event: Mapping[str, Any]) -> None:
         """Hand ``event`` to every running plugin with a hook for its type."""

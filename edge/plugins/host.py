@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import math
 import os
@@ -80,8 +81,13 @@ SUPPORTED_SDK: Final = SpecifierSet(">=1.0,<2")
 BASE_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 #: Envelopes waiting to be sent to one runner.
 SEND_QUEUE: Final = 64
-#: Host-service requests of one runner served at once.
+#: Host-service requests of one runner outstanding at once; beyond, its socket is not
+#: read until one is answered (a runner flooding requests waits, the daemon does not grow).
 SERVICE_CONCURRENCY: Final = 16
+#: Tools one plugin may register.
+MAX_TOOLS: Final = 256
+#: Log lines (the ``log`` service) of one runner logged per second; the rest are counted.
+LOG_LINES_PER_SECOND: Final = 50
 #: How a runner is started.
 DEFAULT_ARGV: Final = (sys.executable, "-m", "edge.plugins.runner")
 #: What a method asks for, by the capability a manifest must declare for it.
@@ -108,7 +114,7 @@ class HostTiming:
     #: After EOF, how long to wait for the exit code that describes the crash.
     exit_wait: float = 1.0
     #: Between SIGTERM and SIGKILL.
-    term_grace: float = 1.0
+    term_grace: float = 0.5
     #: stderr lines logged per second at most (the rest are counted).
     stderr_rate: int = 50
 
@@ -183,6 +189,15 @@ class Runner:
         #: Called once, the moment the runner ends (set once it is ready).
         self.on_end: Callable[[Runner], None] | None = None
         self.dropped_events = 0
+        #: The ``log`` service's rate limit: (window start, lines in it, suppressed).
+        self.log_window = [0.0, 0, 0]
+        #: Refusals already logged once (plugin, or (plugin, method)): no flood of warnings.
+        self.log_refused: set[object] = set()
+
+    @property
+    def ended(self) -> str | None:
+        """Why the runner ended (``None`` while it serves)."""
+        return self._ended
 
     @property
     def in_flight(self) -> int:
@@ -246,6 +261,10 @@ class Runner:
         result = await self.request("call", payload, plugin=plugin, progress=progress)
         if not isinstance(result, dict):
             raise PluginCallError(f"plugin {plugin}: {tool} answered {type(result).__name__}")
+        problem = json_problem(result)
+        if problem is not None:
+            message = f"plugin {plugin}: {tool} answered a result JSON cannot carry: {problem}"
+            raise PluginCallError(message)
         return result
 
     async def _deliver(self, envelope: Envelope) -> None:
@@ -300,6 +319,15 @@ class Runner:
                 self.on_end(self)
         for pending in self._pending.values():
             pending.done.set()
+
+
+def json_problem(value: Any) -> str | None:
+    """Why ``value`` is no plain JSON value (msgpack carries bytes, JSON does not), or None."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return str(exc)
+    return None
 
 
 def _monotonic_deadline() -> float | None:
@@ -390,8 +418,13 @@ async def run_runner(
             runner = Runner(spec, process.pid, timing)
             runner.channel = channel
             try:
-                await _handshake(channel, runner, hello, started.token, label, environ)
-                await _load(channel, runner, label, timing, services)
+                try:
+                    await _handshake(channel, runner, hello, started.token, label, environ)
+                    await _load(channel, runner, label, timing, services)
+                except (RunnerFailed, trio.BrokenResourceError) as exc:
+                    raise RunnerFailed(
+                        await _lost_while_loading(exc, label, process, exited, stderr, timing)
+                    ) from None
                 task_status.started()
                 on_ready(runner)
                 runner.on_end = on_gone
@@ -585,6 +618,25 @@ async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
             nursery.start_soon(one)
 
 
+async def _lost_while_loading(
+    exc: BaseException,
+    label: str,
+    process: trio.Process,
+    exited: trio.Event,
+    stderr: StderrDrain,
+    timing: HostTiming,
+) -> str:
+    """What to say when the connection ended before ``ready``: the crash, if it was one."""
+    if isinstance(exc, RunnerFailed) and "closed the connection" not in str(exc):
+        return str(exc)  # refused, broke the protocol, too slow: that is the reason
+    with trio.move_on_after(timing.exit_wait):
+        await exited.wait()
+    if exited.is_set():
+        await trio.sleep(0.02)  # its last stderr lines
+        return _crash_text(label, process, stderr) + " while loading its plugins"
+    return f"{label} closed its connection while loading its plugins"
+
+
 async def _watch_exit(process: trio.Process, exited: trio.Event) -> None:
     await process.wait()
     exited.set()
@@ -733,6 +785,9 @@ def _registration(payload: Any) -> tuple[list[Tool], list[str]]:
     if not isinstance(payload, dict) or not isinstance(payload.get("tools", []), list):
         raise ValueError("register needs {tools: [...], hooks: [...]}")
     tools = []
+    if len(payload.get("tools", [])) > MAX_TOOLS:
+        count = len(payload["tools"])
+        raise ValueError(f"{count} tools, more than the {MAX_TOOLS} one plugin may have")
     for item in payload.get("tools", []):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ValueError(f"a tool needs a name: {item!r:.200}")
@@ -756,8 +811,20 @@ def _log_service(runner: Runner, message: Envelope, services: HostServices) -> N
     plugin = message.plugin or runner.spec.name
     manifest = next((m for m in runner.spec.plugins if m.id == plugin), None)
     if manifest is None or "log" not in manifest.capabilities:
-        log.warning("plugin %s: a log line refused: its plugin.toml does not declare 'log'", plugin)
+        if plugin not in runner.log_refused:  # once: a refused line in a loop is no log flood
+            runner.log_refused.add(plugin)
+            log.warning("plugin %s: log lines refused: plugin.toml does not declare 'log'", plugin)
         return
+    window = runner.log_window
+    now = time.monotonic()
+    if now - window[0] >= 1.0:
+        if window[2]:
+            log.warning("plugin %s: %d log lines not logged (too many)", plugin, window[2])
+        window[:] = [now, 0, 0]
+    if window[1] >= LOG_LINES_PER_SECOND:
+        window[2] += 1
+        return
+    window[1] += 1
     payload = message.payload if isinstance(message.payload, dict) else {}
     services.log(plugin, str(payload.get("level", "info")), str(payload.get("message", ""))[:4000])
 
@@ -773,7 +840,7 @@ async def _serve(
 ) -> str:
     """Serve the connection until it ends; returns the reason it ended."""
     reason: list[str] = []
-    limiter = trio.CapacityLimiter(SERVICE_CONCURRENCY)
+    slots = trio.Semaphore(SERVICE_CONCURRENCY)
 
     async with trio.open_nursery() as nursery:
 
@@ -810,7 +877,9 @@ async def _serve(
                     else:
                         end(f"{label} closed its connection")
                     return
-                _dispatch(message, runner, services, nursery, limiter)
+                if message.kind == "request":
+                    await slots.acquire()  # backpressure: the socket waits, not the daemon
+                _dispatch(message, runner, services, nursery, slots)
 
         async def writer() -> None:  # the events posted without waiting: cancel, hook
             async for envelope in runner._outbox:
@@ -850,7 +919,7 @@ def _dispatch(
     runner: Runner,
     services: HostServices,
     nursery: trio.Nursery,
-    limiter: trio.CapacityLimiter,
+    slots: trio.Semaphore,
 ) -> None:
     if message.kind == "response":
         pending = runner._pending.get(message.id)
@@ -866,7 +935,7 @@ def _dispatch(
         else:
             log.debug("%s: ignoring event %r", runner.spec.label(), message.method)
         return
-    nursery.start_soon(_service, message, runner, services, limiter)
+    nursery.start_soon(_service, message, runner, services, slots)
 
 
 def _progress(runner: Runner, message: Envelope) -> None:
@@ -885,42 +954,49 @@ def _progress(runner: Runner, message: Envelope) -> None:
 
 
 async def _service(
-    message: Envelope, runner: Runner, services: HostServices, limiter: trio.CapacityLimiter
+    message: Envelope, runner: Runner, services: HostServices, slots: trio.Semaphore
 ) -> None:
-    """Answer one host-service request, after the capability check."""
+    """Answer one host-service request (after the capability check); frees its slot."""
+    try:
+        result, error = await _service_answer(message, runner, services)
+        try:
+            await runner._deliver(response(message, result, error=error))
+        except PluginCallError as exc:
+            if runner.channel is not None and "cannot send" in str(exc):  # too large: say so
+                with contextlib.suppress(PluginCallError):
+                    failed = RpcError("bad_request", str(exc))
+                    await runner._deliver(response(message, error=failed))
+    finally:
+        slots.release()
+
+
+async def _service_answer(
+    message: Envelope, runner: Runner, services: HostServices
+) -> tuple[Any, RpcError | None]:
     plugin = message.plugin or ""
     manifest = next((m for m in runner.spec.plugins if m.id == plugin), None)
     capability = SERVICE_CAPABILITY.get(message.method)
     payload = message.payload if isinstance(message.payload, dict) else {}
-    error: RpcError | None = None
-    result: Any = None
     if manifest is None:
-        error = RpcError("bad_request", f"no plugin {plugin!r} in this runner")
-    elif capability is None or message.method == "log":
-        error = RpcError("unknown_method", f"the daemon has no method {message.method!r}")
-    elif capability not in manifest.capabilities:
-        error = RpcError(
+        return None, RpcError("bad_request", f"no plugin {plugin!r} in this runner")
+    if capability is None or message.method == "log":
+        return None, RpcError("unknown_method", f"the daemon has no method {message.method!r}")
+    if capability not in manifest.capabilities:
+        if (plugin, message.method) not in runner.log_refused:
+            runner.log_refused.add((plugin, message.method))
+            log.warning(
+                "plugin %s: refused %s (capability %r not declared)",
+                plugin, message.method, capability,
+            )  # fmt: skip
+        return None, RpcError(
             "not_declared",
             f"plugin {plugin} may not use {message.method}: its plugin.toml does not declare "
             f"the capability {capability!r}",
         )
-        log.warning(
-            "plugin %s: refused %s (capability %r not declared)", plugin, message.method, capability
-        )
-    else:
-        try:
-            async with limiter:
-                result = await _serve_one(message.method, plugin, payload, services)
-        except ValueError as exc:
-            error = RpcError("bad_request", str(exc))
-    answer = response(message, result, error=error)
     try:
-        await runner._deliver(answer)
-    except PluginCallError as exc:
-        if runner.channel is not None and "cannot send" in str(exc):  # too large: say so
-            error = RpcError("bad_request", str(exc))
-            with contextlib.suppress(PluginCallError):
-                await runner._deliver(response(message, error=error))
+        return await _serve_one(message.method, plugin, payload, services), None
+    except ValueError as exc:
+        return None, RpcError("bad_request", str(exc))
 
 
 async def _serve_one(
@@ -937,6 +1013,9 @@ async def _serve_one(
         kind = payload.get("type")
         if not isinstance(kind, str) or not kind:
             raise ValueError("publish needs {type: name, data: ...}")
+        problem = json_problem(payload.get("data"))
+        if problem is not None:
+            raise ValueError(f"an event's data must be JSON (it goes to /events): {problem}")
         services.publish(plugin, kind, payload.get("data"))
         return {}
     raise ValueError(f"no method {method!r}")  # pragma: no cover - SERVICE_CAPABILITY covers it

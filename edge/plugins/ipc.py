@@ -20,12 +20,22 @@ from typing import Final
 
 import trio
 
-from ..protocol.rpc import MAX_DEPTH, MAX_FRAME, Envelope, FrameDecoder, encode_frame
+from ..protocol.rpc import (
+    MAX_DEPTH,
+    MAX_FRAME,
+    Envelope,
+    FrameDecoder,
+    RpcProtocolError,
+    decode_body,
+    encode_frame,
+)
 
 __all__ = ["Channel"]
 
 #: Most bytes read from the socket at once.
 READ_CHUNK: Final = 65536
+#: Frames larger than this (bytes) are decoded in a worker thread.
+INLINE_DECODE: Final = 65536
 #: Seconds one frame may take to go out before the channel counts as broken.
 SEND_TIMEOUT: Final = 10.0
 
@@ -55,12 +65,18 @@ class Channel:
                 not msgpack, not an envelope).
             EOFError: the other end closed the connection.
         """
-        while (envelope := self._decoder.next()) is None:
+        while (body := self._decoder.next_body()) is None:
             data = await self.stream.receive_some(max(READ_CHUNK, self._decoder.wanted()))
             if not data:
                 raise EOFError("the connection was closed")
             self._decoder.feed(data)
-        return envelope
+        try:
+            if len(body) <= INLINE_DECODE:
+                return decode_body(body, self._decoder.max_depth)
+            # A large frame is decoded (and its shape checked) off the event loop.
+            return await trio.to_thread.run_sync(decode_body, body, self._decoder.max_depth)
+        except RpcProtocolError as exc:
+            self._decoder.fail(str(exc))
 
     async def send(self, envelope: Envelope) -> None:
         """Write one frame, whole, after the frames other tasks are writing.

@@ -13,7 +13,8 @@ the *envelope*::
      "error": None}               a failed response: {"code": "...", "message": "..."}
 
 ``FrameDecoder`` checks the length from the prefix before it buffers the body
-(``max_size``), limits nesting (``max_depth``) and raises ``RpcProtocolError``
+(``max_size``), limits nesting (``max_depth``) and the number of values
+(``MAX_VALUES``), and raises ``RpcProtocolError``
 for anything it cannot turn into an ``Envelope``: whoever reads the stream closes
 that connection with the reason and nothing else.
 
@@ -56,6 +57,7 @@ __all__ = [
     "ERROR_CODES",
     "MAX_DEPTH",
     "MAX_FRAME",
+    "MAX_VALUES",
     "PROTOCOL",
     "Envelope",
     "FrameDecoder",
@@ -73,6 +75,9 @@ PROTOCOL: Final = 1
 MAX_FRAME: Final = 4 * 1024 * 1024
 #: Deepest nesting of maps and arrays inside an envelope.
 MAX_DEPTH: Final = 64
+#: Most values one envelope may hold (checked while decoding, so a frame of a
+#: million empty maps costs no more than one of this many).
+MAX_VALUES: Final = 100_000
 #: How long the prefix is (bytes).
 PREFIX: Final = struct.Struct(">I")
 
@@ -212,8 +217,9 @@ class FrameDecoder:
         self._buffer.clear()
         raise RpcProtocolError(message)
 
-    def next(self) -> Envelope | None:
-        """The next whole envelope, or ``None`` until more bytes come."""
+    def next_body(self) -> bytes | None:
+        """The next whole frame's body, undecoded (``decode_body`` it, or ``fail``), or
+        ``None`` until more bytes come."""
         if self._broken is not None:
             raise RpcProtocolError(self._broken)
         if len(self._buffer) < PREFIX.size:
@@ -224,12 +230,22 @@ class FrameDecoder:
             return None
         body = bytes(self._buffer[PREFIX.size : end])
         del self._buffer[:end]
+        self._check_prefix()
+        return body
+
+    def fail(self, message: str) -> NoReturn:
+        """Mark the stream broken (a body did not decode): every later call raises."""
+        self._fail(message)
+
+    def next(self) -> Envelope | None:
+        """The next whole envelope, or ``None`` until more bytes come."""
+        body = self.next_body()
+        if body is None:
+            return None
         try:
-            envelope = decode_body(body, self.max_depth)
+            return decode_body(body, self.max_depth)
         except RpcProtocolError as exc:
             self._fail(str(exc))
-        self._check_prefix()
-        return envelope
 
     def envelopes(self) -> list[Envelope]:
         """Every whole envelope buffered so far."""
@@ -246,30 +262,42 @@ def decode_body(body: bytes, max_depth: int = MAX_DEPTH) -> Envelope:
         RpcProtocolError: not msgpack, too deep, or not a well-formed envelope.
     """
     try:
-        data = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
+        data = msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_array_len=MAX_VALUES,
+            max_map_len=MAX_VALUES,
+        )
     except msgpack.ExtraData:
         raise RpcProtocolError("a frame holds more than one msgpack value") from None
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):  # msgpack's own count, before building anything
+            raise RpcProtocolError(f"a frame holds more than {MAX_VALUES} values") from None
+        raise RpcProtocolError(f"a frame is not valid msgpack: {exc}") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise RpcProtocolError(f"a frame is not valid msgpack: {exc}") from None
-    depth = _depth(data, max_depth)
-    if depth > max_depth:
-        raise RpcProtocolError(f"a frame nests deeper than {max_depth} levels")
+    _check_shape(data, max_depth)
     return _envelope(data)
 
 
-def _depth(value: Any, limit: int) -> int:
-    """How deeply ``value`` nests maps and arrays (stops counting past ``limit``)."""
-    deepest = 0
+def _check_shape(value: Any, max_depth: int) -> None:
+    """Refuse ``value`` if it nests maps and arrays deeper than ``max_depth`` or holds
+    more than ``MAX_VALUES`` values in all."""
+    if not isinstance(value, dict | list):
+        return
     stack: list[tuple[Any, int]] = [(value, 1)]
+    count = 0
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            if level > limit:
-                return level
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return deepest
+        if level > max_depth:
+            raise RpcProtocolError(f"a frame nests deeper than {max_depth} levels")
+        children = item.values() if isinstance(item, dict) else item
+        count += len(children)
+        if count > MAX_VALUES:
+            raise RpcProtocolError(f"a frame holds more than {MAX_VALUES} values")
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
 
 
 def _envelope(data: Any) -> Envelope:

@@ -9,6 +9,7 @@ The registry is state of its owner (the daemon), never a module global.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,8 @@ class ToolRegistry:
         self._tools: dict[str, ToolSpec] = {}
         self._validators: dict[str, Any] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._batches = 0
+        self._unannounced = False
 
     def add(self, spec: ToolSpec) -> None:
         """Register ``spec``; a tool of the same name is replaced."""
@@ -113,6 +116,21 @@ class ToolRegistry:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many changes, one notice: listeners hear once, when the outermost batch ends."""
+        self._batches += 1
+        try:
+            yield
+        finally:
+            self._batches -= 1
+            if not self._batches and self._unannounced:
+                self._unannounced = False
+                self._changed()
+
     def _changed(self) -> None:
+        if self._batches:
+            self._unannounced = True
+            return
         for listener in list(self._listeners):
             listener()

@@ -138,3 +138,18 @@ def test_builders() -> None:
     assert decode_body(encode_frame(failed)[4:]).error == RpcError("tool_error", "boom")
     note = event("progress", {"id": 7}, plugin="p")
     assert note.kind == "event" and note.id == 0
+
+
+def test_a_frame_of_too_many_values_is_refused_cheaply() -> None:
+    import time
+
+    from edge.protocol.rpc import MAX_VALUES
+
+    wide = msgpack.packb({**GOOD, "payload": [{}] * (MAX_VALUES + 1)})
+    start = time.monotonic()
+    with pytest.raises(RpcProtocolError):
+        decode_body(wide)
+    many = msgpack.packb({**GOOD, "payload": [[{}] * 1000] * 200})  # each array is short
+    with pytest.raises(RpcProtocolError, match=f"more than {MAX_VALUES} values"):
+        decode_body(many)
+    assert time.monotonic() - start < 5  # not seconds per frame (a generous bound)
