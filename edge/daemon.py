@@ -333,6 +333,7 @@ class Daemon:
                 on_event=self._on_plugin_event,
                 environ=self.executor.env,
                 shared=cfg.shared_runner,
+                processes=self.executor.processes,
             )
         )
         self.audio_sources = await probe_sources()

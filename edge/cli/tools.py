@@ -123,6 +123,7 @@ def _with_plugins(
                     shared=config.shared_runner,
                     spare=False,
                     only=None if only is None else {only},
+                    processes=executor.processes,
                 )
             )
             print(f"starting {len(found)} plugin(s)...", file=sys.stderr, flush=True)

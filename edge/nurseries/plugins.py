@@ -48,6 +48,7 @@ from ..plugins.manifest import (
     write_user_config,
 )
 from ..supervise import RestartPolicy, State, Supervisor
+from ..tools.contain import Containment
 from ..tools.registry import CallContext, ToolRegistry, ToolResult, ToolSpec
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class PluginRunners:
         policy: RestartPolicy | None,
         argv: tuple[str, ...] | None,
         spares: SparePool | None = None,
+        processes: Containment | None = None,
     ) -> None:
         self._nursery = nursery
         self._registry = registry
@@ -133,6 +135,8 @@ class PluginRunners:
         self._timing = timing
         self._policy = policy
         self._argv = argv
+        #: What holds each runner's processes (``None``: its process group only).
+        self.processes = processes
         #: A runner started ahead, for restarts (``None``: every restart starts Python).
         self.spares = spares
         self.plugins: dict[str, Plugin] = {}
@@ -265,6 +269,7 @@ class PluginRunners:
             on_gone=partial(self._gone, slot),
             timing=self._timing,
             spares=self.spares,
+            processes=self.processes,
             task_status=task_status,
         )
 
@@ -585,6 +590,7 @@ async def serve_plugins(
     argv: tuple[str, ...] | None = None,
     spare: bool = True,
     only: Collection[str] | None = None,
+    processes: Containment | None = None,
     task_status: trio.TaskStatus[PluginRunners] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the plugin nursery until cancelled; ``nursery.start`` gives the handle.
@@ -595,7 +601,8 @@ async def serve_plugins(
     back in a fraction of Python's start-up time. ``only``: just the plugins
     with these ids (``edge tools call``). The runtime directory (0700, the
     runners' sockets) is removed on the way out; ones left by a killed edge are
-    removed on the way in.
+    removed on the way in. ``processes`` holds each runner's processes as it
+    holds a ``terminal`` call's (``None``: the runner's process group only).
     """
     runtime_dir = make_runtime_dir()
     try:
@@ -612,12 +619,15 @@ async def serve_plugins(
                 timing=timing or HostTiming(),
                 policy=policy,
                 argv=argv,
+                processes=processes,
             )
             found = [f for f in discover(dirs) if only is None or f.id in only]
             if found:
                 log.info("plugins: %s", ", ".join(f.id for f in found))
             if spare and any(f.manifest is not None for f in found):
-                runners.spares = SparePool(runtime_dir, environ_copy, timing or HostTiming())
+                runners.spares = SparePool(
+                    runtime_dir, environ_copy, timing or HostTiming(), processes
+                )
                 nursery.start_soon(runners.spares.keep)
             runners.load(found)
             nursery.start_soon(runners.watch_config)

@@ -16,9 +16,12 @@ spawn to exit. Its shape::
 
 The lifetime raises ``RunnerFailed`` with one line of reason — "plugin weather
 crashed (exit code 1; last stderr line: ...)" — for every end it did not ask for;
-calls waiting on the runner fail with that reason at once. On the way out,
-whatever the reason, the process group gets SIGTERM, ``term_grace`` seconds, then
-SIGKILL, and the socket file is removed. ``Runner.stop`` is the polite ladder
+calls waiting on the runner fail with that reason at once. The runner is
+contained like a ``terminal`` call (``edge.tools.contain``: its own cgroup, or
+under the daemon as subreaper, else its process group), so whatever a plugin
+starts, ``setsid`` included, ends with its runner. On the way out, whatever the
+reason, everything in it gets SIGTERM, ``TERM_GRACE`` seconds, then SIGKILL, and
+the socket file is removed. ``Runner.stop`` is the polite ladder
 (prepare, drain, shutdown, close) a stopping daemon walks first.
 """
 
@@ -32,7 +35,6 @@ import math
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,6 +59,8 @@ from ..protocol.rpc import (
     request,
     response,
 )
+from ..tools.contain import CallProcesses, Child, Containment
+from ..tools.process import spawn_contained
 from ..watch import Watched
 from .ipc import Channel
 from .manifest import PluginManifest
@@ -113,8 +117,6 @@ class HostTiming:
     ping_timeout: float = 5.0
     #: After EOF, how long to wait for the exit code that describes the crash.
     exit_wait: float = 1.0
-    #: Between SIGTERM and SIGKILL.
-    term_grace: float = 0.5
     #: stderr lines logged per second at most (the rest are counted).
     stderr_rate: int = 50
 
@@ -379,11 +381,13 @@ async def run_runner(
     on_gone: Callable[[Runner], None],
     timing: HostTiming = HostTiming(),
     spares: SparePool | None = None,
+    processes: Containment | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """One runner from spawn to exit (a supervisor's lifetime): see the module docstring.
 
-    With ``spares``, a runner started ahead (``SparePool``) is taken when one is
+    ``processes`` holds the runner's processes (``None``: its process group
+    only). With ``spares``, a runner started ahead (``SparePool``) is taken when one is
     waiting, instead of starting a process now. ``on_ready`` gets the runner
     once its plugins registered and it said ready; ``on_gone`` gets it the
     moment it ends (only after ``on_ready``), before the process is reaped.
@@ -404,11 +408,10 @@ async def run_runner(
             log.debug("%s: taking a spare runner (pid %d)", label, started.process.pid)
         else:
             env = runner_env(spec, environ)
-            started = await _start_process(spec.argv, env, runtime_dir, label, timing)
+            started = await _start_process(spec.argv, env, runtime_dir, label, timing, processes)
         process, stderr = started.process, started.stderr
-        assert process.stderr is not None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(stderr.drain, process.stderr, close=False))
+            nursery.start_soon(partial(stderr.drain, started.output, close=False))
             exited = trio.Event()
             nursery.start_soon(_watch_exit, process, exited)
             if spare is not None:
@@ -442,14 +445,17 @@ async def run_runner(
         if runner is not None:
             runner._end(f"{label} stopped")
         if started is not None:
-            await started.end(timing.term_grace)
+            await started.end()
 
 
 @dataclass(eq=False)
 class _Started:
     """A runner process just started: its socket (until it connects), token and stderr."""
 
-    process: trio.Process
+    process: Child
+    #: Its stdout and stderr (the runner points stdout at stderr).
+    output: trio.abc.ReceiveStream
+    call: CallProcesses
     listener: trio.socket.SocketType
     socket_path: Path
     token: str
@@ -459,45 +465,50 @@ class _Started:
         self.listener.close()
         self.socket_path.unlink(missing_ok=True)
 
-    async def end(self, grace: float) -> None:
-        """Every exit path: socket file removed, process group ended and reaped, pipe closed."""
+    async def end(self) -> None:
+        """Every exit path: socket file removed, every process of the runner ended (SIGTERM,
+        ``TERM_GRACE``, SIGKILL) and the leader reaped, the pipe closed."""
         self.close_socket()
         with trio.CancelScope(shield=True):
-            await _end_process(self.process, grace)
-            if self.process.stderr is not None:
-                await self.process.stderr.aclose()
+            await self.call.stop(self.process)
+            await self.output.aclose()
         if self.stderr.suppressed:
             label, dropped = self.stderr.label, self.stderr.suppressed
             log.warning("%s: %d stderr lines not logged in all (too many)", label, dropped)
 
 
 async def _start_process(
-    argv: tuple[str, ...], env: dict[str, str], runtime_dir: Path, label: str, timing: HostTiming
+    argv: tuple[str, ...],
+    env: dict[str, str],
+    runtime_dir: Path,
+    label: str,
+    timing: HostTiming,
+    processes: Containment | None,
 ) -> _Started:
-    """Bind a fresh socket in ``runtime_dir`` and start ``argv`` told to connect to it."""
+    """Bind a fresh socket in ``runtime_dir`` and start ``argv``, contained, told to
+    connect to it (its own session, stdin from /dev/null, stdout and stderr one pipe)."""
     socket_path = runtime_dir / f"r{secrets.token_hex(6)}.sock"
     token = secrets.token_urlsafe(32)
     listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    call = CallProcesses.group_only() if processes is None else processes.open_call()
+    child: Child | None = None
     try:
         await listener.bind(os.fspath(socket_path))
         os.chmod(socket_path, 0o600)
         listener.listen(1)
         env = {**env, "EDGE_RUNNER_SOCKET": os.fspath(socket_path), "EDGE_RUNNER_TOKEN": token}
-        process = await trio.lowlevel.open_process(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=os.fspath(runtime_dir),
-            start_new_session=True,
-        )
+        await call.recorded()
+        cwd = os.fspath(runtime_dir)
+        child, output = await spawn_contained(list(argv), cwd, call.env(env), call)
+        await call.started(child.pid)
     except BaseException:
         listener.close()
         socket_path.unlink(missing_ok=True)
+        with trio.CancelScope(shield=True):
+            await call.stop(child)
         raise
     stderr = StderrDrain(label, STDERR_LOG, timing.stderr_rate)
-    return _Started(process, listener, socket_path, token, stderr)
+    return _Started(child, output, call, listener, socket_path, token, stderr)
 
 
 async def _connect(
@@ -538,10 +549,17 @@ class SparePool:
     first ``claim``, and after ``SPARE_DELAY`` seconds starts the next.
     """
 
-    def __init__(self, runtime_dir: Path, environ: Mapping[str, str], timing: HostTiming) -> None:
+    def __init__(
+        self,
+        runtime_dir: Path,
+        environ: Mapping[str, str],
+        timing: HostTiming,
+        processes: Containment | None = None,
+    ) -> None:
         self.runtime_dir = runtime_dir
         self.environ = environ
         self.timing = timing
+        self.processes = processes
         self._spare: Spare | None = None
         self._claimed = trio.Event()
         #: The pid of the spare waiting to be claimed (``None``: none is, now).
@@ -565,15 +583,16 @@ class SparePool:
         while True:
             env = runner_env(RunnerSpec("spare", ()), self.environ)
             env["EDGE_RUNNER_SPARE"] = "1"
-            started = await _start_process(DEFAULT_ARGV, env, self.runtime_dir, label, self.timing)
+            started = await _start_process(
+                DEFAULT_ARGV, env, self.runtime_dir, label, self.timing, self.processes
+            )
             handed = False
             channel: Channel | None = None
             try:
                 process = started.process
-                assert process.stderr is not None
                 self._claimed = trio.Event()
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(partial(started.stderr.drain, process.stderr, close=False))
+                    nursery.start_soon(partial(started.stderr.drain, started.output, close=False))
                     exited = trio.Event()
                     nursery.start_soon(_watch_exit, process, exited)
                     channel, hello = await _connect(started, exited, label, self.timing)
@@ -597,7 +616,7 @@ class SparePool:
                     with trio.CancelScope(shield=True):
                         if channel is not None:
                             await channel.aclose()
-                        await started.end(self.timing.term_grace)
+                        await started.end()
             await trio.sleep(SPARE_DELAY)
 
 
@@ -621,7 +640,7 @@ async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
 async def _lost_while_loading(
     exc: BaseException,
     label: str,
-    process: trio.Process,
+    process: Child,
     exited: trio.Event,
     stderr: StderrDrain,
     timing: HostTiming,
@@ -637,12 +656,12 @@ async def _lost_while_loading(
     return f"{label} closed its connection while loading its plugins"
 
 
-async def _watch_exit(process: trio.Process, exited: trio.Event) -> None:
+async def _watch_exit(process: Child, exited: trio.Event) -> None:
     await process.wait()
     exited.set()
 
 
-def _crash_text(label: str, process: trio.Process, stderr: StderrDrain) -> str:
+def _crash_text(label: str, process: Child, stderr: StderrDrain) -> str:
     text = f"{label} crashed ({_describe_exit(process.returncode)}"
     if stderr.tail:
         text += f"; last stderr line: {stderr.tail[-1]}"
@@ -651,7 +670,7 @@ def _crash_text(label: str, process: trio.Process, stderr: StderrDrain) -> str:
 
 async def _accept(
     listener: trio.socket.SocketType,
-    process: trio.Process,
+    process: Child,
     exited: trio.Event,
     label: str,
     stderr: StderrDrain,
@@ -833,7 +852,7 @@ async def _serve(
     channel: Channel,
     runner: Runner,
     services: HostServices,
-    process: trio.Process,
+    process: Child,
     exited: trio.Event,
     label: str,
     stderr: StderrDrain,
@@ -1019,19 +1038,6 @@ async def _serve_one(
         services.publish(plugin, kind, payload.get("data"))
         return {}
     raise ValueError(f"no method {method!r}")  # pragma: no cover - SERVICE_CAPABILITY covers it
-
-
-async def _end_process(process: trio.Process, grace: float) -> None:
-    """SIGTERM to the runner's process group, ``grace`` seconds, then SIGKILL; reaped."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass  # the group is empty
-        if sig == signal.SIGTERM and process.returncode is None:
-            with trio.move_on_after(grace):
-                await process.wait()
-    await process.wait()
 
 
 def sweep_runtime_dirs(parent: Path, prefix: str) -> int:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_CAPTURE_BYTES", "MAX_STDERR_BYTES", "TERM_GRACE", "Completed", "Piped", "run_captured",
-    "run_piped",
+    "run_piped", "spawn_contained",
 ]  # fmt: skip
 
 #: How long output may keep flowing after the command exited (seconds).
@@ -137,6 +137,8 @@ def _popen_on_loop(
 async def _spawn(
     argv: Sequence[str], cwd: str, env: dict[str, str], call: CallProcesses
 ) -> tuple[Child, trio.abc.ReceiveStream]:
+    """Start ``argv`` inside ``call`` (its own session, stdin from /dev/null); its leader
+    and its stdout and stderr as one stream. End it with ``call.stop``, shielded."""
     try:
         if call.pidfd:
             command, preexec = call.launch(argv, pdeathsig=True)
@@ -151,6 +153,10 @@ async def _spawn(
         raise ToolError(f"cannot start {argv[0]} inside the call's cgroup: {exc}") from None
     assert proc.stdout is not None
     return proc, proc.stdout
+
+
+#: For long-lived children held like calls (plugin runners): ``_spawn`` by its public name.
+spawn_contained = _spawn
 
 
 async def run_captured(

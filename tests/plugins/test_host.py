@@ -30,7 +30,7 @@ from edge.tools.registry import ToolRegistry
 from .kit import alive, open_fds, write_plugin
 
 #: Quick health checks, so a hang is found within a second or two.
-FAST = HostTiming(ping_interval=0.2, ping_timeout=1.5, term_grace=0.5, hello_timeout=20)
+FAST = HostTiming(ping_interval=0.2, ping_timeout=1.5, hello_timeout=20)
 #: Restarts at once and parks after three failures.
 QUICK = RestartPolicy(failures=3, window=60, backoff_first=0.05, backoff_cap=0.2, park_seconds=600)
 
@@ -663,3 +663,49 @@ async def test_the_spare_runner_takes_over_after_a_crash(tmp_path: Path, runtime
             another = await spares.waiting.wait_for(lambda pid: pid not in (None, spare))
         assert another is not None
         pids.append(another)
+
+
+@pytest.mark.parametrize("mechanism", ["cgroup", "subreaper"])
+async def test_what_a_plugin_starts_ends_with_its_runner(
+    tmp_path: Path, runtime_base: Path, mechanism: str
+) -> None:
+    from edge.errors import ConfigError
+    from edge.tools.contain import Containment
+
+    try:
+        processes = Containment.create(tmp_path / "state", mechanism=mechanism)
+    except ConfigError as exc:
+        pytest.skip(f"no {mechanism} containment here: {exc}")
+    plugins = tmp_path / "plugins"
+    pidfile = tmp_path / "escaped"
+    write_plugin(
+        plugins,
+        "escape",
+        f'''
+        import subprocess
+
+        @plugin.tool
+        def leave() -> dict:
+            child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+            open({str(pidfile)!r}, "w").write(str(child.pid))
+            return {{"pid": child.pid}}
+        ''',
+    )
+    try:
+        async with nothing_left(tmp_path) as pids:
+            async with running(tmp_path, plugins, spare=False, processes=processes) as env:
+                first = await env.wait("escape", "running")
+                pids.append(first["pid"])
+                escaped = (await env.call("escape__leave"))["pid"]
+                pids.append(escaped)
+                assert alive(escaped)
+                await env.runners.reload("escape")  # a new session of its own: ended all the same
+                with trio.fail_after(10):
+                    while alive(escaped):
+                        await trio.sleep(0.02)
+                second = await env.wait("escape", "running")
+                pids.append(second["pid"])
+                pids.append((await env.call("escape__leave"))["pid"])
+            # and when the nursery ends
+    finally:
+        processes.close()
