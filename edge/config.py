@@ -40,10 +40,15 @@ The file is strict: every section and key is one of ``edge.settings.SETTINGS``
 ``ConfigError`` naming the file, the key and the closest valid name. A file
 that does not load is never replaced by defaults: the command that read it
 stops.
+
+``EDGE_TOKEN``, once read, is taken out of the process's environment
+(``edge.secret.take_from_environment``): tools, plugins and anything that can
+read ``/proc/<pid>/environ`` never see it.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -51,10 +56,10 @@ import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from .errors import ConfigError
-from .secret import Secret
+from .secret import Secret, take_from_environment
 from .settings import check_flag, check_settings, parse_hostport as parse_hostport
 
 DEFAULT_CONTROL: Final = "127.0.0.1:8660"
@@ -150,15 +155,60 @@ def read_token_file(path: Path) -> Secret:
     return Secret(text)
 
 
+def read_toml(path: Path, *, regular: bool = False) -> dict[str, Any]:
+    """``path`` parsed as TOML.
+
+    Args:
+        path: the file.
+        regular: refuse anything but a regular file (a FIFO would block the
+            reader forever); edge's own ``--config`` may be a pipe, as
+            ``--config <(...)`` makes it, a plugin's or tool's files may not.
+
+    Raises:
+        FileNotFoundError: there is no ``path`` (what that means is the caller's to say).
+        ConfigError: ``path`` cannot be read, is not a regular file (``regular``),
+            is not UTF-8, is not TOML, or nests deeper than the parser can
+            follow; the message names it.
+    """
+    try:
+        with open_regular(path) if regular else open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not valid UTF-8 TOML: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: its arrays or tables nest too deep") from None
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading, without blocking on a FIFO.
+
+    Raises:
+        OSError: it cannot be opened, or is not a regular file (``EINVAL``, with
+            the reason as its ``strerror``).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_file(path: Path) -> dict[str, dict[str, Any]]:
     """``path`` parsed and checked (``check_settings``): section → key → value."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
+        data = read_toml(path)
+    except FileNotFoundError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return check_settings(data, str(path))
 
 
@@ -183,11 +233,18 @@ def load_config(
 ) -> Config:
     """Merge the config file, the environment and the flags (flags win).
 
+    The token comes from the token file when one is named, else from
+    ``EDGE_TOKEN`` in ``environ``. Without ``environ`` it is this process's
+    environment, and ``EDGE_TOKEN`` is taken out of it whether it is used or not
+    (``take_from_environment``): a second call in the same process finds no
+    token there.
+
     Raises:
         ConfigError: the file cannot be read or breaks ``SETTINGS`` (an unknown
-            key, a wrong type, a value out of range), or a flag is out of range.
+            key, a wrong type, a value out of range), a path names a ``~user``
+            that is not known here, or a flag is out of range.
     """
-    env = dict(os.environ) if environ is None else environ
+    env_token = take_from_environment(TOKEN_ENV) if environ is None else environ.get(TOKEN_ENV)
     default_file, default_ws, state_dir = default_paths()
     data: dict[str, dict[str, Any]] = {}
     if config_file is not None:
@@ -198,15 +255,20 @@ def load_config(
     work, cap, mcp = data.get("workers", {}), data.get("capture", {}), data.get("mcp", {})
     plugins, declared = data.get("plugins", {}), data.get("tools", {})
 
-    ws = _path_or_none(workspace or pol.get("workspace")) or default_ws
-    extra = [Path(p).expanduser() for p in pol.get("roots", [])] + (roots or [])
+    ws = (
+        _path_or_none(workspace, "--workspace")
+        or _path_or_none(pol.get("workspace"), "policy.workspace")
+        or default_ws
+    )
+    extra = [_expand(p, "policy.roots") for p in pol.get("roots", [])]
+    extra += [_expand(p, "--root") for p in roots or []]
     tools = allow_tools or pol.get("allow_tools")
     calls = check_flag("--max-calls", "workers", "max_calls", max_calls)
     listen, force = _listen(ctl, control, no_control, force_bind)
     return Config(
         workspace=ws,
         cloud_url=cloud or tunnel.get("url"),
-        token=_token(token_file or tunnel.get("token_file"), env),
+        token=_token(token_file, tunnel.get("token_file"), env_token),
         control=listen,
         force_bind=force,
         allowed_origins=tuple(ctl.get("allowed_origins", ())),
@@ -217,26 +279,32 @@ def load_config(
         call_timeout=float(work.get("timeout", 60.0)),
         log_level=(log_level or "INFO").upper(),
         state_dir=state_dir,
-        recordings=_path_or_none(recordings or cap.get("recordings")),
-        mcp_file=_path_or_none(mcp_file or mcp.get("servers")) or default_mcp_file(),
-        plugin_dirs=_paths(plugin_dirs, plugins.get("dirs")) or default_plugin_dirs(),
+        recordings=_path_or_none(recordings or cap.get("recordings"), "capture.recordings"),
+        mcp_file=_path_or_none(mcp_file or mcp.get("servers"), "mcp.servers")
+        or default_mcp_file(),
+        plugin_dirs=_paths(plugin_dirs, plugins.get("dirs"), "plugins.dirs")
+        or default_plugin_dirs(),
         shared_runner=bool(plugins.get("shared_runner", False)),
-        tool_dirs=_paths(tool_dirs, declared.get("dirs")) or default_tool_dirs(),
+        tool_dirs=_paths(tool_dirs, declared.get("dirs"), "tools.dirs") or default_tool_dirs(),
     )
 
 
-def _paths(flag: list[Path] | None, file: list[str] | None) -> tuple[Path, ...]:
-    """The flag's directories, else the file's (``~`` expanded); ``()`` when neither names any."""
+def _paths(flag: list[Path] | None, file: list[str] | None, key: str) -> tuple[Path, ...]:
+    """The flag's directories, else the file's ``key`` (``~`` expanded); ``()`` when neither
+    names any."""
     if flag:
-        return tuple(Path(p).expanduser() for p in flag)
-    return tuple(Path(p).expanduser() for p in file or ())
+        return tuple(_expand(p, key) for p in flag)
+    return tuple(_expand(p, key) for p in file or ())
 
 
-def _token(token_file: str | Path | None, env: dict[str, str]) -> Secret | None:
-    """The token from its file (when one is named), else from the environment."""
-    if token_file:
-        return read_token_file(Path(token_file).expanduser())
-    return Secret(env[TOKEN_ENV]) if env.get(TOKEN_ENV) else None
+def _token(flag: Path | None, file: str | None, env_token: str | None) -> Secret | None:
+    """The token from its file (``--token-file``, else ``tunnel.token_file``), else
+    ``env_token`` (``EDGE_TOKEN``'s value)."""
+    if flag:
+        return read_token_file(_expand(flag, "--token-file"))
+    if file:
+        return read_token_file(_expand(file, "tunnel.token_file"))
+    return Secret(env_token) if env_token else None
 
 
 def _listen(
@@ -260,5 +328,22 @@ def _listen(
     return listen, force
 
 
-def _path_or_none(value: str | Path | None) -> Path | None:
-    return None if not value else Path(value).expanduser()
+def _path_or_none(value: str | Path | None, key: str) -> Path | None:
+    """``value`` with ``~`` expanded, ``None`` when it is not given (``key``: for the error)."""
+    return None if not value else _expand(value, key)
+
+
+def _expand(value: str | Path, key: str) -> Path:
+    """``value`` as a path with ``~`` expanded.
+
+    Raises:
+        ConfigError: ``value`` starts with a ``~user`` that is not known here (or
+            ``~`` and there is no home directory); the message names ``key``.
+    """
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        home = str(value).split("/", 1)[0]
+        raise ConfigError(
+            f"{key}: {str(value)!r}: cannot expand {home!r}: no such user, or no home directory"
+        ) from None

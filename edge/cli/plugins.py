@@ -58,8 +58,9 @@ def add_parser(subparsers: Any) -> None:
         "config",
         help="set config values of a plugin: NAME KEY=VALUE...",
         description="Write KEY=VALUE pairs into the plugin's config.toml (VALUE is read as "
-        "TOML when it can be, e.g. 3, true, [1, 2]; else as a string). A running daemon "
-        "pushes the new config to the plugin at once.",
+        "TOML when it can be, e.g. 3, true, [1, 2]; else as a string; a value TOML would "
+        "read as a date or time, inf or nan stays a string). A running daemon pushes the "
+        "new config to the plugin at once.",
     )
     pc.add_argument("name", help="the plugin's id")
     pc.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
@@ -137,19 +138,32 @@ def handle_new(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..plugins.skeleton import write_plugin_skeleton
 
-    parent = args.dir or load(args, no_control=True).plugin_dirs[0]
+    try:
+        parent = args.dir.expanduser() if args.dir else load(args, no_control=True).plugin_dirs[0]
+    except RuntimeError:  # Path.expanduser: a ~user not known here
+        return fail(f"--dir {str(args.dir)!r}: cannot expand its `~`: no such user")
     try:
         path = write_plugin_skeleton(args.name, parent)
     except (ConfigError, ValueError, FileExistsError) as exc:
         return fail(str(exc))
+    except OSError as exc:
+        where = exc.filename or parent
+        return fail(f"cannot write the plugin into {where}: {exc.strerror or exc}")
     print(f"wrote {path}")
     print(f"try it: cd {path} && python -m pytest   (then 'edge run' loads it)")
     return 0
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` → {KEY: VALUE}, VALUE read as TOML when it can be, else a string."""
+    """``KEY=VALUE`` → {KEY: VALUE}, VALUE read as TOML when it can be, else a string.
+
+    VALUE stays a string, too, when TOML reads it as something a config value
+    cannot be (``check_config_value``): ``1979-05-27`` (a date), ``07:32:00``, ``inf``.
+    """
     import tomllib
+
+    from ..errors import ConfigError
+    from ..plugins.manifest import check_config_value
 
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -157,9 +171,11 @@ def parse_pairs(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"{pair!r} is not KEY=VALUE")
         try:
-            values[key] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            values[key] = text
+            value = tomllib.loads(f"v = {text}")["v"]
+            check_config_value(key, value)
+        except (tomllib.TOMLDecodeError, RecursionError, ConfigError):
+            value = text
+        values[key] = value
     return values
 
 

@@ -233,7 +233,10 @@ def handle_new(args: argparse.Namespace) -> int:
     from ..tools.runtimes.skeleton import write_skeleton
 
     dirs = load(args, no_control=True).tool_dirs
-    parent = dirs[0] if args.dir is None else args.dir
+    try:
+        parent = dirs[0] if args.dir is None else args.dir.expanduser()
+    except RuntimeError:  # Path.expanduser: a ~user not known here
+        return fail(f"--dir {str(args.dir)!r}: cannot expand its `~`: no such user")
     directory = write_skeleton(args.runtime, args.name, parent)
     print(f"created {directory}")
     for path in sorted(directory.iterdir()):

@@ -17,13 +17,18 @@
 and the key for anything wrong, an SDK range this edge is outside of included;
 ``discover`` reads every plugin directory under the configured directories and
 never raises: a plugin that does not load is a ``Found`` with its problem.
+
+Config values, the defaults and the user's alike, are what the RPC can carry
+(``check_config_value``): strings, finite numbers, booleans, and lists and
+tables of them. A TOML date or time is refused where the file is read.
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,7 @@ from typing import Any, Final
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ..config import read_toml
 from ..errors import ConfigError
 from ..plugin import SDK_VERSION
 
@@ -39,6 +45,7 @@ __all__ = [
     "CAPABILITIES",
     "Found",
     "PluginManifest",
+    "check_config_value",
     "discover",
     "load_plugin",
     "toml_text",
@@ -122,14 +129,9 @@ def load_plugin(directory: Path, sdk_version: str = SDK_VERSION) -> PluginManife
     path = directory / MANIFEST
     where = str(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = read_toml(path, regular=True)
     except FileNotFoundError:
         raise ConfigError(f"{directory} has no {MANIFEST}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     for key in data:
         if key not in KEYS:
             close = difflib.get_close_matches(key, KEYS, n=1)
@@ -150,6 +152,8 @@ def load_plugin(directory: Path, sdk_version: str = SDK_VERSION) -> PluginManife
     if not ENTRY.match(entry):
         raise ConfigError(f"{where}: `entry` {entry!r} is not a module name (e.g. main)")
     sdk = _get(data, "sdk", str, where)
+    if not sdk.strip():  # an empty range would admit every SDK, future ones included
+        raise ConfigError(f"{where}: `sdk` must name a version range (e.g. >=1.0,<2)")
     try:
         spec = SpecifierSet(sdk)
     except InvalidSpecifier:
@@ -175,6 +179,11 @@ def load_plugin(directory: Path, sdk_version: str = SDK_VERSION) -> PluginManife
         if name in NEVER_PASSED:
             raise ConfigError(f"{where}: `env` may not name {name}: edge never passes it on")
     defaults = _get(data, "config", dict, where, {})
+    for key, value in defaults.items():
+        try:
+            check_config_value(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: [config] {exc}") from None
     manifest = PluginManifest(
         id=plugin_id,
         version=version,
@@ -202,27 +211,75 @@ def user_config(manifest: PluginManifest) -> dict[str, Any]:
     """The plugin's config: its defaults, then the user's ``config.toml`` beside the manifest.
 
     Raises:
-        ConfigError: the user's file is not valid TOML, or sets a key the
-            plugin has no default for (the closest one named).
+        ConfigError: the user's file cannot be read, is not UTF-8 TOML, sets a
+            key the plugin has no default for (the closest one named), or holds a
+            value config cannot (``check_config_value``).
     """
     config = dict(manifest.defaults)
     path = manifest.directory / USER_CONFIG
     try:
-        with open(path, "rb") as f:
-            user = tomllib.load(f)
+        user = read_toml(path, regular=True)
     except FileNotFoundError:
         return config
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     for key, value in user.items():
         if manifest.defaults and key not in manifest.defaults:
             close = difflib.get_close_matches(key, list(manifest.defaults), n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
             raise ConfigError(f"{path}: plugin {manifest.id} has no config key `{key}`{hint}")
+        try:
+            check_config_value(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         config[key] = value
     return config
+
+
+#: What every config value must be, said once for the errors.
+CONFIG_VALUES: Final = "config values must be strings, numbers, booleans, lists or tables"
+
+
+def check_config_value(key: str, value: Any) -> None:
+    """Check that ``value`` is what a plugin's config may hold: a string, a finite
+    number, a boolean, or a list or table of those, at any depth.
+
+    Raises:
+        ConfigError: anything else (a TOML date or time, ``inf``, ``nan``, a null),
+            naming ``key`` and the place inside it, e.g.
+            "`greeting` is a date; config values must be ...".
+    """
+    # Iterative, so that a value nested deeper than the interpreter's stack is an
+    # answer, not a RecursionError.
+    stack: list[tuple[str, Any]] = [(f"`{key}`", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, bool | int | str):
+            continue
+        if isinstance(item, float):
+            if math.isfinite(item):
+                continue
+            raise ConfigError(f"{where} is {item!r}, not a finite number; {CONFIG_VALUES}")
+        if isinstance(item, list):
+            stack.extend((f"{where[:-1]}[{i}]`", v) for i, v in enumerate(item))
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise ConfigError(f"{where} has the key {k!r}, not a string; {CONFIG_VALUES}")
+                stack.append((f"{where[:-1]}.{k}`", v))
+        else:
+            raise ConfigError(f"{where} is {_kind(item)}; {CONFIG_VALUES}")
+
+
+def _kind(value: object) -> str:
+    """What ``value`` is, with its article, for the errors of ``check_config_value``."""
+    if isinstance(value, datetime.datetime):
+        return "a date-time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, datetime.time):
+        return "a time"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
 
 
 def discover(dirs: Iterable[Path], sdk_version: str = SDK_VERSION) -> list[Found]:
@@ -234,15 +291,15 @@ def discover(dirs: Iterable[Path], sdk_version: str = SDK_VERSION) -> list[Found
     found: list[Found] = []
     seen: dict[str, Path] = {}
     for parent in dirs:
-        try:
-            children = sorted(p for p in parent.iterdir() if (p / MANIFEST).is_file())
-        except OSError:
-            continue  # a configured directory that is not there holds no plugins
-        for directory in children:
+        for directory in _plugin_dirs(parent):
             try:
                 manifest = load_plugin(directory, sdk_version)
             except ConfigError as exc:
                 found.append(Found(directory, None, str(exc)))
+                continue
+            except Exception as exc:  # whatever one directory holds, the others still load
+                problem = f"cannot read its manifest: {type(exc).__name__}: {exc}"
+                found.append(Found(directory, None, problem))
                 continue
             if manifest.id in seen:
                 problem = f"plugin id {manifest.id!r} is taken by {seen[manifest.id]}"
@@ -253,29 +310,47 @@ def discover(dirs: Iterable[Path], sdk_version: str = SDK_VERSION) -> list[Found
     return found
 
 
+def _plugin_dirs(parent: Path) -> list[Path]:
+    """The subdirectories of ``parent`` holding a ``plugin.toml``, sorted; none if unreadable."""
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return []  # a configured directory that is not there holds no plugins
+    found = []
+    for entry in entries:
+        try:
+            if (entry / MANIFEST).is_file():
+                found.append(entry)
+        except OSError:
+            continue
+    return found
+
+
 def write_user_config(manifest: PluginManifest, values: Mapping[str, Any]) -> Path:
     """Merge ``values`` into the plugin's ``config.toml`` (written atomically, 0600).
 
     Raises:
-        ConfigError: a key the plugin has no default for, or a value TOML cannot hold.
+        ConfigError: a key the plugin has no default for, a value config cannot
+            hold (``check_config_value``) or TOML cannot, or a file there already
+            that does not read.
     """
     from ..fs import write_private
 
-    for key in values:
+    for key, value in values.items():
         if manifest.defaults and key not in manifest.defaults:
             raise ConfigError(
                 f"plugin {manifest.id} has no config key `{key}`; its keys: "
                 + ", ".join(sorted(manifest.defaults))
             )
+        check_config_value(key, value)
     path = manifest.directory / USER_CONFIG
     current: dict[str, Any] = {}
-    if path.exists():
-        import tomllib
-
-        try:
-            current = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot update {path}: {exc}") from None
+    try:
+        current = read_toml(path, regular=True)
+    except FileNotFoundError:
+        pass
+    except ConfigError as exc:
+        raise ConfigError(f"cannot update {path}: {exc}") from None
     current.update(values)
     write_private(path, toml_text(current))
     return path

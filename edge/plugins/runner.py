@@ -62,6 +62,7 @@ import trio
 
 from ..plugin import SDK_VERSION, ArgumentError, Context, HostError, Plugin, as_result
 from ..protocol.rpc import Envelope, RpcError, RpcProtocolError, event, request, response
+from ..secret import blank_initial_environ
 from .ipc import Channel
 
 __all__ = ["PluginLoadError", "Runner", "import_plugin", "main"]
@@ -607,7 +608,7 @@ def main() -> int:
         os.dup2(2, 1)  # children and C code writing to fd 1 reach the log too
     except OSError:
         pass
-    _blank_initial_environ(b"EDGE_RUNNER_TOKEN")
+    blank_initial_environ(b"EDGE_RUNNER_TOKEN")
     token = os.environ.pop("EDGE_RUNNER_TOKEN", None)
     path = os.environ.pop("EDGE_RUNNER_SOCKET", None)
     name = os.environ.get("EDGE_RUNNER_NAME") or "edge plugin runner"
@@ -616,28 +617,6 @@ def main() -> int:
         sys.stderr.write(f"{name}: EDGE_RUNNER_SOCKET and EDGE_RUNNER_TOKEN must be set\n")
         return EXIT_BROKEN
     return trio.run(_serve, path, token, name, spare)
-
-
-def _blank_initial_environ(name: bytes) -> None:
-    """Overwrite ``name``'s value in the C environment's strings, where it still is.
-
-    ``os.environ.pop`` takes a variable out of this process's environment, but
-    the strings the process started with stay in memory, and
-    ``/proc/<pid>/environ`` (readable by plugin code, and by ``ps e``) shows them.
-    """
-    import ctypes
-
-    try:
-        environ = ctypes.POINTER(ctypes.c_void_p).in_dll(ctypes.CDLL(None), "environ")
-    except (OSError, ValueError):
-        return  # not a C library that exports environ: nothing to do
-    prefix = name + b"="
-    index = 0
-    while (address := environ[index]) is not None:
-        entry = ctypes.string_at(address)
-        if entry.startswith(prefix):
-            ctypes.memset(address + len(prefix), ord("x"), len(entry) - len(prefix))
-        index += 1
 
 
 def warm_up() -> None:

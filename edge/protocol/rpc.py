@@ -276,7 +276,7 @@ def decode_body(body: bytes, max_depth: int = MAX_DEPTH) -> Envelope:
         if "exceeds max_" in str(exc):  # msgpack's own count, before building anything
             raise RpcProtocolError(f"a frame holds more than {MAX_VALUES} values") from None
         raise RpcProtocolError(f"a frame is not valid msgpack: {exc}") from None
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+    except (TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise RpcProtocolError(f"a frame is not valid msgpack: {exc}") from None
     _check_shape(data, max_depth)
     return _envelope(data)

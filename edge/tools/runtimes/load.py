@@ -86,11 +86,18 @@ def load_declared(
     tools: list[DeclaredTool] = []
     seen: set[str] = set()
     for parent in dirs:
-        for directory in _tool_dirs(Path(parent).expanduser()):
-            real = os.path.realpath(directory)
-            if real not in seen:
+        for directory in _tool_dirs(Path(parent)):
+            try:
+                real = os.path.realpath(directory)
+                if real in seen:
+                    continue
                 seen.add(real)
-                tools.append(_load_one(directory, policy, runtimes))
+                tool = _load_one(directory, policy, runtimes)
+            except Exception as exc:  # whatever one directory holds, the others still load
+                log.debug("cannot load the tool in %s", directory, exc_info=True)
+                problem = f"cannot read its manifest: {type(exc).__name__}: {exc}"
+                tool = DeclaredTool(directory, problem=problem)
+            tools.append(tool)
     taken: dict[str, Path] = {}
     for i, tool in enumerate(tools):
         if tool.problem is not None:
@@ -107,10 +114,11 @@ def load_declared(
 
 
 def _tool_dirs(parent: Path) -> list[Path]:
-    """The subdirectories of ``parent`` holding a ``tool.toml``, sorted; none if unreadable."""
+    """The subdirectories of ``parent`` (``~`` expanded) holding a ``tool.toml``, sorted;
+    none if it is unreadable or names an unknown ``~user``."""
     try:
-        entries = sorted(parent.iterdir())
-    except OSError:
+        entries = sorted(parent.expanduser().iterdir())
+    except (OSError, RuntimeError):
         return []
     found = []
     for entry in entries:

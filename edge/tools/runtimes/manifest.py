@@ -29,19 +29,19 @@ inside the policy's roots is the runtime's ``validate`` (``edge.tools.runtimes.b
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import math
 import os
 import re
 import string
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, cast, get_args
 
-from ...config import TOKEN_ENV
+from ...config import TOKEN_ENV, open_regular, read_toml
 from ...errors import ConfigError
 
 #: The file that makes a directory a declared tool.
@@ -102,21 +102,20 @@ def load_manifest(directory: Path) -> ToolManifest:
     """Read and check ``directory/tool.toml``.
 
     Raises:
-        ConfigError: the file is missing or not TOML, a key is unknown, misspelt,
-            of the wrong type or out of range, a path leaves the directory, or
-            the schema is not a JSON Schema; the message names the file and key.
+        ConfigError: the file is missing or not UTF-8 TOML, a key is unknown,
+            misspelt, of the wrong type or out of range, a path leaves the
+            directory or names an unknown ``~user``, or the schema is not a JSON
+            Schema; the message names the file and key.
     """
-    root = Path(os.path.realpath(directory.expanduser()))
+    try:
+        root = Path(os.path.realpath(directory.expanduser()))
+    except RuntimeError:
+        raise ConfigError(f"{directory}: cannot expand its `~`: no such user") from None
     origin = root / TOOL_FILE
     try:
-        with open(origin, "rb") as f:
-            data = tomllib.load(f)
+        data = read_toml(origin, regular=True)
     except FileNotFoundError:
         raise ConfigError(f"{directory}: no {TOOL_FILE} in this directory") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {origin}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin} is not valid TOML: {exc}") from None
     return _Reader(origin, root, data).manifest()
 
 
@@ -196,6 +195,9 @@ class _Reader:
             if not isinstance(schema, dict):
                 raise self.fail("args", f"must be a table (a JSON Schema), not {_a(schema)}")
             where = "[args]"
+            problem = _not_json(schema)
+            if problem is not None:
+                raise self.fail(where, problem)
         elif "schema" in data:
             schema = self.schema_file(self.inside("schema", self.string("schema")))
             where = "schema"
@@ -211,6 +213,8 @@ class _Reader:
             raise self.fail(
                 where, f"is not a valid JSON Schema{' at ' + at if at else ''}: {exc.message}"
             ) from None
+        except RecursionError:
+            raise self.fail(where, "nests too deep to be checked as a JSON Schema") from None
         if schema.get("type", "object") != "object":
             kind = schema["type"]
             raise self.fail(where, f'must describe an object ("type": "object"), not {kind!r}')
@@ -218,7 +222,7 @@ class _Reader:
 
     def schema_file(self, path: Path) -> dict[str, Any]:
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 raw = f.read(MAX_SCHEMA_BYTES + 1)
         except OSError as exc:
             problem = f"names {path}, which cannot be read: {exc.strerror}"
@@ -230,6 +234,9 @@ class _Reader:
             schema = json.loads(raw)
         except ValueError as exc:
             raise self.fail("schema", f"names {path}, which is not valid JSON: {exc}") from None
+        except RecursionError:
+            problem = f"names {path}, whose JSON nests deeper than edge reads"
+            raise self.fail("schema", problem) from None
         if not isinstance(schema, dict):
             raise self.fail("schema", f"names {path}, which holds no JSON object")
         return schema
@@ -309,7 +316,13 @@ class _Reader:
             mode = entry.get("mode", "ro")
             if mode not in ("ro", "rw"):
                 raise self.fail(f"{where}.mode", f'must be "ro" or "rw", not {mode!r}')
-            grants.append(Grant(Path(path).expanduser(), writable=mode == "rw"))
+            try:
+                expanded = Path(path).expanduser()
+            except RuntimeError:
+                home = path.split("/", 1)[0]
+                problem = f"is {path!r}: cannot expand {home!r}: no such user, or no home directory"
+                raise self.fail(f"{where}.path", problem) from None
+            grants.append(Grant(expanded, writable=mode == "rw"))
         return tuple(grants)
 
 
@@ -332,6 +345,23 @@ def parse_template(text: str) -> list[tuple[str, str | None]]:
     return pieces
 
 
+def _not_json(value: object) -> str | None:
+    """What in ``value`` (TOML, parsed) JSON cannot hold, and where; ``None`` if nothing."""
+    stack: list[tuple[str, object]] = [("", value)]
+    while stack:
+        at, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((f"{at}/{k}" if at else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{at}/{i}" if at else str(i), v) for i, v in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"holds {item!r} at {at}, which JSON cannot: a JSON Schema holds JSON values"
+        elif not isinstance(item, str | int | float):
+            kind = _a(item)
+            return f"holds {kind} at {at}, which JSON cannot: a JSON Schema holds JSON values"
+    return None
+
+
 def _did_you_mean(word: str, choices: list[str], quote: str = "`{}`") -> str:
     """``; did you mean `X`?`` for the closest of ``choices``, else the valid names."""
     close = difflib.get_close_matches(word, choices, n=1)
@@ -346,8 +376,9 @@ def _a(value: object) -> str:
         return "a boolean"
     if isinstance(value, str):
         return "an empty string" if not value else "a string"
-    names: list[tuple[type, str]] = [
+    names: list[tuple[type | tuple[type, ...], str]] = [
         (int, "an integer"), (float, "a float"), (list, "an array"), (dict, "a table"),
+        ((datetime.datetime, datetime.date, datetime.time), "a date or time"),
     ]  # fmt: skip
     if value is None:
         return "nothing"
