@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from .kit import alive, write_plugin
+from .kit import alive, runner_pids, write_plugin
 from .test_host import ADD, running, runtime_base  # noqa: F401 - the fixture
 
 FAKE = r'''
@@ -140,27 +140,10 @@ async def test_two_reloads_at_once_leave_one_runner(tmp_path: Path, runtime_base
             nursery.start_soon(env.runners.reload, "twice")
             nursery.start_soon(env.runners.reload, "twice")
         info = await env.wait("twice", "running")
-        runners = [p for p in _runner_children() if alive(p)]
+        runners = [p for p in runner_pids(os.getpid()) if alive(p)]
         assert info["pid"] in runners and first["pid"] not in runners
         assert len(runners) == 1
         assert (await env.call("twice__add", {"a": 1}))["sum"] == 2
-
-
-def _runner_children() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid() and b"edge.plugins.runner" in cmdline:
-            found.append(int(entry))
-    return found
 
 
 async def test_a_reload_that_changes_the_id_is_refused(tmp_path: Path, runtime_base: Path) -> None:  # noqa: F811

@@ -13,27 +13,9 @@ import pytest
 import trio
 
 from ..conftest import start_edge, until
-from .kit import alive, write_plugin
+from .kit import alive, runner_pids, write_plugin
 
 pytestmark = [pytest.mark.slow]
-
-
-def _runner_pids(edge_pid: int) -> list[int]:
-    """The children of ``edge_pid`` that run edge.plugins.runner."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == edge_pid and b"edge.plugins.runner" in cmdline:
-            found.append(int(entry))
-    return found
 
 
 async def test_kill_9_of_edge_ends_its_runners(
@@ -56,8 +38,8 @@ async def test_kill_9_of_edge_ends_its_runners(
         try:
             with trio.fail_after(30):
                 await first.wait_for_log("plugin calc is running")
-                await until(lambda: _runner_pids(first.proc.pid) != [])
-            runners = _runner_pids(first.proc.pid)  # the plugin's, and the spare once it is up
+                await until(lambda: runner_pids(first.proc.pid) != [])
+            runners = runner_pids(first.proc.pid)  # the plugin's, and the spare once it is up
             dirs = list(base.glob("edge-plugins-*"))
             assert len(dirs) == 1, [(d, list(d.iterdir())) for d in dirs]
             (left,) = dirs
