@@ -141,7 +141,9 @@ class Runner:
         self._preparing = False
         self._dropped = 0
         self._writer_done = trio.Event()
-        self._writing = False
+        #: Envelopes handed to the writer and not yet sent (a handoff to a waiting writer
+        #: leaves the channel's buffer empty, so the buffer alone cannot tell).
+        self._unsent = 0
         self._limiter = trio.CapacityLimiter(THREADS)
         self._loop_thread = threading.get_ident()
         self._trio_token: trio.lowlevel.TrioToken | None = None
@@ -194,13 +196,12 @@ class Runner:
     async def _writer(self) -> None:
         try:
             async for envelope in self._out_recv:
-                self._writing = True
                 try:
                     await self.channel.send(envelope)
                 except RpcProtocolError as exc:
                     await self._unsendable(envelope, exc)
                 finally:
-                    self._writing = False
+                    self._unsent -= 1
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._exit(EXIT_OK, "the connection to edge is gone; exiting")
         self._writer_done.set()
@@ -221,8 +222,13 @@ class Runner:
         """Send from this task, unless events are queued or going out: then behind them
         (a call's progress never arrives after its result)."""
         try:
-            if self._writing or self._out_send.statistics().current_buffer_used:
-                await self._out_send.send(envelope)
+            if self._unsent:
+                self._unsent += 1
+                try:
+                    await self._out_send.send(envelope)
+                except BaseException:
+                    self._unsent -= 1
+                    raise
                 return
             try:
                 await self.channel.send(envelope)
@@ -286,6 +292,7 @@ class Runner:
     def _emit_now(self, envelope: Envelope) -> None:
         try:
             self._out_send.send_nowait(envelope)
+            self._unsent += 1
         except trio.WouldBlock:
             self._dropped += 1
             return
