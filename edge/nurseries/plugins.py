@@ -140,6 +140,8 @@ class PluginRunners:
         #: A runner started ahead, for restarts (``None``: every restart starts Python).
         self.spares = spares
         self.plugins: dict[str, Plugin] = {}
+        #: Where plugins are looked for (a reload of an unknown id looks again).
+        self.dirs: tuple[Path, ...] = ()
         self._slots: dict[str, _Slot] = {}
         self.settled = trio.Event()  # set once no runner is starting any more (for the CLI)
         self._reloads: dict[str, trio.Lock] = {}
@@ -296,9 +298,18 @@ class PluginRunners:
     async def reload(self, plugin_id: str) -> dict[str, Any]:
         """Stop ``plugin_id``'s runner, read its manifest and config again, start it again.
 
+        A plugin directory added since edge started is found and started.
+
         Raises:
             KeyError: no such plugin.
         """
+        if plugin_id not in self.plugins:
+            new = [f for f in discover(self.dirs) if f.id == plugin_id]
+            if not new:
+                raise KeyError(plugin_id)
+            self.load(new[:1])
+            log.info("plugin %s: found and started", plugin_id)
+            return next(p for p in self.info() if p["id"] == plugin_id)
         plugin = self.plugins[plugin_id]
         key = plugin.runner or plugin_id
         lock = self._reloads.setdefault(key, trio.Lock())
@@ -621,7 +632,8 @@ async def serve_plugins(
                 argv=argv,
                 processes=processes,
             )
-            found = [f for f in discover(dirs) if only is None or f.id in only]
+            runners.dirs = tuple(dirs)
+            found = [f for f in discover(runners.dirs) if only is None or f.id in only]
             if found:
                 log.info("plugins: %s", ", ".join(f.id for f in found))
             if spare and any(f.manifest is not None for f in found):

@@ -181,3 +181,18 @@ async def test_a_config_change_while_starting_reaches_the_plugin(
         with trio.fail_after(10):
             while (await env.call("slowstart__units"))["units"] != "imperial":
                 await trio.sleep(0.05)
+
+
+async def test_reload_finds_a_plugin_added_since_the_start(
+    tmp_path: Path, runtime_base: Path  # noqa: F811
+) -> None:
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "first", ADD)
+    async with running(tmp_path, plugins) as env:
+        await env.wait("first", "running")
+        with pytest.raises(KeyError):
+            await env.runners.reload("later")
+        write_plugin(plugins, "later", ADD)
+        await env.runners.reload("later")
+        await env.wait("later", "running")
+        assert (await env.call("later__add", {"a": 1}))["sum"] == 2
