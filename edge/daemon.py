@@ -147,18 +147,22 @@ def build_executor(
     )
 
 
-def _warn_unknown_allowed(allowed: frozenset[str] | None, servers: list[str]) -> None:
-    """Warn about ``allow_tools`` names that match no built-in tool and no MCP server's tools."""
+def _warn_unknown_allowed(
+    allowed: frozenset[str] | None, tools: frozenset[str], prefixes: list[str]
+) -> None:
+    """Warn about ``allow_tools`` names that match none of ``tools`` (the built-in and
+    declared ones) and no tool of an MCP server or plugin named in ``prefixes``, whose
+    tools (``PREFIX__TOOL``) come later."""
     for name in sorted(allowed or ()):
-        builtin = any(fnmatch.fnmatchcase(spec.name, name) for spec in BUILTIN_TOOLS)
-        mcp = any(
-            name.startswith(f"{server}__") or fnmatch.fnmatchcase(f"{server}__x", name)
-            for server in servers
+        known = any(fnmatch.fnmatchcase(tool, name) for tool in tools)
+        later = any(
+            name.startswith(f"{prefix}__") or fnmatch.fnmatchcase(f"{prefix}__x", name)
+            for prefix in prefixes
         )
-        if not builtin and not mcp:
+        if not known and not later:
             log.warning(
-                "policy.allow_tools names %r, which is no built-in tool and no tool of a "
-                "configured MCP server: it allows nothing",
+                "policy.allow_tools names %r, which is no built-in or declared tool and no "
+                "tool of a configured MCP server or plugin: it allows nothing",
                 name,
             )
 
@@ -314,7 +318,6 @@ class Daemon:
             )
         )
         servers = self._mcp_configs()
-        _warn_unknown_allowed(cfg.allow_tools, [s.name for s in servers])
         self._mcp = await root.start(
             partial(
                 serve_mcp,
@@ -336,6 +339,8 @@ class Daemon:
                 processes=self.executor.processes,
             )
         )
+        prefixes = [s.name for s in servers] + list(self._plugins.plugins)
+        _warn_unknown_allowed(cfg.allow_tools, self.registry.names(), prefixes)
         self.audio_sources = await probe_sources()
         hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
         self._tunnel = await root.start(

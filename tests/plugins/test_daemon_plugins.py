@@ -173,3 +173,23 @@ async def test_the_daemon_stops_its_runners(
         while alive(pid) or list(runtime_base.glob("edge-plugins-*")):  # its directory goes too
             await trio.sleep(0.02)
     assert results and "error" in results[0]
+
+
+async def test_allow_tools_names_a_plugins_tools_without_a_warning(
+    nursery: trio.Nursery,
+    workspace: Path,
+    tmp_path: Path,
+    runtime_base: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plugins = tmp_path / "plugins"
+    (tmp_path / "marks").mkdir()
+    write_plugin(plugins, "calc", CODE, config={"units": "metric", "marks": str(tmp_path / "marks")})
+    allowed = frozenset({"calc__*", "file_read", "nosuch_tool"})
+    cfg = make_config(workspace, plugin_dirs=(plugins,), allow_tools=allowed)
+    daemon: Daemon = await nursery.start(Daemon(cfg).run)
+    try:
+        warned = [r.getMessage() for r in caplog.records if "it allows nothing" in r.getMessage()]
+        assert len(warned) == 1 and "'nosuch_tool'" in warned[0]
+    finally:
+        await daemon.stop()
