@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from .common import add_config_option, add_policy_options, fail, load
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..tools.execute import Executor
     from ..tools.runtimes import DeclaredTool
 
@@ -72,14 +73,14 @@ def add_parser(subparsers: Any) -> None:
     tn.set_defaults(handler=handle_new)
 
 
-def _executor(args: argparse.Namespace, declared: list[DeclaredTool] | None = None) -> Executor:
+def _executor(config: Config, declared: list[DeclaredTool] | None = None) -> Executor:
     """The executor ``edge tools`` calls through: built-in and declared tools, as the daemon's.
 
     Every declared tool found, valid or not, is appended to ``declared`` when given.
     """
     from ..daemon import build_executor
 
-    return build_executor(load(args, no_control=True), declared=declared)
+    return build_executor(config, declared=declared)
 
 
 #: Seconds ``edge tools`` waits for plugin runners to come up.
@@ -87,7 +88,7 @@ PLUGIN_START: Final = 30.0
 
 
 def _with_plugins(
-    args: argparse.Namespace,
+    config: Config,
     executor: Executor,
     body: Callable[[], Awaitable[T]],
     *,
@@ -103,7 +104,6 @@ def _with_plugins(
     from ..nurseries.plugins import PluginRunners, serve_plugins
     from ..plugins.manifest import discover
 
-    config = load(args, no_control=True)
     found = [f for f in discover(config.plugin_dirs) if only is None or f.id == only]
     if not found:
         return trio.run(body), []
@@ -168,13 +168,14 @@ def handle_list(args: argparse.Namespace) -> int:
     from .common import setup_logging
 
     setup_logging("ERROR")  # invalid tools are listed below, not logged
+    config = load(args, no_control=True)
     declared: list[DeclaredTool] = []
-    executor = _executor(args, declared)
+    executor = _executor(config, declared)
 
     async def listing() -> list[dict[str, Any]]:
         return _listing(executor, declared)
 
-    rows, plugins = _with_plugins(args, executor, listing)
+    rows, plugins = _with_plugins(config, executor, listing)
     for plugin in plugins:
         if plugin["status"] != "running":
             rows.append({
@@ -182,7 +183,7 @@ def handle_list(args: argparse.Namespace) -> int:
                 "description": plugin["description"],
                 "source": f"plugin:{plugin['id']}",
                 "directory": plugin["directory"],
-                "status": "invalid" if plugin["status"] == "invalid" else plugin["status"],
+                "status": plugin["status"],
                 "problem": plugin["lastError"] or plugin["status"],
             })  # fmt: skip
     if args.json:
@@ -201,8 +202,9 @@ def handle_list(args: argparse.Namespace) -> int:
 
 
 def handle_call(args: argparse.Namespace) -> int:
+    config = load(args, no_control=True)
     declared: list[DeclaredTool] = []
-    executor = _executor(args, declared)
+    executor = _executor(config, declared)
     try:
         call_args = json.loads(args.args)
     except ValueError as exc:
@@ -220,7 +222,7 @@ def handle_call(args: argparse.Namespace) -> int:
         async def call() -> dict[str, Any]:
             return await executor.call(args.name, call_args, approved=None)
 
-        result, plugins = _with_plugins(args, executor, call, only=plugin if sep else "")
+        result, plugins = _with_plugins(config, executor, call, only=plugin if sep else "")
         down = next((p for p in plugins if p["id"] == plugin and p["status"] != "running"), None)
         if down is not None and args.name not in executor.registry:
             why = f": {down['lastError']}" if down["lastError"] else ""
