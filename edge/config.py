@@ -30,6 +30,21 @@ exists)::
     [tools]
     dirs = ["~/.config/edge/tools"]         # node, native and wasm tools (tool.toml); the default
 
+    [gateway]
+    url = "https://cloud.example/v1"         # default: the URL the cloud names on connect
+    model = "default"                       # default: the gateway's own choice
+
+    [offline]                               # edge ask/chat --offline
+    url = "http://127.0.0.1:11434/v1"       # a local OpenAI-compatible server; the default
+    model = "llama3.2"
+    api_key_env = "OFFLINE_API_KEY"         # if the server wants a key
+
+    [update]
+    manifest_url = "https://cloud.example/edge/versions.json"
+    public_key = "BASE64-ED25519-KEY"       # the manifest's signature must verify against it
+    auto = false                            # true: a service installs updates by itself
+    check = true                            # look for an update once a day
+
     [workers]
     max_calls = 64                          # 1 to 4096
     queue = 256                             # 0 to 65536
@@ -63,6 +78,8 @@ from .secret import Secret, take_from_environment
 from .settings import check_flag, check_settings, parse_hostport as parse_hostport
 
 DEFAULT_CONTROL: Final = "127.0.0.1:8660"
+#: Where ``--offline`` looks for a model server when ``[offline] url`` is not set (Ollama's).
+DEFAULT_OFFLINE_URL: Final = "http://127.0.0.1:11434/v1"
 TOKEN_ENV: Final = "EDGE_TOKEN"
 log = logging.getLogger(__name__)
 
@@ -95,6 +112,23 @@ class Config:
     shared_runner: bool = False
     #: Directories of declared node, native and wasm tools (``edge.tools.runtimes``).
     tool_dirs: tuple[Path, ...] = ()
+    #: The cloud's model gateway (``[gateway] url``); ``None``: the URL named in ``connected``.
+    gateway_url: str | None = None
+    #: The model ``edge ask``/``chat`` ask for (``None``: the gateway's default).
+    gateway_model: str | None = None
+    #: The local model server for ``--offline`` (OpenAI-compatible, a ``/v1`` URL).
+    offline_url: str = DEFAULT_OFFLINE_URL
+    offline_model: str | None = None
+    #: The environment variable holding the offline server's API key (``None``: no key).
+    offline_key_env: str | None = None
+    #: The versions manifest ``edge update`` reads (``None``: the URL the cloud names).
+    update_manifest: str | None = None
+    #: The Ed25519 public key (base64) the manifest's signature must verify against.
+    update_key: str | None = None
+    #: Install updates without asking when run as a service.
+    update_auto: bool = False
+    #: Check for an update once a day while running.
+    update_check: bool = True
 
     @property
     def recordings_dir(self) -> Path:
@@ -254,6 +288,8 @@ def load_config(
     tunnel, ctl, pol = data.get("tunnel", {}), data.get("control", {}), data.get("policy", {})
     work, cap, mcp = data.get("workers", {}), data.get("capture", {}), data.get("mcp", {})
     plugins, declared = data.get("plugins", {}), data.get("tools", {})
+    gateway, offline = data.get("gateway", {}), data.get("offline", {})
+    update = data.get("update", {})
 
     ws = (
         _path_or_none(workspace, "--workspace")
@@ -286,6 +322,15 @@ def load_config(
         or default_plugin_dirs(),
         shared_runner=bool(plugins.get("shared_runner", False)),
         tool_dirs=_paths(tool_dirs, declared.get("dirs"), "tools.dirs") or default_tool_dirs(),
+        gateway_url=gateway.get("url"),
+        gateway_model=gateway.get("model"),
+        offline_url=offline.get("url", DEFAULT_OFFLINE_URL),
+        offline_model=offline.get("model"),
+        offline_key_env=offline.get("api_key_env"),
+        update_manifest=update.get("manifest_url"),
+        update_key=update.get("public_key"),
+        update_auto=bool(update.get("auto", False)),
+        update_check=bool(update.get("check", True)),
     )
 
 

@@ -18,6 +18,9 @@
     │   ├── CaptureConflict  the chat id already names a live capture
     │   ├── NoSuchCapture    no live capture has that chat id
     │   └── SourceEnded      a finite source reached its end (a normal finish)
+    ├── GatewayError         the model gateway (cloud or offline) did not answer a chat turn
+    ├── UpdateError          an update was refused (hash, signature, downgrade, install) or failed
+    ├── ServiceError         the user service could not be installed, removed or queried
     └── BadRequest           a control-API request that is answered with 400 and this message
 
 Modules raise these and translate foreign errors at their boundary (``raise
@@ -35,17 +38,20 @@ __all__ = [
     "ConfigError",
     "ConnectionLost",
     "EdgeError",
+    "GatewayError",
     "HandshakeFailed",
     "McpCallError",
     "NoSuchCapture",
     "PluginCallError",
     "PolicyError",
     "RunnerFailed",
+    "ServiceError",
     "SourceEnded",
     "ToolError",
     "ToolTimeout",
     "TunnelError",
     "Unauthorized",
+    "UpdateError",
     "first_leaf",
 ]
 
@@ -133,6 +139,19 @@ class NoSuchCapture(CaptureError):
 
 class SourceEnded(CaptureError):
     """A finite source (a file) reached its end: the capture finishes normally."""
+
+
+class GatewayError(EdgeError):
+    """A chat turn got no proper answer from the model gateway (the message says why)."""
+
+
+class UpdateError(EdgeError):
+    """An update was refused (bad hash or signature, a downgrade, an install edge cannot
+    update) or its installer failed; nothing was changed unless the message says so."""
+
+
+class ServiceError(EdgeError):
+    """The user service (systemd unit, launchd agent) could not be installed, removed or read."""
 
 
 class BadRequest(EdgeError):

@@ -138,6 +138,21 @@ SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
     "tools": {
         "dirs": Setting("paths", "directories of declared tools (each a tool.toml)"),
     },
+    "gateway": {
+        "url": Setting("string", "the cloud's model gateway (default: the one it names)"),
+        "model": Setting("string", "the model edge ask/chat use (default: the gateway's)"),
+    },
+    "offline": {
+        "url": Setting("string", "a local OpenAI-compatible server for --offline (a /v1 URL)"),
+        "model": Setting("string", "the model --offline asks for"),
+        "api_key_env": Setting("string", "environment variable holding its API key, if any"),
+    },
+    "update": {
+        "manifest_url": Setting("string", "the versions manifest (https://)"),
+        "public_key": Setting("string", "the Ed25519 key that signs it (base64, 32 bytes)"),
+        "auto": Setting("boolean", "install updates by itself when run as a service"),
+        "check": Setting("boolean", "check for an update once a day (default true)"),
+    },
     "workers": {
         "max_calls": Setting("integer", "tool calls running at once", 1, MAX_CALLS),
         "queue": Setting("integer", "calls waiting beyond those", 0, MAX_QUEUE),

@@ -7,6 +7,10 @@
 - ``capture_view``: the live terminal view ``edge capture`` runs
 - ``mcp``: ``edge mcp add|list|test|remove``, the MCP servers in mcp.json
 - ``plugins``: ``edge plugins list|reload|new|config``, the Python plugins
+- ``ask``: ``edge ask`` and ``edge chat``, the model (the cloud's gateway or ``--offline``) with
+  the local tools
+- ``update``: ``edge update``, a signed, hash-checked update of this edge
+- ``service``: ``edge service install|uninstall|status|logs``, edge as a user service
 - ``dev``: ``edge dev-cloud``, a fake cloud to try edge by hand
 - ``common``: options, config loading, logging, the control-API client, exit codes
 
@@ -27,7 +31,7 @@ import sys
 from types import ModuleType
 from typing import Any, Final
 
-from . import capture, dev, mcp, plugins, run, status, tools
+from . import ask, capture, dev, mcp, plugins, run, service, status, tools, update
 from .common import call_handler
 
 __all__ = ["main"]
@@ -41,7 +45,9 @@ page and for this CLI. Without a cloud it keeps running, autonomous.
 """
 
 #: The command modules, in the order ``edge --help`` lists them.
-COMMANDS: Final[tuple[ModuleType, ...]] = (run, status, tools, plugins, capture, mcp, dev)
+COMMANDS: Final[tuple[ModuleType, ...]] = (
+    run, status, ask, tools, plugins, capture, mcp, update, service, dev,
+)  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:

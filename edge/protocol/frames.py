@@ -24,11 +24,17 @@ class Connected:
     """The cloud accepted the connection: ``{"type":"connected","userId":...}``.
 
     ``asr_url`` is the speech-recognition endpoint the cloud names for captures
-    (optional ``"asrUrl"``, a ws:// or wss:// URL).
+    (optional ``"asrUrl"``, a ws:// or wss:// URL); ``gateway_url`` its model
+    gateway for ``edge ask``/``chat`` (optional ``"gatewayUrl"``, an http(s)://
+    base URL of an OpenAI-compatible API: ``chat/completions`` is below it);
+    ``versions_url`` the versions manifest ``edge update`` reads (optional
+    ``"versionsUrl"``, https://).
     """
 
     user_id: str
     asr_url: str | None = None
+    gateway_url: str | None = None
+    versions_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,13 @@ def parse_frame(data: str | bytes) -> Frame:
             not isinstance(asr, str) or not asr.startswith(("ws://", "wss://")) or len(asr) > 2048
         ):
             return ProtocolError('"connected" frame has an "asrUrl" that is not a ws:// URL')
-        return Connected(user, asr)
+        gateway = obj.get("gatewayUrl")
+        if gateway is not None and not _is_url(gateway, ("http://", "https://")):
+            return ProtocolError('"connected" frame has a "gatewayUrl" that is not an http(s) URL')
+        versions = obj.get("versionsUrl")
+        if versions is not None and not _is_url(versions, ("https://",)):
+            return ProtocolError('"connected" frame has a "versionsUrl" that is not an https URL')
+        return Connected(user, asr, gateway, versions)
     if kind == "approved_tools":
         tools = obj.get("tools")
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
@@ -197,3 +209,8 @@ def _show(value: object) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _is_url(value: object, schemes: tuple[str, ...]) -> bool:
+    """Whether ``value`` is a string URL of one of ``schemes``, at most 2,048 characters."""
+    return isinstance(value, str) and value.startswith(schemes) and len(value) <= 2048
