@@ -7,7 +7,9 @@ nothing it need not, and can refuse, close or drop connections on command,
 or stop answering WebSocket pings (so that nothing edge sent is confirmed).
 It also serves a speech-recognition endpoint on ``/asr`` (``edge.dev.asr``),
 named to edge in ``connected`` as ``asrUrl``, whose transcripts name the tones
-each second of audio holds.
+each second of audio holds; ``gateway_url`` and ``versions_url``, when set, are
+sent there as ``gatewayUrl`` and ``versionsUrl`` (``edge dev-cloud`` runs a fake
+model gateway, ``edge.dev.gateway``, and names it so).
 Tests drive edge against it over loopback; ``edge dev-cloud`` runs it by hand.
 """
 
@@ -27,6 +29,7 @@ import trio_websocket
 import wsproto.events
 
 from .asr import AsrSession, FakeAsr
+from .gateway import FakeGateway
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,10 @@ class FakeCloud:
         self.pings_unanswered = 0
         self.url = ""
         self.asr_url = ""
+        #: When set, sent in ``connected`` as ``gatewayUrl`` (the model gateway's base URL).
+        self.gateway_url: str | None = None
+        #: When set, sent in ``connected`` as ``versionsUrl`` (the versions manifest).
+        self.versions_url: str | None = None
         self.asr = FakeAsr()
         #: When set, ASR upgrades are refused with this HTTP status.
         self.asr_refuse_status: int | None = None
@@ -202,9 +209,12 @@ class FakeCloud:
     async def _converse(self, conn: _Connection) -> None:
         ws = conn.ws
         if self.send_connected:
-            await ws.send_message(
-                json.dumps({"type": "connected", "userId": self.user_id, "asrUrl": self.asr_url})
-            )
+            connected = {"type": "connected", "userId": self.user_id, "asrUrl": self.asr_url}
+            if self.gateway_url is not None:
+                connected["gatewayUrl"] = self.gateway_url
+            if self.versions_url is not None:
+                connected["versionsUrl"] = self.versions_url
+            await ws.send_message(json.dumps(connected))
         while True:
             message = await ws.get_message()
             try:
@@ -299,12 +309,22 @@ class FakeCloud:
         await self.wait_for(lambda: self._conn is not conn)
 
 
-async def run_interactive(host: str, port: int, token: str) -> None:
-    """``edge dev-cloud``: serve, print how to connect, and take commands on stdin."""
+async def run_interactive(host: str, port: int, token: str, gateway_port: int = 0) -> None:
+    """``edge dev-cloud``: serve, print how to connect, and take commands on stdin.
+
+    A fake model gateway (``edge.dev.gateway``) runs beside it on ``gateway_port``
+    (0: any free port), accepting the same token, and is named in ``connected``.
+    """
     cloud = FakeCloud([token])
+    gateway = FakeGateway([token])
     async with trio.open_nursery() as nursery:
+        cloud.gateway_url = await nursery.start(gateway.serve, host, gateway_port)
         await nursery.start(cloud.serve, host, port)
         print(f"fake cloud on {cloud.url}  (token: {token})")
+        print(
+            f"fake model gateway on {cloud.gateway_url}  (echoes; '/call NAME {{JSON}}' "
+            "asks for a tool call)"
+        )
         print(f"  connect an edge:  EDGE_TOKEN={token} edge run --cloud {cloud.url}")
         print("  or hand a running edge the token:")
         print(

@@ -5,7 +5,8 @@ Modules:
     build    -- build edge → cloud tunnel frames
     results  -- tool results: success, error, truncation
     asr      -- the speech-recognition uplink's messages, both ways
-    openai   -- OpenAI function calling: tools, calls and tool messages
+    openai   -- OpenAI function calling: tools, calls and tool messages; streamed chat turns
+    sse      -- server-sent events (text/event-stream) decoded from bytes in any pieces
     rpc      -- the plugin-runner RPC: length-prefixed msgpack envelopes, the decoder
 """
 
