@@ -1,0 +1,248 @@
+"""The daemon's updates task (``serve_updates``): the scheduled check, the announcement, the
+automatic update of a service, an update on request; against the https site and real venvs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import trio
+
+from edge.config import Config
+from edge.errors import UpdateError
+from edge.nurseries.updates import UpdateOptions, Updates, serve_updates
+from edge.update.install import Installation, detect_installation
+
+from ..conftest import until
+from .kit import NEW, OLD, Site, make_venv, snapshot, version_of
+
+#: Seconds for a check, a drain or an install on a busy machine (a bound on failure).
+SOON: Final = 120.0
+
+
+def _installation(venv: Path) -> Installation:
+    return detect_installation(prefix=venv, python=venv / "bin" / "python", path=[])
+
+
+class Recorder:
+    """The daemon's side of the task: what it was asked to drain, installed, published."""
+
+    def __init__(self) -> None:
+        self.drains: list[bool] = []
+        self.installed: list[str] = []
+        self.events: list[dict[str, Any]] = []
+        self.release = trio.Event()
+        self.release.set()
+
+    async def drain(self, now: bool) -> None:
+        self.drains.append(now)
+        await self.release.wait()
+
+    def on_installed(self, version: str) -> None:
+        self.installed.append(version)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+async def _start(
+    nursery: trio.Nursery,
+    site: Site,
+    url: str,
+    installation: Installation,
+    recorder: Recorder,
+    tmp_path: Path,
+    **options: Any,
+) -> Updates:
+    settings: dict[str, Any] = {
+        "manifest_url": None,
+        "public_key": site.public_key,
+        "auto": False,
+        "check": True,
+        "first_check": 0.0,
+        "interval": 3600.0,
+        "downloads": tmp_path / "updates",
+        **options,
+    }
+    updates: Updates = await nursery.start(
+        lambda task_status: serve_updates(
+            UpdateOptions(**settings),
+            manifest_url=lambda: url,
+            drain=recorder.drain,
+            on_installed=recorder.on_installed,
+            publish=recorder.publish,
+            installation=installation,
+            task_status=task_status,
+        )
+    )
+    return updates
+
+
+@pytest.fixture
+def manifest_url(trust_site: Site, wheels: dict[str, Path]) -> str:
+    return trust_site.publish(
+        "daily",
+        {"latest": NEW, "minimum": OLD, "versions": {NEW: trust_site.entry(wheels[NEW])}},
+    )
+
+
+async def test_a_new_version_is_announced_once_and_not_installed_without_auto(
+    nursery: trio.Nursery,
+    trust_site: Site,
+    manifest_url: str,
+    wheels: dict[str, Path],
+    deps: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge.nurseries.updates")
+    venv = make_venv(tmp_path / "venv", wheels[OLD], deps)
+    before = snapshot(venv)
+    recorder = Recorder()
+    updates = await _start(
+        nursery, trust_site, manifest_url, _installation(venv), recorder, tmp_path, interval=0.05
+    )
+    with trio.fail_after(SOON):
+        await until(lambda: recorder.events)
+        for _ in range(2):  # a check begun after the next one began: that one is over
+            started = updates.info()["lastCheck"]
+            await until(lambda started=started: updates.info()["lastCheck"] != started)
+    assert recorder.events == [
+        {"type": "update_available", "current": OLD, "latest": NEW, "minimum": OLD,
+         "required": False},
+    ]  # fmt: skip
+    said = [r.message for r in caplog.records if r.message.startswith("update available")]
+    assert said == [f"update available: edge {NEW} ({OLD} → {NEW})"]
+    info = updates.info()
+    assert info["installed"] == OLD
+    assert info["latest"] == NEW
+    assert info["available"] is True
+    assert info["method"] == "venv"
+    assert info["prefix"] == str(venv)
+    assert info["lastError"] is None
+    assert recorder.drains == []
+    assert recorder.installed == []
+    assert snapshot(venv) == before
+
+
+async def test_auto_does_not_install_in_an_interactive_daemon(
+    nursery: trio.Nursery,
+    trust_site: Site,
+    manifest_url: str,
+    wheels: dict[str, Path],
+    deps: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    venv = make_venv(tmp_path / "venv", wheels[OLD], deps)
+    recorder = Recorder()
+    await _start(nursery, trust_site, manifest_url, _installation(venv), recorder, tmp_path,
+                 auto=True, as_service=False)  # fmt: skip
+    with trio.fail_after(SOON):
+        await until(lambda: recorder.events)
+        await until(lambda: "installs by itself only when run as a service" in caplog.text)
+    assert recorder.drains == []
+    assert version_of(venv / "bin" / "edge") == f"edge {OLD}"
+
+
+async def test_a_service_with_auto_drains_installs_and_reports(
+    nursery: trio.Nursery,
+    trust_site: Site,
+    manifest_url: str,
+    wheels: dict[str, Path],
+    deps: Path,
+    tmp_path: Path,
+) -> None:
+    venv = make_venv(tmp_path / "venv", wheels[OLD], deps)
+    recorder = Recorder()
+    await _start(nursery, trust_site, manifest_url, _installation(venv), recorder, tmp_path,
+                 auto=True, as_service=True)  # fmt: skip
+    with trio.fail_after(SOON):
+        await until(lambda: recorder.installed)
+    assert recorder.drains == [False]
+    assert recorder.installed == [NEW]
+    assert [e["type"] for e in recorder.events] == ["update_available", "update_installed"]
+    assert version_of(venv / "bin" / "edge") == f"edge {NEW}"
+    assert sorted(p.name for p in (tmp_path / "updates").iterdir()) == [wheels[NEW].name]
+
+
+async def test_an_update_cancelled_while_draining_installs_nothing_and_one_at_a_time(
+    nursery: trio.Nursery,
+    trust_site: Site,
+    manifest_url: str,
+    wheels: dict[str, Path],
+    deps: Path,
+    tmp_path: Path,
+) -> None:
+    venv = make_venv(tmp_path / "venv", wheels[OLD], deps)
+    before = snapshot(venv)
+    recorder = Recorder()
+    recorder.release = trio.Event()  # calls that never finish
+    updates = await _start(nursery, trust_site, manifest_url, _installation(venv), recorder,
+                           tmp_path, check=False)  # fmt: skip
+    request = trio.CancelScope()
+    nursery.start_soon(_update_in, request, updates)
+    with trio.fail_after(SOON):
+        await until(lambda: recorder.drains)
+    assert updates.info()["updating"] is True
+    with pytest.raises(UpdateError, match="an update is already under way"):
+        await updates.update(None, False, True)
+    request.cancel()
+    with trio.fail_after(SOON):
+        await until(lambda: not updates.info()["updating"])
+    assert recorder.installed == []
+    assert snapshot(venv) == before  # downloaded and verified, never installed
+
+
+async def _update_in(scope: trio.CancelScope, updates: Updates) -> None:
+    with scope:
+        await updates.update(None, False, False)
+
+
+async def test_an_editable_checkout_is_refused_before_draining(
+    nursery: trio.Nursery, trust_site: Site, manifest_url: str, tmp_path: Path
+) -> None:
+    recorder = Recorder()
+    updates = await _start(nursery, trust_site, manifest_url, detect_installation(), recorder,
+                           tmp_path, check=False)  # fmt: skip
+    with pytest.raises(UpdateError, match="is an editable install of the checkout"):
+        await updates.update(None, False, False)
+    assert recorder.drains == []
+    assert "editable install" in str(updates.info()["lastError"])
+    assert updates.info()["method"] == "editable"
+
+
+async def test_a_refused_check_is_remembered_as_the_last_error(
+    nursery: trio.Nursery, trust_site: Site, wheels: dict[str, Path], deps: Path, tmp_path: Path
+) -> None:
+    venv = make_venv(tmp_path / "venv", wheels[OLD], deps)
+    recorder = Recorder()
+    url = trust_site.publish("nokey", {"latest": NEW, "versions": {}})  # latest not listed
+    updates = await _start(nursery, trust_site, url, _installation(venv), recorder, tmp_path)
+    with trio.fail_after(SOON):
+        await until(lambda: updates.info()["lastError"])
+    assert "latest 0.2.0 is not in its versions" in updates.info()["lastError"]
+    assert recorder.events == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "interactive", "service"),
+    [
+        ({"EDGE_SERVICE": "systemd"}, False, True),
+        ({"EDGE_SERVICE": "launchd"}, True, False),
+        ({}, False, False),
+        ({"EDGE_SERVICE": ""}, False, False),
+    ],
+)
+def test_a_service_is_an_edge_service_variable_and_no_terminal(
+    environ: dict[str, str], interactive: bool, service: bool, tmp_path: Path
+) -> None:
+    config = Config(workspace=tmp_path, update_manifest="https://x/v.json", update_key="k",
+                    update_auto=True, state_dir=tmp_path / "state")  # fmt: skip
+    options = UpdateOptions.from_config(config, environ=environ, interactive=interactive)
+    assert options.as_service is service
+    assert options.manifest_url == "https://x/v.json"
+    assert options.auto is True
+    assert options.downloads == tmp_path / "state" / "updates"
