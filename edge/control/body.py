@@ -22,21 +22,24 @@ if TYPE_CHECKING:
 MAX_BODY: Final = 64 * 1024
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
     """The request's body as a JSON object.
 
     Raises:
-        BadRequest: the body is over ``MAX_BODY`` bytes, not JSON, or not an object.
+        BadRequest: the body is over ``limit`` bytes, not JSON, or not an object.
     """
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise BadRequest(f"body is over {MAX_BODY} bytes")
-    body = b""
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"body is over {limit} bytes")
+    chunks_in: list[bytes] = []
+    size = 0
     async with aclosing(request.stream()) as chunks:
         async for chunk in chunks:
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise BadRequest(f"body is over {MAX_BODY} bytes")
+            chunks_in.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(f"body is over {limit} bytes")
+    body = b"".join(chunks_in)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:

@@ -159,17 +159,23 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
 
+#: Most characters of text (and of one call's arguments) a turn may hold: a model that
+#: loops forever ends the turn with an error instead of filling the memory.
+MAX_TURN_CHARS: Final = 4 * 1024 * 1024
+
+
 class TurnAccumulator:
     """Chat-completion chunks (streamed, "chat.completion.chunk") → one Turn.
 
     Never raises on odd shapes of tool calls (see the rules above); raises
-    GatewayStreamError for an ``{"error": ...}`` chunk (message from ``error.message``, or
-    the error as text). Chunks that are not JSON objects, choices other than index 0 and
-    fields of the wrong type are ignored.
+    GatewayStreamError for a turn past ``MAX_TURN_CHARS`` and for an ``{"error": ...}``
+    chunk (message from ``error.message``, or the error as text). Chunks that are not JSON
+    objects, choices other than index 0 and fields of the wrong type are ignored.
     """
 
     def __init__(self) -> None:
         self._content: list[str] = []
+        self._size = 0
         self._calls: list[_Call] = []
         self._by_id: dict[str, _Call] = {}
         self._by_index: dict[int, _Call] = {}
@@ -262,36 +268,62 @@ class TurnAccumulator:
         """Take a delta (or a whole message): content and tool calls."""
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
-            for entry in calls:
+            for position, entry in enumerate(calls):
                 if isinstance(entry, Mapping):
-                    self._tool_delta(entry)
+                    # A second entry of one list with neither index nor id is another call.
+                    self._tool_delta(entry, fresh=position > 0)
         legacy = delta.get("function_call")
         if isinstance(legacy, Mapping):
             self._tool_delta({"function": legacy})
         content = delta.get("content")
         if isinstance(content, str) and content:
+            self._grow(len(content))
             self._content.append(content)
             return content
         return ""
 
-    def _tool_delta(self, entry: Mapping[str, Any]) -> None:
-        """Add one ``tool_calls`` delta to the call it belongs to."""
+    def _grow(self, size: int) -> None:
+        self._size += size
+        if self._size > MAX_TURN_CHARS:
+            raise GatewayStreamError(
+                f"the answer is longer than {MAX_TURN_CHARS} characters: stopped there"
+            )
+
+    def _tool_delta(self, entry: Mapping[str, Any], *, fresh: bool = False) -> None:
+        """Add one ``tool_calls`` delta to the call it belongs to (``fresh``: a later entry
+        of the same list, which continues no earlier call unless its index or id says so)."""
         call_id = entry.get("id") if isinstance(entry.get("id"), str) and entry["id"] else None
         index = entry.get("index")
         if not isinstance(index, int) or isinstance(index, bool):
             index = None
-        call = self._last = self._find(call_id, index)
         function = entry.get("function")
-        if not isinstance(function, Mapping):
-            return
+        function = function if isinstance(function, Mapping) else {}
         name = function.get("name")
-        if isinstance(name, str) and name and name != call.name:
-            call.name += name
+        name = name if isinstance(name, str) and name else None
         arguments = function.get("arguments")
-        if arguments is None:
-            return
-        piece = arguments if isinstance(arguments, str) else _json_text(arguments)
+        piece = None
+        if arguments is not None:
+            piece = arguments if isinstance(arguments, str) else _json_text(arguments)
+        if fresh and call_id is None and index is None:
+            call = self._new(None, None)
+        else:
+            call = self._find(call_id, index)
+        if (
+            call_id is None
+            and name is not None
+            and call.name
+            and any(a.strip() for a in call.arguments)
+            and _object("".join(call.arguments)) is not None
+            and (name != call.name or (piece and not _same_object_again(call.arguments, piece)))
+        ):
+            # A name for a call that is already whole (name and arguments): the next call,
+            # from a server that numbers none of them, or numbers each 0.
+            call = self._new(None, index)
+        self._last = call
+        if name is not None and name != call.name:
+            call.name += name
         if piece and not _same_object_again(call.arguments, piece):
+            self._grow(len(piece))
             call.arguments.append(piece)
 
     def _find(self, call_id: str | None, index: int | None) -> _Call:
@@ -301,6 +333,10 @@ class TurnAccumulator:
             if index is not None and call.index is None:
                 call.index = index
                 self._by_index.setdefault(index, call)
+            elif index is not None and call.index != index:
+                # One id for every call, told apart by their indexes: another call (the
+                # repeated id is dropped; the call gets one of its own).
+                return self._new(None, index)
             return call
         if index is not None and index in self._by_index:
             call = self._by_index[index]
@@ -312,6 +348,10 @@ class TurnAccumulator:
                 return call
         elif index is None and call_id is None and self._last is not None:
             return self._last
+        return self._new(call_id, index)
+
+    def _new(self, call_id: str | None, index: int | None) -> _Call:
+        """A new call; later deltas with ``index`` continue it, not an earlier one."""
         call = _Call(id=call_id, index=index)
         self._calls.append(call)
         if call_id is not None:

@@ -67,7 +67,7 @@ class SseDecoder:
     dispatched).
 
     Args:
-        max_line: the longest line accepted, in characters.
+        max_line: the longest line, and the most data one event may hold, in characters.
     """
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
@@ -83,6 +83,7 @@ class SseDecoder:
         self._partial_len = 0
         self._event = ""
         self._data: list[str] = []
+        self._data_len = 0
         self._last_id: str | None = None
 
     def feed(self, data: bytes) -> list[SseEvent]:
@@ -152,6 +153,7 @@ class SseDecoder:
             event = SseEvent(self._event or "message", "\n".join(self._data), self._last_id)
             self._event = ""
             self._data.clear()
+            self._data_len = 0
             return event
         if line.startswith(":"):
             return None
@@ -159,6 +161,9 @@ class SseDecoder:
         if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._data_len += len(value) + 1
+            if self._data_len > self._max_line:
+                raise SseError(f"an event is longer than {self._max_line} characters")
             self._data.append(value)
         elif name == "event":
             self._event = value

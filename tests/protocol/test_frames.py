@@ -39,6 +39,18 @@ def test_tool_call_without_args_gets_empty_args() -> None:
     assert frame == ToolCall("a", "t", {})
 
 
+def test_connected_may_name_the_gateway_and_the_versions_manifest() -> None:
+    frame = parse_frame(
+        '{"type":"connected","userId":"u1","asrUrl":"wss://c/asr",'
+        '"gatewayUrl":"https://c/v1","versionsUrl":"https://c/versions.json"}'
+    )
+    assert frame == Connected("u1", "wss://c/asr", "https://c/v1", "https://c/versions.json")
+    local = parse_frame('{"type":"connected","userId":"u1","gatewayUrl":"http://127.0.0.1:9/v1"}')
+    assert isinstance(local, Connected)
+    assert local.gateway_url == "http://127.0.0.1:9/v1"
+    assert local.versions_url is None
+
+
 def test_malformed_frames_are_errors_with_reasons() -> None:
     cases = {
         "not json": "not valid JSON",
@@ -46,6 +58,9 @@ def test_malformed_frames_are_errors_with_reasons() -> None:
         '{"no":"type"}': 'no string "type"',
         '{"type":"approved_tools","tools":"all"}': "list of strings",
         '{"type":"connected","userId":5}': "non-string",
+        '{"type":"connected","userId":"u","gatewayUrl":"ftp://x"}': '"gatewayUrl"',
+        '{"type":"connected","userId":"u","gatewayUrl":7}': '"gatewayUrl"',
+        '{"type":"connected","userId":"u","versionsUrl":"http://x/v.json"}': '"versionsUrl"',
         '{"jsonrpc":"2.0","id":1,"method":"tool_call","params":{"tool":""}}': "non-empty",
         '{"jsonrpc":"2.0","id":1,"method":"tool_call","params":[1]}': "params",
         '{"jsonrpc":"2.0","id":1,"method":"tool_call","params":{"tool":"t","args":[1]}}': (

@@ -404,3 +404,24 @@ def test_feed_never_raises_on_odd_chunks(chunks: list[object]) -> None:
         assert (call.arguments is None) <= (call.problem is not None)
         assert isinstance(call.entry()["function"]["arguments"], str)
     t.assistant_message()
+
+
+def test_calls_numbered_by_nobody_stay_apart() -> None:
+    two = [tc(None, None, "file_read", '{"path":"a"}'), tc(None, None, "grep", '{"pattern":"x"}')]
+    expected = [("call_0", "file_read", {"path": "a"}), ("call_1", "grep", {"pattern": "x"})]
+    assert summary(turn(calls(*two))) == expected  # one list
+    assert summary(turn(calls(two[0]), calls(two[1]))) == expected  # one chunk each
+    every_zero = turn(
+        calls(tc(0, None, "file_read", "")), calls(tc(0, None, None, '{"path":"a"}')),
+        calls(tc(0, None, "grep", "")), calls(tc(0, None, None, '{"pattern":"x"}')),
+    )  # fmt: skip
+    assert summary(every_zero) == expected
+
+
+def test_one_id_for_every_call_is_told_apart_by_index() -> None:
+    t = turn(
+        calls(tc(0, "same", "file_read", '{"path":"a"}')),
+        calls(tc(1, "same", "grep", '{"pattern":"x"}')),
+    )
+    assert summary(t) == [("same", "file_read", {"path": "a"}), ("call_1", "grep", {"pattern": "x"})]
+    assert len({c.id for c in t.calls}) == 2
