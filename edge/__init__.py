@@ -7,10 +7,13 @@ Subpackages:
     mcp        -- MCP servers as edge tools (config, names, results, sessions)
     plugins    -- Python plugins in supervised runner processes (manifest, host, runner)
     capture    -- audio capture: sources, recording, the ASR uplink
+    gateway    -- the model gateway: edge ask/chat's client and conversation loop
+    update     -- edge update: the signed versions manifest, the hash-checked install
+    service    -- edge service: the systemd user unit and the launchd agent
     nurseries  -- the long-lived handles the root nursery supervises
     control    -- the control API on loopback, one module per route area
     cli        -- the ``edge`` command, one module per command group
-    dev        -- the fake cloud behind ``edge dev-cloud``
+    dev        -- the fake cloud behind ``edge dev-cloud`` (and its model gateway)
 
 Modules:
     plugin     -- the SDK plugin authors import: Plugin, Context, tools from type hints
@@ -21,6 +24,7 @@ Modules:
     config     -- configuration from TOML and flags
     settings   -- every key config.toml may hold (type, range), and the strict check
     errors     -- the one exception tree
+    exitcodes  -- the exit codes of the edge command, in one place
     events     -- fan-out of the daemon's events to the control API's event streams
     fs         -- files and directories edge makes for itself (atomic, 0600 files, 0700 dirs)
     secret     -- the token wrapper that never prints, and the log scrubber

@@ -8,7 +8,8 @@
     ├── MCP servers         (edge.nurseries.mcp: one supervised session task per server)
     ├── plugin runners      (edge.nurseries.plugins: one supervised runner process per plugin)
     ├── tunnel              (edge.nurseries.tunnel)
-    └── control API         (edge.control)
+    ├── updates             (edge.nurseries.updates: the daily check, the install on request)
+    └── control API         (edge.control; /ask drives edge.gateway under the tunnel's token)
 
 State belongs here: the tool registry, the cloud's approval (``ToolGate``), the
 cloud's ASR endpoint, the event hub. Children never import the daemon: they
@@ -22,21 +23,24 @@ events the daemon publishes also reach the plugins that hooked them.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import logging
 import os
 import platform
+import secrets
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Final
 
 import trio
 
-from . import __version__
+from . import __version__, exitcodes
 from .capture.capture import CaptureEvent
 from .capture.sources import probe_sources
 from .capture.uplink import AsrTarget, UplinkOptions, choose_asr_target
@@ -44,12 +48,14 @@ from .config import TOKEN_ENV, Config
 from .control import ControlTargets, build_app, serve_control
 from .errors import ConfigError
 from .events import EventHub
+from .gateway.desk import AskDesk, GatewayClients
 from .mcp import McpServerConfig, Timing, load_servers
 from .nurseries.captures import Captures, RecordingDefaults, serve_captures
 from .nurseries.journal import Journal
 from .nurseries.mcp import McpServers, serve_mcp
 from .nurseries.plugins import PluginRunners, serve_plugins
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelOptions, TunnelStatus, serve_tunnel
+from .nurseries.updates import UpdateOptions, Updates, serve_updates
 from .nurseries.workers import ToolWorkers, serve_workers
 from .protocol import (
     MAX_OUTPUT_CHARS,
@@ -75,6 +81,7 @@ from .tools.runtimes.load import (
     report as report_declared,
     tool_spec,
 )
+from .update.install import Installation
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +181,21 @@ class _TunnelDesk:
     tunnel: Tunnel
     gate: ToolGate
     workers: ToolWorkers
+    #: Forgets what the last cloud named (its ASR endpoint, gateway, manifest): they must not
+    #: get the token of another cloud.
+    forget_cloud: Callable[[], None]
 
     def info(self) -> dict[str, Any]:
         return {**self.tunnel.info(), **self.gate.info()}
 
     def activate(self, jwt: str, url: str) -> None:
         log.info("tunnel: new credentials for %s", url)
+        self.forget_cloud()
         self.tunnel.activate(Secret(jwt), url)
 
     def disconnect(self) -> None:
         log.info("tunnel: disconnect requested")
+        self.forget_cloud()
         self.tunnel.disconnect()
         self.workers.cancel_all("cancelled: the tunnel was disconnected")
 
@@ -198,8 +210,16 @@ class Daemon:
         tunnel_options: TunnelOptions | None = None,
         uplink_options: UplinkOptions | None = None,
         mcp_timing: Timing | None = None,
+        update_options: UpdateOptions | None = None,
+        installation: Installation | None = None,
     ) -> None:
         self.config = config
+        self._update_options = update_options
+        self._installation = installation
+        #: What ``edge run`` exits with once the daemon has stopped (``exitcodes``).
+        self.exit_code = exitcodes.OK
+        #: Set once ``run`` has returned (stopped by ``stop``, or by itself after an update).
+        self.stopped = trio.Event()
         self._tunnel_options = tunnel_options
         self._uplink_options = uplink_options
         self._mcp_timing = mcp_timing
@@ -213,11 +233,18 @@ class Daemon:
         self.control_url: str | None = None
         self.audio_sources: list[dict[str, Any]] = []
         self.cloud_asr_url: str | None = None
+        #: The model gateway and the versions manifest the cloud named in ``connected``.
+        self.cloud_gateway_url: str | None = None
+        self.cloud_versions_url: str | None = None
+        #: Ids of /ask's tool calls: not guessable, so a cloud's cancel never meets them.
+        self._ask_ids = (f"ask-{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
+        self._gateway_clients = GatewayClients()
         self._tunnel: Tunnel | None = None
         self._workers: ToolWorkers | None = None
         self._captures: Captures | None = None
         self._mcp: McpServers | None = None
         self._plugins: PluginRunners | None = None
+        self._updates: Updates | None = None
         self._root: trio.Nursery | None = None
         self._targets: ControlTargets | None = None
         self._state = AsyncExitStack()  # the store, open while running
@@ -277,10 +304,13 @@ class Daemon:
         finally:
             self._root = None
             try:
+                with trio.CancelScope(shield=True):
+                    await self._gateway_clients.aclose()
                 await self._close_journal(journal)
             finally:
                 if self.executor.processes is not None:
                     self.executor.processes.close()
+                self.stopped.set()
 
     async def _open_journal(self) -> Journal:
         """The tunnel's journal in the store of the state directory (in memory without one)."""
@@ -347,15 +377,36 @@ class Daemon:
             partial(serve_tunnel, hooks, self._tunnel_options, journal=journal)
         )
         self.registry.subscribe(self._tunnel.announce)
+        ask = AskDesk(
+            token=lambda: self.tunnel.token,
+            url=lambda: cfg.gateway_url or self.cloud_gateway_url,
+            tools=self.gate.openai_tools,
+            run_tool=self._ask_tool,
+            model=cfg.gateway_model,
+            clients=self._gateway_clients,
+        )
         self._targets = ControlTargets(
             health=self.health,
-            tunnel=_TunnelDesk(self._tunnel, self.gate, self._workers),
+            tunnel=_TunnelDesk(self._tunnel, self.gate, self._workers, self._forget_cloud),
             record=self._captures,
             mcp=self._mcp,
             tools=self.gate,
             events=self.events,
             plugins=self._plugins,
+            ask=ask,
         )
+        self._updates = await root.start(
+            partial(
+                serve_updates,
+                self._update_options or UpdateOptions.from_config(cfg),
+                manifest_url=lambda: cfg.update_manifest or self.cloud_versions_url,
+                drain=self._drain_for_update,
+                on_installed=self._updated,
+                publish=self._publish,
+                installation=self._installation,
+            )
+        )
+        self._targets = replace(self._targets, update=self._updates)
         if cfg.control is not None:
             app = build_app(self._targets, cfg.allowed_origins)
             self.control_url = await root.start(serve_control, app, *cfg.control)
@@ -481,6 +532,8 @@ class Daemon:
                 log.debug("cancel for %r: no such call in flight", frame.id)
         elif isinstance(frame, Connected):
             self.cloud_asr_url = frame.asr_url
+            self.cloud_gateway_url = frame.gateway_url
+            self.cloud_versions_url = frame.versions_url
         elif isinstance(frame, ApprovedTools):
             self.gate.approve(frame.tools)
         else:
@@ -507,6 +560,47 @@ class Daemon:
         log.info("plugin %s calls %s", plugin, tool)
         return await self.executor.call(tool, args, approved=self.gate.approved)
 
+    async def _ask_tool(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+        """A tool call the model asked for through ``/ask``: the tunnel's path (the workers,
+        the cloud's approval, the local policy); cancelled with the question."""
+        call_id = next(self._ask_ids)
+        done = trio.Event()
+        box: list[dict[str, Any]] = []
+
+        def reply(_id: Any, result: dict[str, Any]) -> None:
+            box.append(result)
+            done.set()
+
+        log.info("ask: %s calls %s", call_id, tool)
+        self.workers.submit(call_id, tool, args, approved=self.gate.approved, reply=reply)
+        try:
+            await done.wait()
+        finally:
+            if not done.is_set():
+                self.workers.cancel(call_id, "cancelled: the question was stopped")
+        return box[0]
+
+    def _forget_cloud(self) -> None:
+        self.cloud_asr_url = self.cloud_gateway_url = self.cloud_versions_url = None
+
+    async def _drain_for_update(self, now: bool) -> None:
+        """Wait until no tool call runs and no capture records (``now``: stop them first)."""
+        if now:
+            self.workers.cancel_all("cancelled: edge is updating")
+            with trio.move_on_after(CAPTURE_GRACE):
+                await self.captures.stop_all()
+        else:
+            log.info("update: waiting for running calls and captures to finish")
+        await self.workers.wait_idle()
+        await self.captures.wait_idle()
+
+    def _updated(self, version: str) -> None:
+        """An update is installed: stop, and have ``edge run`` exit with ``UPDATED``."""
+        log.info("update: edge %s is installed; stopping so that it starts again", version)
+        self.exit_code = exitcodes.UPDATED
+        if self._root is not None:
+            self._root.start_soon(self.stop)
+
     def _on_mcp_event(self, event: dict[str, Any]) -> None:
         self._publish(event)
         # The cloud sees each server's status in the capability report.
@@ -521,12 +615,21 @@ class Daemon:
         return choose_asr_target(asr, self.cloud_asr_url, token)
 
 
-async def run_until_signalled(config: Config) -> None:
-    """``edge run``: the daemon until SIGINT or SIGTERM, then a clean stop."""
+async def run_until_signalled(config: Config) -> int:
+    """``edge run``: the daemon until SIGINT or SIGTERM (or an installed update), then a clean
+    stop; the exit code (``exitcodes.UPDATED`` after an update, else ``OK``)."""
+    daemon = Daemon(config)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            daemon: Daemon = await nursery.start(Daemon(config).run)
-            async for signum in signals:
-                log.info("%s: stopping", signal.Signals(signum).name)
-                break
-            await daemon.stop()
+            await nursery.start(daemon.run)
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    break
+                await daemon.stop()
+
+            nursery.start_soon(stop_on_signal)
+            await daemon.stopped.wait()
+            nursery.cancel_scope.cancel()
+    return daemon.exit_code

@@ -179,7 +179,7 @@ EXPORTS = {
     "edge.plugins": ["host", "ipc", "manifest", "runner", "skeleton"],
     "edge.nurseries": [
         "captures", "connection", "failures", "journal", "mcp", "outbox", "plugins", "tunnel",
-        "workers",
+        "updates", "workers",
     ],
     "edge.mcp": [
         "McpServer", "McpServerConfig", "McpSession", "Progress", "Status", "Timing", "ToolNames",
@@ -188,12 +188,15 @@ EXPORTS = {
     ],
     "edge.capture": ["capture", "recording", "sources", "uplink"],
     "edge.control": [
-        "ControlTargets", "McpControl", "PluginsControl", "RecordControl", "ToolsControl",
-        "TunnelControl",
+        "AskControl", "ControlTargets", "McpControl", "PluginsControl", "RecordControl",
+        "ToolsControl", "TunnelControl", "UpdateControl",
         "build_app", "serve_control",
     ],
+    "edge.gateway": ["Answer", "GatewayClient", "converse", "short_args"],
+    "edge.service": ["backends", "launchd", "manage", "systemd"],
+    "edge.update": ["fetch", "install", "manifest", "steps"],
     "edge.cli": ["main"],
-    "edge.dev": ["asr", "cloud"],
+    "edge.dev": ["asr", "cloud", "gateway"],
 }  # fmt: skip
 
 

@@ -87,5 +87,4 @@ def handle(args: argparse.Namespace) -> int:
     )
     if config.cloud_url:
         check_ws_url("--cloud" if args.cloud else "tunnel.url", config.cloud_url)
-    trio.run(run_until_signalled, config)
-    return 0
+    return trio.run(run_until_signalled, config)

@@ -20,6 +20,10 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     GET  /plugins           every plugin: status, runner PID, tools, restarts, last error
     POST /plugins/ID/reload restart one plugin's runner, its manifest read again
     POST /plugins/ID/config {"values": {KEY: VALUE}}: into its config.toml, pushed to it
+    POST /ask               {"messages", "model"?}: the cloud's model gateway, with the tools,
+                            answered as a stream of NDJSON events
+    GET  /update            versions, last check, how this edge updates
+    POST /update            {"to"?, "allowDowngrade"?, "now"?}: verify, drain, install, restart
 
 Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
 be a loopback name (a DNS-rebinding page arrives with its own host name), and a
@@ -38,6 +42,8 @@ Modules:
     mcp     -- /mcp/*: server status and a timed test (McpControl)
     tools   -- /tools/*: OpenAI tool list and batch calls (ToolsControl)
     plugins -- /plugins/*: status, reload and config of plugins (PluginsControl)
+    ask     -- POST /ask: a question to the model gateway as an event stream (AskControl)
+    update  -- GET and POST /update: what the daemon knows of updates, an update (UpdateControl)
 """
 
 from __future__ import annotations
@@ -47,19 +53,23 @@ from .app import (
     build_app as build_app,
     serve_control as serve_control,
 )
+from .ask import AskControl as AskControl
 from .mcp import McpControl as McpControl
 from .plugins import PluginsControl as PluginsControl
 from .record import RecordControl as RecordControl
 from .tools import ToolsControl as ToolsControl
 from .tunnel import TunnelControl as TunnelControl
+from .update import UpdateControl as UpdateControl
 
 __all__ = [
+    "AskControl",
     "ControlTargets",
     "McpControl",
     "PluginsControl",
     "RecordControl",
     "ToolsControl",
     "TunnelControl",
+    "UpdateControl",
     "build_app",
     "serve_control",
 ]

@@ -26,7 +26,7 @@ from ..errors import (
     NoSuchCapture,
     first_leaf,
 )
-from . import events, mcp, plugins, record, tools, tunnel
+from . import ask, events, mcp, plugins, record, tools, tunnel, update
 from .body import json_reply
 from .guard import ASGIApp, guard_middleware
 
@@ -35,11 +35,13 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from ..events import EventHub
+    from .ask import AskControl
     from .mcp import McpControl
     from .plugins import PluginsControl
     from .record import RecordControl
     from .tools import ToolsControl
     from .tunnel import TunnelControl
+    from .update import UpdateControl
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,10 @@ class ControlTargets:
     events: EventHub
     #: /plugins/* (``None``: no plugin nursery, the routes answer 404).
     plugins: PluginsControl | None = None
+    #: POST /ask: questions to the cloud's model gateway (``None``: 404).
+    ask: AskControl | None = None
+    #: GET and POST /update: the daemon's updates (``None``: 404).
+    update: UpdateControl | None = None
 
 
 def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> ASGIApp:
@@ -94,6 +100,8 @@ def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> A
             *mcp.routes(targets.mcp),
             *tools.routes(targets.tools),
             *(plugins.routes(targets.plugins) if targets.plugins is not None else []),
+            *(ask.routes(targets.ask) if targets.ask is not None else []),
+            *(update.routes(targets.update) if targets.update is not None else []),
         ],
         middleware=guard_middleware(allowed_origins),
         exception_handlers={

@@ -15,9 +15,10 @@ Modules:
     mcp        -- one supervised session task per MCP server, their tools in the registry
     plugins    -- one supervised runner process per plugin (or one for all), their tools
                   in the registry, config pushes, reloads, the spare runner
+    updates    -- the daily update check, and the verified install the daemon stops for
 """
 
 __all__ = [
     "captures", "connection", "failures", "journal", "mcp", "outbox", "plugins", "tunnel",
-    "workers",
+    "updates", "workers",
 ]  # fmt: skip

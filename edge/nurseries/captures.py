@@ -51,6 +51,8 @@ class Captures:
         self._uplink_options = uplink_options
         self._defaults = defaults or RecordingDefaults()
         self._live: dict[str, Capture | None] = {}  # None: starting
+        self._idle = trio.Event()
+        self._idle.set()
 
     def __len__(self) -> int:
         return len(self._live)
@@ -69,21 +71,34 @@ class Captures:
         if chat_id in self._live:
             raise CaptureConflict(f"chat {chat_id!r} is already recording: stop it first")
         self._live[chat_id] = None
+        if self._idle.is_set():
+            self._idle = trio.Event()
         capture = Capture(
             request, on_event=partial(self._event, chat_id), uplink_options=self._uplink_options
         )
         try:
             started: Capture = await self._nursery.start(capture.run)
         except BaseException:
-            self._live.pop(chat_id, None)
+            self._forget(chat_id)
             raise
         if capture.running:
             self._live[chat_id] = started
+        else:
+            self._forget(chat_id)
         return started
+
+    def _forget(self, chat_id: str) -> None:
+        self._live.pop(chat_id, None)
+        if not self._live:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no capture is live (or starting)."""
+        await self._idle.wait()
 
     def _event(self, chat_id: str, event: CaptureEvent) -> None:
         if isinstance(event, CaptureEnded) and chat_id in self._live:
-            self._live.pop(chat_id)
+            self._forget(chat_id)
         self._on_event(event)
 
     def get(self, chat_id: str) -> Capture:
