@@ -1,11 +1,12 @@
 """``edge update [--check] [--to VERSION] [--allow-downgrade] [--now]``: a signed,
 hash-checked update of this edge, installed the way edge was installed.
 
-With a daemon of this same installation answering on ``--control``, the daemon
-does it (``POST /update``): it lets its calls and captures finish (or stops them
-with ``--now``), installs, and exits with ``UPDATED`` for its service to restart
-it. Without one (or with the daemon of another installation), this command does
-it here. ``--check`` only says what would be installed, and how.
+With a daemon of this same installation answering on ``--control`` (default:
+where the config tells ``edge run`` to listen), the daemon does it (``POST
+/update``): it takes no new work, lets its calls and captures finish (or stops
+them with ``--now``), installs, and exits with ``UPDATED`` for its service to
+restart it. Without one (or with the daemon of another installation), this
+command does it here. ``--check`` only says what would be installed, and how.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..exitcodes import CONFIG, FAILURE, OK
 from .common import (
+    DEFAULT_CONTROL,
     ControlUnreachable,
     add_config_option,
     add_control_option,
@@ -80,14 +82,21 @@ def add_parser(subparsers: Any) -> None:
         help="a running daemon stops its calls and captures instead of letting them finish",
     )
     add_config_option(parser)
-    add_control_option(parser, help="the running daemon's control API (default %(default)s)")
+    add_control_option(
+        parser,
+        help="the running daemon's control API (default: [control] listen of the config, "
+        f"else {DEFAULT_CONTROL})",
+        default=None,
+    )
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from ..update.install import detect_installation
 
-    config = load(args, no_control=True)
+    # force_bind: this command only connects; a wide listen is `edge run`'s to refuse.
+    config = load(args, force_bind=True)
+    args.control = args.control or _control_of(config)
     installation = detect_installation()
     daemon = _daemon(args.control)
     if args.check:
@@ -98,6 +107,16 @@ def handle(args: argparse.Namespace) -> int:
 
 
 # --- the daemon ---------------------------------------------------------------------------
+
+
+def _control_of(config: Config) -> str:
+    """``HOST:PORT`` of the control API ``edge run`` with ``config`` listens on (a wildcard
+    address is reached on loopback)."""
+    if config.control is None:
+        return DEFAULT_CONTROL
+    host, port = config.control
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _daemon(control: str) -> dict[str, Any] | None:
@@ -128,8 +147,8 @@ def _via_daemon(args: argparse.Namespace) -> int:
         status, answer = control_post(args.control, "/update", body, timeout=DAEMON_TIMEOUT)
     except ControlUnreachable as exc:
         return fail(f"the daemon stopped answering ({exc}): see its log for how it went", FAILURE)
-    if status != 200:
-        return fail(str(answer.get("error", answer)), FAILURE if status == 409 else CONFIG)
+    if status != 200:  # 409: refused or failed; 400: a request this command got wrong
+        return fail(str(answer.get("error", answer)), CONFIG if status == 400 else FAILURE)
     if answer.get("status") != "installed":
         print(answer.get("note") or f"edge {answer.get('version')} is installed: up to date")
         return OK

@@ -7,7 +7,8 @@
     POST /update      {"to"?: VERSION, "allowDowngrade"?: bool, "now"?: bool}: verify, drain,
                       install, then the daemon stops (exit code UPDATED) → 200
                       {"status": "installed", "version", "previous", "restarting"}, or
-                      {"status": "up to date", ...}; refused or failed → 409 {"error"}
+                      {"status": "up to date", ...}; refused or failed (any error of the
+                      update: ``Updates.update`` raises nothing else) → 409 {"error"}
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class UpdateControl(Protocol):
         """Versions, the last check and its error, how this edge updates."""
 
     async def update(self, to: str | None, allow_downgrade: bool, now: bool) -> dict[str, Any]:
-        """Verify, drain, install (``UpdateError``: refused or failed)."""
+        """Verify, drain, install (``UpdateError``: refused or failed, whatever the cause)."""
 
 
 def routes(target: UpdateControl) -> list[Route]:

@@ -15,11 +15,19 @@ stdin not a terminal), never from an interactive ``edge run``.
 An update (``POST /update`` through ``Updates.update``, or the automatic one)
 does everything that can be refused first: the manifest, the target, the
 installer, the download and its hash; only then does it ``drain`` (the daemon
-lets calls and captures finish, or cancels them with ``now``), runs the
-installer in a thread shielded from cancellation (an installer stopped half way
-could leave a broken environment; it has its own time limit), and reports the
-new version to ``on_installed``, on which the daemon stops and ``edge run``
-exits with ``edge.exitcodes.UPDATED``.
+takes no new work and lets calls and captures finish, or cancels them with
+``now``), runs the installer in a thread shielded from cancellation (an
+installer stopped half way could leave a broken environment; it has its own
+time limit), and reports the new version to ``on_installed``, on which the
+daemon stops and ``edge run`` exits with ``edge.exitcodes.UPDATED``. An update
+that drained and did not install (the installer failed, or the daemon began to
+stop) calls ``resume`` once: the daemon takes work again.
+
+``Updates.abort`` (the daemon's first step when it stops) cancels an update that
+has not started its installer and refuses any later one; an installer already
+running is let finish. Any error of an update or a check, expected or not, is an
+``UpdateError`` (``POST /update`` answers 409 with it), logged once: it never
+ends the task, nor the daemon.
 """
 
 from __future__ import annotations
@@ -42,8 +50,10 @@ from ..errors import UpdateError
 from ..update.install import Installation, detect_installation
 from ..update.steps import (
     Checked,
+    Prepared,
     check,
     current_version,
+    discard,
     downloads_dir,
     install,
     prepare,
@@ -62,6 +72,8 @@ DAILY: Final = 86400.0
 RETRY: Final = 3600.0
 #: The environment variable a service unit sets (``systemd``, ``launchd``).
 SERVICE_ENV: Final = "EDGE_SERVICE"
+#: What an update cancelled (or refused) by ``Updates.abort`` raises.
+STOPPING: Final = "edge is stopping: the update was not installed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +139,7 @@ class Updates:
         *,
         manifest_url: Callable[[], str | None],
         drain: Callable[[bool], Awaitable[None]],
+        resume: Callable[[], None],
         on_installed: Callable[[str], None],
         publish: Callable[[dict[str, Any]], None],
     ) -> None:
@@ -134,9 +147,14 @@ class Updates:
         self._installation = installation
         self._manifest_url = manifest_url
         self._drain = drain
+        self._resume = resume
         self._on_installed = on_installed
         self._publish = publish
         self._lock = trio.Lock()
+        #: Set by ``abort``: no update installs any more.
+        self._aborted = False
+        #: Around the check, the download and the drain of the update under way.
+        self._scope: trio.CancelScope | None = None
         self._checked: Checked | None = None
         self._last_check: float | None = None
         self._last_error: str | None = None
@@ -193,6 +211,13 @@ class Updates:
         self._checked, self._last_error = checked, None
         return checked
 
+    def abort(self) -> None:
+        """Cancel the update under way unless its installer has started (that one is let
+        finish), and refuse every later one: the daemon is stopping."""
+        self._aborted = True
+        if self._scope is not None:
+            self._scope.cancel()
+
     async def update(self, to: str | None, allow_downgrade: bool, now: bool) -> dict[str, Any]:
         """Update to ``to`` (default: the latest): verify everything, drain, install.
 
@@ -202,9 +227,13 @@ class Updates:
 
         Raises:
             UpdateError: refused (edge cannot update this installation, a bad
-                signature or hash, a downgrade, ...) before anything changed, or
-                the installer failed; also while another update is under way.
+                signature or hash, a downgrade, ...) before anything changed, the
+                installer failed, or anything else went wrong (the cause is
+                chained); also while another update is under way, and once
+                ``abort`` was called (``STOPPING``).
         """
+        if self._aborted:
+            raise UpdateError(STOPPING)
         if self._lock.locked():
             raise UpdateError("an update is already under way")
         async with self._lock:
@@ -212,33 +241,57 @@ class Updates:
                 return await self._update(to, allow_downgrade, now)
             except UpdateError as exc:
                 self._last_error = str(exc)
-                log.warning("update refused: %s", exc)
+                log.warning("update not installed: %s", exc)
                 raise
+            except Exception as exc:  # a bug, or an error nobody translated: still an answer
+                error = _unexpected("the update", exc)
+                self._last_error = str(error)
+                log.error("update not installed: %s", error, exc_info=exc)
+                raise error from exc
 
     async def _update(self, to: str | None, allow_downgrade: bool, now: bool) -> dict[str, Any]:
-        self._installation.require()
-        checked = await self.check(to, allow_downgrade)
-        previous = str(checked.plan.current)
-        if checked.plan.target is None:
-            return {
-                "status": "up to date",
-                "version": previous,
-                "note": checked.plan.note,
-                "restarting": False,
-            }
-        prepared = await prepare(checked, self._installation, self._options.downloads)
+        drained = installed = False
+        prepared: Prepared | None = None
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                if self._aborted:  # while this update waited for the lock
+                    scope.cancel()
+                self._installation.require()
+                checked = await self.check(to, allow_downgrade)
+                previous = str(checked.plan.current)
+                if checked.plan.target is None:
+                    return {
+                        "status": "up to date",
+                        "version": previous,
+                        "note": checked.plan.note,
+                        "restarting": False,
+                    }
+                prepared = await prepare(checked, self._installation, self._options.downloads)
+                log.info(
+                    "update %s verified (%s, sha256 %s); %s",
+                    checked.plan.note,
+                    prepared.artifact.filename,
+                    prepared.artifact.sha256,
+                    "stopping calls and captures" if now else "letting calls and captures finish",
+                )
+                drained = True  # from here on, the daemon may be refusing work
+                await self._drain(now)
+            self._scope = None
+            if scope.cancel_called or prepared is None:  # aborted: the daemon is stopping
+                raise UpdateError(STOPPING)
+            # No checkpoint from the scope's end to the shield: abort() cannot come between.
+            log.info("update: installing with %s", prepared.command.describe())
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(partial(install, prepared, _log_line))
+            installed = True
+        finally:
+            self._scope = None
+            if prepared is not None and not installed:
+                discard(prepared)  # (``install`` did, if it ran)
+            if drained and not installed:
+                self._resume()
         version = str(prepared.version)
-        log.info(
-            "update %s verified (%s, sha256 %s); %s",
-            checked.plan.note,
-            prepared.artifact.filename,
-            prepared.artifact.sha256,
-            "stopping calls and captures" if now else "letting calls and captures finish",
-        )
-        await self._drain(now)
-        log.info("update: installing with %s", prepared.command.describe())
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(partial(install, prepared, _log_line))
         log.info("update: edge %s installed (was %s)", version, previous)
         self._publish({"type": "update_installed", "version": version, "previous": previous})
         self._on_installed(version)
@@ -253,8 +306,18 @@ class Updates:
         """One scheduled check: announce a new version; install it if allowed to.
 
         Returns whether the check was made (``False``: no URL yet, no key, or it
-        failed; the next try comes sooner).
+        failed; the next try comes sooner). Nothing it meets is raised: an error
+        is logged (once) and kept as the last error.
         """
+        try:
+            return await self._scheduled()
+        except Exception as exc:  # a bug, or an error nobody translated: the task goes on
+            error = _unexpected("the update check", exc)
+            self._last_error = str(error)
+            log.error("update check failed: %s", error, exc_info=exc)
+            return False
+
+    async def _scheduled(self) -> bool:
         if self._manifest_url() is None:
             log.debug("update check: no manifest URL yet (none configured, none from the cloud)")
             return False
@@ -311,11 +374,17 @@ def _log_line(line: str) -> None:
         log.info("update: %s", line)
 
 
+def _unexpected(what: str, exc: Exception) -> UpdateError:
+    """An error that is not an ``UpdateError`` as one, saying what it was."""
+    return UpdateError(f"{what} failed: {exc.__class__.__name__}: {exc}")
+
+
 async def serve_updates(
     options: UpdateOptions,
     *,
     manifest_url: Callable[[], str | None],
     drain: Callable[[bool], Awaitable[None]],
+    resume: Callable[[], None],
     on_installed: Callable[[str], None],
     publish: Callable[[dict[str, Any]], None],
     installation: Installation | None = None,
@@ -326,8 +395,10 @@ async def serve_updates(
     Args:
         options: what to do (``UpdateOptions.from_config``).
         manifest_url: the manifest's URL now: the config's, else the cloud's.
-        drain: waits until no tool call runs and no capture records (``True``:
-            cancels them first).
+        drain: refuses new work, then waits until no tool call runs and no capture
+            records (``True``: cancels them first).
+        resume: takes work again; called once after a ``drain`` whose update did not
+            install (the installer failed, or ``Updates.abort`` came first).
         on_installed: called with the new version once it is installed.
         publish: an event for the control API's streams.
         installation: what to update (default: this edge, ``detect_installation()``).
@@ -337,6 +408,7 @@ async def serve_updates(
         installation or detect_installation(),
         manifest_url=manifest_url,
         drain=drain,
+        resume=resume,
         on_installed=on_installed,
         publish=publish,
     )

@@ -212,5 +212,11 @@ def _short(exc: BaseException) -> str:
 
 
 def _is_url(value: object, schemes: tuple[str, ...]) -> bool:
-    """Whether ``value`` is a string URL of one of ``schemes``, at most 2,048 characters."""
-    return isinstance(value, str) and value.startswith(schemes) and len(value) <= 2048
+    """Whether ``value`` is a string URL of one of ``schemes``, at most 2,048 characters,
+    without white space or control characters (a trailing newline included)."""
+    return (
+        isinstance(value, str)
+        and value.startswith(schemes)
+        and len(value) <= 2048
+        and not any(c.isspace() or c < " " or c == "\x7f" for c in value)
+    )

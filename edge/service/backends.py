@@ -8,6 +8,10 @@
   needs lingering (``loginctl enable-linger USER``), which is said when it is off.
 - ``LaunchdAgent``: the agent in ``~/Library/LaunchAgents``, ``launchctl
   bootstrap|bootout|print`` in the ``gui/<uid>`` domain; its log file is read directly.
+  ``bootout`` returns before launchd has let the job go, and a ``bootstrap`` then
+  fails (``5: Input/output error``) for a while: after a bootout, ``print`` is asked
+  until the job is gone (``BOOTOUT_WAIT``), and a bootstrap failing with 5 or 37
+  (``Operation already in progress``) is tried again for ``BOOTSTRAP_RETRY`` seconds.
 
 ``backend_for(host)`` picks the one of the host's platform. Programs run from
 argument lists, never through a shell, found on the host's ``PATH``, with
@@ -23,6 +27,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,8 @@ from ..fs import make_private_dir
 from . import launchd, systemd
 
 __all__ = [
+    "BOOTOUT_WAIT",
+    "BOOTSTRAP_RETRY",
     "COMMAND_TIMEOUT",
     "LINGER_DIR",
     "RUNTIME_ROOT",
@@ -52,6 +59,14 @@ LINGER_DIR: Final = Path("/var/lib/systemd/linger")
 RUNTIME_ROOT: Final = Path("/run/user")
 #: Log lines ``edge service status`` shows.
 STATUS_LOG_LINES: Final = 10
+#: Seconds a ``launchctl bootout`` is given for the job to be gone (``print`` fails).
+BOOTOUT_WAIT: Final = 10.0
+#: Seconds a ``launchctl bootstrap`` that fails with ``BOOTSTRAP_BUSY`` is tried again.
+BOOTSTRAP_RETRY: Final = 15.0
+#: launchctl's exit codes for a job still on its way out: 5 (EIO), 37 (EALREADY).
+BOOTSTRAP_BUSY: Final = frozenset({5, 37})
+#: Seconds between two ``print``s, or two bootstraps, while launchd lets the job go.
+LAUNCHD_POLL: Final = 0.2
 #: What ``unreachable`` says when there is no systemctl at all.
 _NO_SYSTEMCTL: Final = "systemctl is not installed"
 
@@ -413,6 +428,42 @@ class LaunchdAgent:
         result = self._launchctl("print", self.target)
         return None if result is None else result.returncode == 0
 
+    def _bootout(self) -> None:
+        """``launchctl bootout``, then wait until launchd no longer has the job.
+
+        Raises:
+            ServiceError: it is still loaded ``BOOTOUT_WAIT`` seconds later.
+        """
+        result = self._launchctl("bootout", self.target)
+        if result is None:
+            raise ServiceError("launchctl is not installed")
+        deadline = time.monotonic() + BOOTOUT_WAIT
+        while self._loaded():
+            if time.monotonic() >= deadline:
+                why = _why(result) if result.returncode != 0 else (
+                    f"still loaded {BOOTOUT_WAIT:g} s later"
+                )  # fmt: skip
+                raise ServiceError(f"launchctl bootout {self.target}: {why}")
+            time.sleep(LAUNCHD_POLL)
+
+    def _bootstrap(self) -> None:
+        """``launchctl bootstrap``, tried again while it fails as for a job on its way out.
+
+        Raises:
+            ServiceError: it failed otherwise, or still so ``BOOTSTRAP_RETRY`` s later.
+        """
+        deadline = time.monotonic() + BOOTSTRAP_RETRY
+        args = ("bootstrap", self.domain, str(self.path))
+        while True:
+            result = self._launchctl(*args)
+            if result is None:
+                raise ServiceError("launchctl is not installed")
+            if result.returncode == 0:
+                return
+            if result.returncode not in BOOTSTRAP_BUSY or time.monotonic() >= deadline:
+                raise ServiceError(f"launchctl {shlex.join(args)}: {_why(result)}")
+            time.sleep(LAUNCHD_POLL)
+
     def activate(self, updated: bool) -> list[str]:
         """Load the agent just written (reload it when ``updated``): RunAtLoad starts it."""
         try:
@@ -424,9 +475,9 @@ class LaunchdAgent:
         if loaded is None:
             return [f"launchctl is not here: the agent is written, not loaded. Load it: {start}"]
         if loaded:
-            self._must("bootout", self.target)
+            self._bootout()
         self._must("enable", self.target)  # undo a `launchctl disable`, which bootstrap obeys
-        self._must("bootstrap", self.domain, str(self.path))
+        self._bootstrap()
         return [
             f"loaded and {'restarted' if updated else 'started'} {launchd.LABEL} ({start})",
             f"launchd starts it at each login; its log: {self.log}",
@@ -436,7 +487,7 @@ class LaunchdAgent:
         """Unload (stop) the agent if it is loaded, remove its file; the logs stay."""
         lines = []
         if self._loaded():
-            self._must("bootout", self.target)
+            self._bootout()
             lines.append(f"stopped and unloaded {launchd.LABEL}")
         if remove_file(self.path):
             lines.append(f"removed {self.path}")

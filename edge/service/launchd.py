@@ -5,7 +5,8 @@ code (no I/O).
 XML (``plistlib``), written to ``~/Library/LaunchAgents/local.edge.plist``. launchd
 starts it when the user logs in (``RunAtLoad``) and again whenever it exits with a
 status other than 0 (a failure, or ``exitcodes.UPDATED``: an update was installed)
-or crashes (``KeepAlive``); a clean stop (SIGTERM, exit 0) leaves it stopped. Its
+or crashes (``KeepAlive``); a clean stop (SIGTERM, exit 0) leaves it stopped; launchd
+waits ``EXIT_TIMEOUT`` seconds for it (an update's installer is let finish). Its
 output, stdout and stderr together, goes to ``~/Library/Logs/edge/edge.log``, which
 launchd appends to and never rotates.
 """
@@ -19,13 +20,25 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import ServiceError
+from ..update.install import INSTALL_TIMEOUT
 
-__all__ = ["EXIT_TIMEOUT", "LABEL", "agent", "agent_bytes", "agent_path", "log_file"]
+__all__ = [
+    "EXIT_MARGIN",
+    "EXIT_TIMEOUT",
+    "LABEL",
+    "agent",
+    "agent_bytes",
+    "agent_path",
+    "log_file",
+]
 
 #: The agent's label: its name for launchctl (``gui/<uid>/local.edge``) and its file name.
 LABEL: Final = "local.edge"
-#: Seconds edge has to stop after SIGTERM before launchd kills it (edge needs about 1).
-EXIT_TIMEOUT: Final = 30
+#: Seconds beyond an installer's time limit that a stopping edge may take (it needs about 1).
+EXIT_MARGIN: Final = 60
+#: Seconds edge has to stop after SIGTERM before launchd kills it: an update's installer,
+#: which a stopping edge lets finish, may run ``INSTALL_TIMEOUT`` seconds.
+EXIT_TIMEOUT: Final = int(INSTALL_TIMEOUT) + EXIT_MARGIN
 
 #: What a property list cannot hold (XML 1.0 has no control characters but tab and newlines,
 #: and no setting of edge's needs those).

@@ -4,7 +4,9 @@
 reads its ``ExecStart=`` back (for ``edge service status``). The unit restarts edge on
 a failure and on ``exitcodes.UPDATED`` (an update installed: start the new version, a
 success rather than a failure), logs to the journal, and stops edge with SIGTERM to
-edge alone, so edge stops its own children (``KillMode=mixed``).
+edge alone, so edge stops its own children (``KillMode=mixed``). edge stops within
+about a second, unless an update's installer is running: that is let finish (it
+has ``INSTALL_TIMEOUT``), so systemd waits that long before it kills anything.
 
 Quoting follows systemd.service(5) and systemd.unit(5): an ``ExecStart=`` word is
 double-quoted when it holds anything but plain path characters, with ``\\`` and ``"``
@@ -22,9 +24,11 @@ from typing import Final
 
 from ..errors import ServiceError
 from ..exitcodes import UPDATED
+from ..update.install import INSTALL_TIMEOUT
 
 __all__ = [
     "RESTART_SEC",
+    "STOP_MARGIN",
     "STOP_TIMEOUT",
     "UNIT_NAME",
     "exec_start",
@@ -38,8 +42,12 @@ __all__ = [
 UNIT_NAME: Final = "edge.service"
 #: Seconds systemd waits before it starts edge again after a failure or an update.
 RESTART_SEC: Final = 5
-#: Seconds edge has to stop after SIGTERM (it needs about 1) before what is left is killed.
-STOP_TIMEOUT: Final = 30
+#: Seconds beyond an installer's time limit that a stopping edge may take (it needs about 1).
+STOP_MARGIN: Final = 60
+#: Seconds edge has to stop after SIGTERM before what is left is killed: an update's
+#: installer, which a stopping edge lets finish (a half-done install could break the
+#: environment), may run ``INSTALL_TIMEOUT`` seconds.
+STOP_TIMEOUT: Final = int(INSTALL_TIMEOUT) + STOP_MARGIN
 
 #: A word that needs no quotes: plain path and option characters (no space, quote, escape).
 _PLAIN: Final = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
@@ -138,8 +146,9 @@ RestartSec={RESTART_SEC}
 # {UPDATED}: `edge run` installed an update and stopped: start the new version.
 SuccessExitStatus={UPDATED}
 RestartForceExitStatus={UPDATED}
-# SIGTERM to edge alone: it stops its tools, plugins and MCP servers itself;
-# whatever is still running {STOP_TIMEOUT} s later is killed.
+# SIGTERM to edge alone: it stops its tools, plugins and MCP servers itself, within
+# a second or so; an update's installer is let finish (at most {int(INSTALL_TIMEOUT)} s).
+# Whatever is still running {STOP_TIMEOUT} s later is killed.
 KillMode=mixed
 TimeoutStopSec={STOP_TIMEOUT}
 StandardOutput=journal

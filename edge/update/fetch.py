@@ -7,6 +7,8 @@ certifi's bundle): a private CA is trusted by pointing ``SSL_CERT_FILE`` at a
 bundle that holds it. Every body has a size cap, and an artifact is written to
 a private partial file, its sha256 computed on the bytes as they arrive; it
 gets its wheel's name only once the hash and the size match the manifest.
+Every failure is an ``UpdateError``: httpx's errors, a URL httpx cannot use, and
+a downloads directory that cannot be made or written.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "MAX_MANIFEST",
     "MAX_SIGNATURE",
     "Progress",
+    "cannot_write",
     "download",
     "fetch_manifest",
     "open_client",
@@ -56,6 +59,9 @@ MAX_ARTIFACT: Final = 256 * 1024 * 1024
 TIMEOUT: Final = 30.0
 #: Redirects followed (each one https too).
 MAX_REDIRECTS: Final = 5
+#: What httpx raises for a URL it cannot use (``InvalidURL``: a bad port, a character it
+#: refuses; ``UnicodeError``: a host name IDNA refuses), besides its ``HTTPError``s.
+_FETCH_ERRORS: Final = (httpx.HTTPError, httpx.InvalidURL, UnicodeError)
 
 #: ``progress(bytes so far, bytes in all if known)``, called as an artifact arrives.
 Progress = Callable[[int, int | None], None]
@@ -76,7 +82,7 @@ def open_client() -> httpx.AsyncClient:
     )
 
 
-def _failure(what: str, url: str, exc: httpx.HTTPError) -> UpdateError:
+def _failure(what: str, url: str, exc: Exception) -> UpdateError:
     """What to say when httpx failed: its message, else its causes' (a TLS error)."""
     detail: BaseException | None = exc
     while detail is not None and not str(detail):
@@ -104,7 +110,7 @@ async def _get(client: httpx.AsyncClient, url: str, cap: int, what: str) -> byte
                     if len(body) > cap:
                         failure = UpdateError(f"{what} at {url} is over {cap} bytes: refused")
                         stop.cancel()
-    except httpx.HTTPError as exc:
+    except _FETCH_ERRORS as exc:
         raise _failure(what, url, exc) from exc
     if failure is not None:
         raise failure
@@ -142,15 +148,19 @@ async def download(
 
     Raises:
         UpdateError: the URL is not https, the fetch failed, the body is over its
-            size (the manifest's, else ``MAX_ARTIFACT``), or its sha256 differs.
+            size (the manifest's, else ``MAX_ARTIFACT``), its sha256 differs, or
+            ``directory`` cannot be made or written.
     """
     require_https(artifact.url, "the artifact URL")
-    make_private_dir(directory)
-    fd, name = tempfile.mkstemp(prefix=".download-", suffix=".partial", dir=directory)
+    try:
+        make_private_dir(directory)
+        fd, name = tempfile.mkstemp(prefix=".download-", suffix=".partial", dir=directory)
+    except OSError as exc:
+        raise cannot_write(directory, exc) from exc
     partial = Path(name)
     try:
         try:
-            got, size = await _stream_to(fd, client, artifact, progress)
+            got, size = await _stream_to(fd, client, artifact, progress, directory)
         finally:
             os.close(fd)
         if artifact.size is not None and size != artifact.size:
@@ -163,7 +173,10 @@ async def download(
                 f"the download is {got}): refused, nothing installed"
             )
         target = directory / artifact.filename
-        os.replace(partial, target)
+        try:
+            os.replace(partial, target)
+        except OSError as exc:
+            raise cannot_write(directory, exc) from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)  # one system call, on the way out: not worth a thread
@@ -171,8 +184,17 @@ async def download(
     return target
 
 
+def cannot_write(directory: Path, exc: OSError) -> UpdateError:
+    """The ``UpdateError`` for a downloads directory that cannot be made or written."""
+    return UpdateError(f"cannot write {directory}: {exc.strerror or exc}")
+
+
 async def _stream_to(
-    fd: int, client: httpx.AsyncClient, artifact: Artifact, progress: Progress | None
+    fd: int,
+    client: httpx.AsyncClient,
+    artifact: Artifact,
+    progress: Progress | None,
+    directory: Path,
 ) -> tuple[str, int]:
     """The artifact's body into ``fd``: its sha256 (hex) and its size.
 
@@ -203,10 +225,15 @@ async def _stream_to(
                         stop.cancel()
                         continue
                     digest.update(chunk)
-                    _write_all(fd, chunk)
+                    try:
+                        _write_all(fd, chunk)
+                    except OSError as exc:  # the disk is full, say
+                        failure = cannot_write(directory, exc)
+                        stop.cancel()
+                        continue
                     if progress is not None:
                         progress(done, total)
-    except httpx.HTTPError as exc:
+    except _FETCH_ERRORS as exc:
         raise _failure(artifact.filename, artifact.url, exc) from exc
     if failure is not None:
         raise failure

@@ -12,16 +12,21 @@ Looked at in this order (``detect_installation``):
   so that pipx's own record (version, source, apps) follows and ``pipx
   reinstall`` installs this wheel again (it is kept for that).
 - **uv**: ``uv-receipt.toml`` in ``sys.prefix``: ``uv tool install --force WHEEL``.
-- **venv**: any other virtual environment: ``python -m pip install --quiet
-  --require-hashes -r FILE``, FILE holding the one line ``edge @ file:///…/WHEEL --hash=sha256:…``.
+- **venv**: any other virtual environment: ``python -I -m pip install --quiet
+  --require-hashes -r FILE``, FILE holding the one line ``edge @ file:///…/WHEEL --hash=sha256:…``
+  (``-I``: nothing from the working directory, the user site or ``PYTHON*`` variables).
   Hash-checking mode applies to everything pip would fetch, and edge knows the
   hash of its own wheel only: dependencies must already be satisfied, and an
   update that needs new ones is refused by pip before anything changes (the
   error says what to run instead).
 
-Installers are run as argument lists, never through a shell, in a session of
-their own (a terminal's Ctrl-C does not reach them), with their output handed
-line by line to the caller; a failure is an ``UpdateError`` with the last lines.
+Installers are run as argument lists, never through a shell, from the downloads
+directory (never the caller's working directory), in a session of their own (a
+terminal's Ctrl-C does not reach them; a timeout kills the whole session), with
+their output handed line by line to the caller; a failure is an ``UpdateError``
+with the last lines. An installer that exits 0 has done its work only when the
+environment's own Python then reports the target version of edge
+(``verify_installed``).
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import threading
+import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -61,10 +68,17 @@ __all__ = [
     "installer_command",
     "requirements_file",
     "run_installer",
+    "verify_installed",
 ]
 
 #: Seconds an installer may run before it is killed.
 INSTALL_TIMEOUT: Final = 900.0
+#: Seconds the environment's Python may take to report the installed version.
+VERSION_TIMEOUT: Final = 60.0
+#: What that Python runs (isolated, ``-I``): the version of edge's distribution, on stdout.
+VERSION_CODE: Final = f"import importlib.metadata as m; print(m.version({PACKAGE!r}))"
+#: Seconds between two looks at an installer that closed its output but has not exited.
+REAP_POLL: Final = 0.02
 #: Lines of an installer's output an error quotes.
 TAIL_LINES: Final = 15
 #: Where pipx records a venv it made, and uv a tool environment.
@@ -245,6 +259,18 @@ class Command:
     files: tuple[Path, ...] = ()
     #: What a person would run instead (from the index, not hash-checked), for messages.
     manual: str = ""
+    #: Where it runs (the downloads directory; ``None``: the caller's working directory).
+    cwd: Path | None = None
+    #: What prints the version of edge the target environment holds (``verify_installed``).
+    version_argv: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The installer's name for messages: pip (``python -m pip``), pipx, uv."""
+        argv = self.argv
+        if "-m" in argv[:-1]:
+            return argv[argv.index("-m") + 1]
+        return Path(argv[0]).name
 
     def describe(self) -> str:
         return shlex.join(self.argv)
@@ -261,7 +287,7 @@ def find_installer(
     installation.require()
     env = os.environ if environ is None else environ
     if installation.method is Method.VENV:
-        return (str(installation.python), "-m", "pip")
+        return (str(installation.python), "-I", "-m", "pip")
     name = str(installation.method)
     home = Path(env.get("HOME") or os.path.expanduser("~"))
     bin_dirs = [Path(env.get("PIPX_BIN_DIR") or home / ".local" / "bin"), home / ".cargo" / "bin"]
@@ -306,8 +332,13 @@ def installer_command(
     ``spec``) into ``installation``; for a venv it writes the requirements file beside
     the wheel.
 
+    The command runs in the wheel's directory; its ``version_argv`` asks the
+    environment's Python (the venv's; for pipx and uv, the one of the environment
+    they make again at ``installation.prefix``) which edge it holds.
+
     Raises:
-        UpdateError: edge cannot update ``installation``, or its installer is missing.
+        UpdateError: edge cannot update ``installation``, its installer is missing,
+            or the requirements file cannot be written.
     """
     program = find_installer(installation, environ)
     argv = installer_argv(installation, program, wheel)
@@ -316,22 +347,35 @@ def installer_command(
     }
     env.update(NO_COLOR="1", PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     quoted = shlex.quote(spec)
+    where = wheel.parent
+    if installation.method is Method.VENV:
+        python = installation.python
+    else:
+        python = installation.prefix / "bin" / "python"
+    version = (str(python), "-I", "-c", VERSION_CODE)
     if installation.method is Method.PIPX:
         venvs = installation.prefix.parent
         if venvs.name == "venvs":  # $PIPX_HOME/venvs/NAME: the home it belongs to
             env["PIPX_HOME"] = str(venvs.parent)
-        return Command(argv, env, manual=f"pipx install --force {quoted}")
+        return Command(
+            argv, env, manual=f"pipx install --force {quoted}", cwd=where, version_argv=version
+        )
     if installation.method is Method.UV:
         env["UV_TOOL_DIR"] = str(installation.prefix.parent)
         if installation.bin_dir is not None:
             env["UV_TOOL_BIN_DIR"] = str(installation.bin_dir)
-        return Command(argv, env, manual=f"uv tool install --force {quoted}")
+        return Command(
+            argv, env, manual=f"uv tool install --force {quoted}", cwd=where, version_argv=version
+        )
     requirements = requirements_file(wheel)
-    requirements.write_text(
-        f"{PACKAGE} @ {wheel.resolve().as_uri()} --hash=sha256:{sha256}\n", encoding="utf-8"
-    )
+    try:
+        requirements.write_text(
+            f"{PACKAGE} @ {wheel.resolve().as_uri()} --hash=sha256:{sha256}\n", encoding="utf-8"
+        )
+    except OSError as exc:
+        raise UpdateError(f"cannot write {where}: {exc.strerror or exc}") from exc
     manual = f"{installation.python} -m pip install {quoted}"
-    return Command(argv, env, (requirements,), manual)
+    return Command(argv, env, (requirements,), manual, cwd=where, version_argv=version)
 
 
 # --- running it ---------------------------------------------------------------------------
@@ -342,18 +386,21 @@ def run_installer(
 ) -> None:
     """Run ``command`` to its end (blocking), each line of its output to ``on_line``.
 
+    It runs in ``command.cwd``, in a session of its own; past ``timeout`` the whole
+    session's process group is killed (pip's own children with it).
+
     Raises:
         UpdateError: it could not start, failed, or ran over ``timeout`` (then it is
             killed); the message ends with its last lines.
     """
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     timed_out = threading.Event()
-    argv = command.argv
-    name = argv[2] if len(argv) > 2 and argv[1] == "-m" else Path(argv[0]).name
+    name = command.name
     try:
         process = subprocess.Popen(
             command.argv,
             env=dict(command.env),
+            cwd=command.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -361,11 +408,17 @@ def run_installer(
         )
     except OSError as exc:
         raise UpdateError(f"cannot run {command.argv[0]}: {exc.strerror or exc}") from None
+    # The group is killed only while its leader is not reaped: its id is not reused till then.
+    reaping = threading.Lock()
+    reaped = threading.Event()
 
     def kill() -> None:
-        timed_out.set()
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+        with reaping:
+            if reaped.is_set():
+                return
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     timer = threading.Timer(timeout, kill)
     timer.start()
@@ -376,7 +429,7 @@ def run_installer(
                 line = raw.decode("utf-8", "replace").rstrip()
                 tail.append(line)
                 on_line(line)
-            code = process.wait()
+            code = _reap(process, reaping, reaped)
     finally:
         timer.cancel()
         for path in command.files:
@@ -387,6 +440,67 @@ def run_installer(
         raise UpdateError(f"{name} did not finish within {timeout:g} s and was stopped:\n{last}")
     if code != 0:
         raise UpdateError(f"{name} failed (exit {code}){_hint(tail, command.manual)}:\n{last}")
+
+
+def _reap(
+    process: subprocess.Popen[bytes], reaping: threading.Lock, reaped: threading.Event
+) -> int:
+    """Wait for ``process`` to exit; reap it holding ``reaping`` and set ``reaped`` there
+    (a kill of its group then never meets a reused id); its exit code."""
+    while True:
+        with reaping:
+            code = process.poll()
+            if code is not None:
+                reaped.set()
+                return code
+        time.sleep(REAP_POLL)
+
+
+def verify_installed(command: Command, expected: Version) -> None:
+    """Check, after ``command`` exited 0, that its environment holds edge ``expected``
+    (its Python, isolated, asked in ``command.cwd``); nothing to check without a
+    ``version_argv``.
+
+    Raises:
+        UpdateError: that Python cannot tell, or names another version: the installer
+            said it succeeded, and did not install the target.
+    """
+    if not command.version_argv:
+        return
+    python = command.version_argv[0]
+    try:
+        done = subprocess.run(
+            command.version_argv,
+            env=dict(command.env),
+            cwd=command.cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=VERSION_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UpdateError(
+            f"{command.name} exited 0, but {python} could not be asked which edge it holds: {exc}"
+        ) from None
+    said = done.stdout.strip()
+    if done.returncode != 0 or not said:
+        fallback = f"exit {done.returncode}" if done.returncode else "it printed nothing"
+        why = (done.stderr.strip().splitlines() or [fallback])[-1]
+        raise UpdateError(
+            f"{command.name} exited 0, but {python} finds no edge installed ({why}): "
+            "the update did not take effect"
+        )
+    try:
+        got = Version(said)
+    except InvalidVersion:
+        got = None
+    if got != expected:
+        raise UpdateError(
+            f"{command.name} exited 0, but {python} reports edge {said}, not {expected}: "
+            "the update did not take effect"
+        )
 
 
 def _hint(tail: Iterable[str], manual: str) -> str:

@@ -70,6 +70,8 @@ KEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
 #: What a sha256 looks like in the manifest.
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+#: What no URL edge fetches may hold: white space (Unicode's too) or a control character.
+_UNSAFE_URL: Final = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +127,14 @@ class Plan:
 
 
 def require_https(url: str, what: str) -> None:
-    """Refuse ``url`` unless it is ``https://HOST...``.
+    """Refuse ``url`` unless it is ``https://HOST...`` without white space or control
+    characters (``urlsplit`` would drop a newline that httpx refuses later).
 
     Raises:
         UpdateError: naming ``what`` ("the manifest URL", ...).
     """
+    if _UNSAFE_URL.search(url):
+        raise UpdateError(f"{what} {url!r} holds white space or a control character: refused")
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -5,14 +5,19 @@
 2. ``prepare``: the installer found (refused here if edge cannot update this
    installation), the target's wheel for this interpreter downloaded and its
    sha256 checked, the installer's command ready; nothing installed.
-3. ``install``: the installer run (blocking: the daemon runs it in a thread),
-   then every other wheel in the downloads directory removed. The installed
-   wheel stays: pipx and uv record its path (``pipx reinstall`` uses it).
+3. ``install``: the wheel hashed again (it may have waited for a drain: pipx
+   and uv install it by path, unchecked), the installer run (blocking: the
+   daemon runs it in a thread), the environment asked which edge it now holds
+   (it must be the target), then every other wheel in the downloads directory
+   removed. The installed wheel stays: pipx and uv record its path (``pipx
+   reinstall`` uses it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,8 +29,15 @@ from packaging.version import Version
 
 from .. import __version__
 from ..errors import UpdateError
-from .fetch import Progress, download, fetch_manifest, open_client
-from .install import Command, Installation, find_installer, installer_command, run_installer
+from .fetch import Progress, cannot_write, download, fetch_manifest, open_client
+from .install import (
+    Command,
+    Installation,
+    find_installer,
+    installer_command,
+    run_installer,
+    verify_installed,
+)
 from .manifest import Artifact, Manifest, Plan, Release, choose_artifact, choose_target
 
 __all__ = [
@@ -35,6 +47,7 @@ __all__ = [
     "Prepared",
     "check",
     "current_version",
+    "discard",
     "downloads_dir",
     "install",
     "prepare",
@@ -51,6 +64,8 @@ NO_KEY: Final = (
 )
 #: The directory of the state directory that holds downloaded wheels.
 DOWNLOADS: Final = "updates"
+#: Bytes read at a time when a wheel is hashed again.
+HASH_CHUNK: Final = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +156,13 @@ async def prepare(
         raise UpdateError(checked.plan.note)
     find_installer(installation, environ)
     artifact = choose_artifact(release, sys_tags() if tags is None else tags)
-    directory = downloads if downloads is not None else Path(tempfile.mkdtemp(prefix="edge-up-"))
+    if downloads is not None:
+        directory = downloads
+    else:
+        try:
+            directory = Path(tempfile.mkdtemp(prefix="edge-up-"))
+        except OSError as exc:
+            raise cannot_write(Path(tempfile.gettempdir()), exc) from exc
     async with open_client() as client:
         wheel = await download(client, artifact, directory, progress=progress)
     try:
@@ -155,17 +176,48 @@ async def prepare(
 
 
 def install(prepared: Prepared, on_line: Callable[[str], None]) -> None:
-    """Run the installer (blocking); keep only this wheel in its directory.
+    """Hash the wheel again, run the installer (blocking), check what it installed; keep
+    only this wheel in its directory.
 
     Raises:
-        UpdateError: the installer failed (its wheel is removed).
+        UpdateError: the wheel changed since it was checked (nothing is run), the
+            installer failed, or the environment does not hold the target version
+            afterwards (the wheel is removed in each case).
     """
     try:
+        _recheck(prepared)
         run_installer(prepared.command, on_line)
+        verify_installed(prepared.command, prepared.version)
     except BaseException:
-        prepared.wheel.unlink(missing_ok=True)
+        discard(prepared)
         raise
     for old in prepared.wheel.parent.glob("*.whl"):
         if old != prepared.wheel:
             with contextlib.suppress(OSError):
                 old.unlink()
+
+
+def discard(prepared: Prepared) -> None:
+    """Remove the wheel and the files made for its installer: it is not to be installed
+    (it failed, or the update was cancelled before its installer ran)."""
+    for path in (prepared.wheel, *prepared.command.files):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _recheck(prepared: Prepared) -> None:
+    """Refuse a wheel whose sha256 is no longer the manifest's (changed on disk since the
+    download was checked)."""
+    wheel = prepared.wheel
+    digest = hashlib.sha256()
+    try:
+        with wheel.open("rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise UpdateError(f"cannot read {wheel}: {exc.strerror or exc}: nothing installed") from exc
+    if not hmac.compare_digest(digest.hexdigest(), prepared.artifact.sha256):
+        raise UpdateError(
+            f"{wheel} changed since its sha256 was checked (now {digest.hexdigest()}, the "
+            f"manifest says {prepared.artifact.sha256}): refused, nothing installed"
+        )

@@ -61,6 +61,8 @@ def test_malformed_frames_are_errors_with_reasons() -> None:
         '{"type":"connected","userId":"u","gatewayUrl":"ftp://x"}': '"gatewayUrl"',
         '{"type":"connected","userId":"u","gatewayUrl":7}': '"gatewayUrl"',
         '{"type":"connected","userId":"u","versionsUrl":"http://x/v.json"}': '"versionsUrl"',
+        '{"type":"connected","userId":"u","versionsUrl":"https://x/v.json\\n"}': '"versionsUrl"',
+        '{"type":"connected","userId":"u","gatewayUrl":"https://x /v1"}': '"gatewayUrl"',
         '{"jsonrpc":"2.0","id":1,"method":"tool_call","params":{"tool":""}}': "non-empty",
         '{"jsonrpc":"2.0","id":1,"method":"tool_call","params":[1]}': "params",
         '{"jsonrpc":"2.0","id":1,"method":"tool_call","params":{"tool":"t","args":[1]}}': (

@@ -84,7 +84,12 @@ elif verb not in ("daemon-reload", "reset-failed"):
     sys.exit("the stand-in systemctl does not know " + verb)
 """
 
-#: The stand-in launchctl (calls to $SHIM_LOG; state beside it).
+#: The stand-in launchctl (calls to $SHIM_LOG; state beside it). As launchd does, it lets a
+#: job go some time after ``bootout`` returned: for the next $SHIM_LEAVING calls of ``print``
+#: or ``bootstrap`` the job is still there (``bootstrap`` fails with 5: Input/output error);
+#: and the first $SHIM_BOOTSTRAP_BUSY bootstraps of a job gone fail with 37 (Operation already
+#: in progress).
+#: Calls, not seconds, so that no test depends on timing.
 LAUNCHCTL_SHIM = """\
 #!{python}
 import json, os, sys
@@ -93,25 +98,45 @@ log = os.environ["SHIM_LOG"]
 with open(log, "a") as f:
     f.write(json.dumps(args) + "\\n")
 state_file = log + ".state"
-loaded = os.path.exists(state_file)
+state = {{"loaded": False, "leaving": 0, "busy": 0}}
+if os.path.exists(state_file):
+    with open(state_file) as f:
+        state = json.load(f)
+def save():
+    with open(state_file, "w") as f:
+        json.dump(state, f)
 verb = args[0]
+leaving = False
+if verb in ("print", "bootstrap") and state["leaving"] > 0:
+    state["leaving"] -= 1
+    leaving = True
+    save()
+loaded = state["loaded"] or leaving
 if verb == "print":
     if not loaded:
         print("Bad request.\\nCould not find service in domain for port", file=sys.stderr)
         sys.exit(113)
-    print(args[1] + " = {{\\n\\tstate = running\\n\\tpid = 4242")
-    print("\\tlast exit code = (never exited)\\n}}")
+    print(args[1] + " = {{\\n\\tstate = " + ("exiting" if leaving else "running"))
+    print("\\tpid = 4242\\n\\tlast exit code = (never exited)\\n}}")
 elif verb == "print-disabled":
     print("disabled services = {{\\n\\t\\"com.apple.x\\" => disabled\\n}}")
 elif verb == "bootstrap":
     if loaded:
         print("Bootstrap failed: 5: Input/output error", file=sys.stderr)
         sys.exit(5)
-    open(state_file, "w").close()
+    if state["busy"] < int(os.environ.get("SHIM_BOOTSTRAP_BUSY", "0")):
+        state["busy"] += 1
+        save()
+        print("Bootstrap failed: 37: Operation already in progress", file=sys.stderr)
+        sys.exit(37)
+    state["loaded"] = True
+    save()
 elif verb == "bootout":
     if not loaded:
+        print("Boot-out failed: 3: No such process", file=sys.stderr)
         sys.exit(3)
-    os.unlink(state_file)
+    state.update(loaded=False, leaving=int(os.environ.get("SHIM_LEAVING", "0")))
+    save()
 elif verb != "enable":
     sys.exit("the stand-in launchctl does not know " + verb)
 """

@@ -3,8 +3,9 @@ uninstall for a macOS host against a temporary HOME.
 
 launchd cannot run here (Linux): what is checked is the file (its keys, its mode,
 where it and the logs go) and the ``launchctl`` command lines, given to a stand-in
-``launchctl`` (``conftest.LAUNCHCTL_SHIM``). That launchd accepts the agent and acts
-on these commands is not verified here.
+``launchctl`` (``conftest.LAUNCHCTL_SHIM``), which also lets a job go some calls after
+``bootout`` returned, as launchd does some time after. That launchd accepts the agent
+and acts on these commands is not verified here.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from edge.errors import ServiceError
-from edge.service.launchd import LABEL, agent, agent_bytes
+from edge.service.launchd import EXIT_TIMEOUT, LABEL, agent, agent_bytes
 from edge.service.manage import Host, InstallOptions, install, logs_command, status, uninstall
+from edge.update.install import INSTALL_TIMEOUT
 
 from .conftest import LAUNCHCTL_SHIM, calls, write_shim
 
@@ -40,6 +42,8 @@ def test_the_agent_round_trips_through_plistlib_with_the_required_keys(tmp_path:
     assert loaded["StandardErrorPath"] == loaded["StandardOutPath"] == str(logs / "edge.log")
     assert loaded["EnvironmentVariables"] == {"EDGE_SERVICE": "launchd", "PATH": "/usr/bin"}
     assert loaded["WorkingDirectory"] == str(home)
+    # A stopping edge lets an update's installer finish: launchd must not kill it before.
+    assert loaded["ExitTimeOut"] == EXIT_TIMEOUT >= INSTALL_TIMEOUT + 30
     assert data.startswith(b"<?xml")
 
 
@@ -103,12 +107,17 @@ def test_install_status_uninstall(mac: tuple[Host, Path]) -> None:
     again = install(host, InstallOptions())
     assert again.lines[0] == f"updated {plist}"
     assert any("restarted" in line for line in again.lines)
-    assert [c[0] for c in calls(log)] == ["print", "bootout", "enable", "bootstrap"]
+    # bootout, then print until the job is gone (here at once), then bootstrap
+    assert [c[0] for c in calls(log)] == ["print", "bootout", "print", "enable", "bootstrap"]
 
     log.unlink()
     gone = uninstall(host)
     assert not plist.exists()
-    assert calls(log) == [["print", "gui/501/local.edge"], ["bootout", "gui/501/local.edge"]]
+    assert calls(log) == [
+        ["print", "gui/501/local.edge"],
+        ["bootout", "gui/501/local.edge"],
+        ["print", "gui/501/local.edge"],
+    ]
     assert any("logs stay" in line for line in gone.lines)
     st = status(host)
     assert (st.installed, st.running) == (False, False)
@@ -125,3 +134,27 @@ def test_without_launchctl_the_agent_is_written_with_the_command_to_load_it(
     assert outcome.path.exists()
     assert f"launchctl bootstrap gui/501 {outcome.path}" in outcome.lines[-1]
     assert status(bare).state == "unknown: launchctl is not here"
+
+
+def test_a_reinstall_waits_for_launchd_to_let_the_old_job_go(mac: tuple[Host, Path]) -> None:
+    """launchd lets a job go after ``bootout`` has returned; a bootstrap before that fails
+    (5: Input/output error)."""
+    host, log = mac
+    install(host, InstallOptions())
+    slow = replace(host, environ={**host.environ, "SHIM_LEAVING": "3"})
+    log.unlink()
+    again = install(slow, InstallOptions())
+    assert any("restarted" in line for line in again.lines)
+    verbs = [c[0] for c in calls(log)]
+    # still there for 3 prints after the bootout, gone at the 4th: then the bootstrap
+    assert verbs == ["print", "bootout", "print", "print", "print", "print", "enable", "bootstrap"]
+    assert status(slow).running is True
+
+
+def test_a_bootstrap_refused_while_launchd_is_busy_is_tried_again(mac: tuple[Host, Path]) -> None:
+    host, log = mac
+    busy = replace(host, environ={**host.environ, "SHIM_BOOTSTRAP_BUSY": "2"})
+    outcome = install(busy, InstallOptions())
+    assert any("started" in line for line in outcome.lines)
+    assert [c[0] for c in calls(log)].count("bootstrap") == 3  # 37, 37, then loaded
+    assert status(busy).running is True

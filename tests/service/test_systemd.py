@@ -18,6 +18,7 @@ import pytest
 from edge.errors import ServiceError
 from edge.exitcodes import UPDATED
 from edge.service.systemd import exec_start, quote_arg, unit_text
+from edge.update.install import INSTALL_TIMEOUT
 
 from .conftest import run_edge, unit_path
 
@@ -59,6 +60,9 @@ def test_the_unit_restarts_on_failure_and_on_an_update_and_logs_to_the_journal()
     assert found["Environment"] == ['"EDGE_SERVICE=systemd"', '"PATH=/usr/bin:/bin"']
     assert found["StandardOutput"] == found["StandardError"] == ["journal"]
     assert found["KillMode"] == ["mixed"]  # SIGTERM to edge alone: it stops its children
+    # A stopping edge lets an update's installer finish: systemd must not SIGKILL it first.
+    (stop,) = found["TimeoutStopSec"]
+    assert int(stop) >= INSTALL_TIMEOUT + 30
     assert found["WantedBy"] == ["default.target"]
     assert "edge 9.9" in text
 

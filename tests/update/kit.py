@@ -35,6 +35,9 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from packaging.version import Version
+
+from edge.update.install import Installation, Method
 
 #: The repository (the source tree the wheels are built from).
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -119,6 +122,64 @@ def make_venv(where: Path, wheel: Path, deps: Path) -> Path:
     (site_packages(where) / "edge-test-deps.pth").write_text(f"{deps}\n", encoding="utf-8")
     run([str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(wheel)])
     return where
+
+
+#: The stand-in Python of ``StandIn``: ``-I -c CODE`` (edge asking which version the
+#: environment holds) prints the file ``holds``; anything else is the installer (``-I -m pip
+#: install ...``): it notes that it started, waits for ``go`` while ``hold`` exists, fails
+#: when ``fail`` exists, else "installs" by copying ``installs`` to ``holds``.
+STAND_IN_PYTHON: Final = """\
+#!{python}
+import sys, time
+from pathlib import Path
+here = Path(__file__).parent
+if sys.argv[1:3] == ["-I", "-c"]:
+    print((here / "holds").read_text())
+    raise SystemExit(0)
+(here / "started").write_text(" ".join(sys.argv[1:]))
+while (here / "hold").exists() and not (here / "go").exists():
+    time.sleep(0.01)
+if (here / "fail").exists():
+    print("ERROR: the stand-in installer fails, as asked")
+    raise SystemExit(1)
+if (here / "installs").exists():
+    (here / "holds").write_text((here / "installs").read_text())
+print("installed")
+"""
+
+
+@dataclass
+class StandIn:
+    """A virtual environment's stand-in for the steps that need none (a fast installer that
+    can be held, made to fail, or to install nothing): ``bin/python`` is ``STAND_IN_PYTHON``,
+    and the files it reads are in ``bin``."""
+
+    prefix: Path
+
+    @classmethod
+    def make(cls, prefix: Path, holds: str = OLD, installs: str | None = NEW) -> StandIn:
+        bin_dir = prefix / "bin"
+        bin_dir.mkdir(parents=True)
+        python = bin_dir / "python"
+        python.write_text(STAND_IN_PYTHON.format(python=sys.executable), encoding="utf-8")
+        python.chmod(0o755)
+        (bin_dir / "holds").write_text(holds)
+        if installs is not None:
+            (bin_dir / "installs").write_text(installs)
+        return cls(prefix)
+
+    def file(self, name: str) -> Path:
+        return self.prefix / "bin" / name
+
+    @property
+    def started(self) -> bool:
+        """Whether its installer ran."""
+        return self.file("started").exists()
+
+    def installation(self) -> Installation:
+        """A venv ``Installation`` of edge ``holds`` at ``prefix``."""
+        holds = Version(self.file("holds").read_text())
+        return Installation(Method.VENV, self.prefix, self.file("python"), holds)
 
 
 def site_packages(venv: Path) -> Path:

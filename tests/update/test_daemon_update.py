@@ -1,8 +1,11 @@
 """Updates inside a real daemon: ``GET``/``POST /update`` over its control API; the daemon lets
-a call in flight finish, installs into a real venv, and stops with ``exitcodes.UPDATED``."""
+a call in flight finish, installs into a real venv, and stops with ``exitcodes.UPDATED``; an
+update that fails in any way is a 409 and the daemon goes on; ``edge update`` finds the daemon
+where the config tells ``edge run`` to listen."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -18,7 +21,7 @@ from edge.nurseries.updates import UpdateOptions
 from edge.update.install import Installation, detect_installation
 
 from ..conftest import CONNECT_WITHIN, TOKEN, fast_tunnel, make_config, until
-from .kit import NEW, OLD, Site, make_venv, version_of
+from .kit import NEW, OLD, Site, StandIn, make_venv, version_of
 
 #: Seconds for a request, a drain or an install on a busy machine (a bound on failure).
 SOON: Final = 120.0
@@ -184,3 +187,59 @@ async def test_edge_update_asks_the_daemon_of_its_own_installation(
     assert f"edge {NEW} installed (was {OLD}); the daemon stopped: start it again" in out
     assert daemon.exit_code == exitcodes.UPDATED
     assert version_of(venv / "bin" / "edge") == f"edge {NEW}"
+
+
+async def test_an_update_that_cannot_write_its_downloads_is_a_409_and_the_daemon_goes_on(
+    nursery: trio.Nursery,
+    trust_site: Site,
+    manifest_url: str,
+    workspace: Path,
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    downloads = tmp_path / "a-file" / "updates"
+    options = UpdateOptions(manifest_url=manifest_url, public_key=trust_site.public_key,
+                            auto=False, check=False, downloads=downloads)  # fmt: skip
+    stand_in = StandIn.make(tmp_path / "env")
+    config = make_config(workspace, control=("127.0.0.1", 0), update_manifest=manifest_url)
+    daemon = await _daemon(nursery, config, options, stand_in.installation())
+    base = daemon.control_url
+    with trio.fail_after(SOON):
+        reply = await client.post(f"{base}/update", json={})
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["error"].startswith(f"cannot write {downloads}: ")
+    assert not stand_in.started
+    assert not daemon.stopped.is_set()
+    assert (await client.get(f"{base}/health")).json()["status"] == "ok"
+    assert (await client.get(f"{base}/update")).json()["lastError"] == reply.json()["error"]
+    await daemon.stop()
+
+
+async def test_edge_update_finds_the_daemon_where_the_config_says_it_listens(
+    nursery: trio.Nursery,
+    trust_site: Site,
+    manifest_url: str,
+    workspace: Path,
+    tmp_path: Path,
+    user_env: dict[str, str],
+) -> None:
+    """``edge run --config C`` listens on C's ``[control] listen``: ``edge update --config C``
+    must ask that daemon, not install under it. Here both are this editable checkout, whose
+    daemon refuses (409): exit 1, in the daemon's words."""
+    config = make_config(workspace, control=("127.0.0.1", 0), update_manifest=manifest_url)
+    daemon = await _daemon(nursery, config, _options(trust_site, tmp_path, manifest_url), None)
+    assert daemon.control_url is not None
+    control = daemon.control_url.removeprefix("http://")
+    cli_config = trust_site.config(tmp_path / "config.toml", manifest_url)
+    cli_config.write_text(f'[control]\nlisten = "{control}"\n' + cli_config.read_text())
+    argv = [sys.executable, "-m", "edge", "update", "--config", str(cli_config)]  # no --control
+    with trio.fail_after(SOON):
+        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
+                                      env=user_env, check=False)  # fmt: skip
+    err = done.stderr.decode()
+    assert f"the daemon on {control} updates itself" in err
+    assert "is an editable install of the checkout" in err
+    assert done.returncode == 1, err  # refused by the daemon (409): not a usage error
+    assert not daemon.stopped.is_set()
+    await daemon.stop()

@@ -157,3 +157,30 @@ async def test_a_wheel_shorter_than_the_manifest_says_is_refused(
             ):
                 await download(client, artifact, tmp_path / "updates")
     assert os.listdir(tmp_path / "updates") == []
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("https://127.0.0.1:not-a-port/versions.json", "Invalid port"),  # httpx.InvalidURL
+        ("https://xn--zz/versions.json", "Invalid A-label"),  # idna's UnicodeError
+    ],
+    ids=["invalid port", "invalid host name"],
+)
+async def test_a_url_httpx_cannot_use_is_an_update_error(
+    trust_site: Site, url: str, said: str
+) -> None:
+    """Neither is an httpx.HTTPError: they used to escape the updates task and end it."""
+    with pytest.raises(UpdateError, match=f"cannot fetch the manifest from {url}: .*{said}"):
+        await _fetch(trust_site, url)
+
+
+async def test_a_downloads_directory_that_cannot_be_made_is_an_update_error(
+    trust_site: Site, wheels: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    directory = tmp_path / "a-file" / "updates"
+    with trio.fail_after(SOON):
+        async with open_client() as client:
+            with pytest.raises(UpdateError, match=f"cannot write {directory}: "):
+                await download(client, _artifact(trust_site, wheels["0.2.0"]), directory)

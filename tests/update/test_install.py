@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
+from typing import Final
 
 import pytest
+from packaging.version import Version
 
 from edge.errors import UpdateError
 from edge.update.install import (
@@ -18,9 +23,13 @@ from edge.update.install import (
     find_installer,
     installer_command,
     run_installer,
+    verify_installed,
 )
 
-from .kit import OLD, make_venv, sha256, site_packages, snapshot, version_of
+from .kit import NEW, OLD, make_venv, sha256, site_packages, snapshot, version_of
+
+#: Seconds for a killed process to be gone on a busy machine (a bound on failure).
+GONE_WITHIN: Final = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +60,13 @@ def test_a_venv_holding_a_wheel_is_updated_with_pip_and_hashes(venv: Path, tmp_p
         found, wheel, "ab" * 32, spec="edge==0.2.0", environ={"PATH": "/bin", "EDGE_TOKEN": "t"}
     )
     requirements = tmp_path / f"{wheel.name}.requirements.txt"
+    python = str(venv / "bin" / "python")
     assert command.argv == (
-        str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--require-hashes",
-        "--no-input",
+        python, "-I", "-m", "pip", "install", "--quiet", "--require-hashes", "--no-input",
         "-r", str(requirements),
     )  # fmt: skip
+    assert command.cwd == tmp_path  # the wheel's directory, never the caller's
+    assert command.version_argv[:3] == (python, "-I", "-c")
     assert requirements.read_text() == f"edge @ {wheel.as_uri()} --hash=sha256:{'ab' * 32}\n"
     assert "EDGE_TOKEN" not in command.env
     assert command.files == (requirements,)
@@ -103,6 +114,9 @@ def test_a_pipx_venv_is_updated_with_pipx_in_its_own_home(venv: Path, tmp_path: 
                                 environ={"PATH": str(pipx.parent)})  # fmt: skip
     assert command.argv == (str(pipx), "install", "--force", "--suffix", "2", str(wheel))
     assert command.env["PIPX_HOME"] == str(home)
+    assert command.cwd == tmp_path
+    # what pipx made again is asked, not the Python that runs edge update
+    assert command.version_argv[:3] == (str(prefix / "bin" / "python"), "-I", "-c")
     with pytest.raises(UpdateError, match="installed with pipx, which is not on PATH"):
         find_installer(found, {"PATH": str(tmp_path / "nothing"), "HOME": str(tmp_path)})
 
@@ -127,6 +141,8 @@ def test_a_uv_tool_is_updated_with_uv_where_its_receipt_says(venv: Path, tmp_pat
     command = installer_command(found, wheel, "ab" * 32, spec="edge==0.2.0",
                                 environ={"PATH": str(tmp_path)})  # fmt: skip
     assert command.argv == (str(uv), "tool", "install", "--force", str(wheel))
+    assert command.cwd == tmp_path
+    assert command.version_argv[0] == str(venv / "bin" / "python")
     assert command.env["UV_TOOL_DIR"] == str(venv.parent)
     assert command.env["UV_TOOL_BIN_DIR"] == str(bin_dir)
 
@@ -190,3 +206,83 @@ def test_an_installer_that_hangs_is_stopped() -> None:
 def test_an_installer_that_is_not_there_is_an_update_error(tmp_path: Path) -> None:
     with pytest.raises(UpdateError, match="cannot run"):
         run_installer(Command((str(tmp_path / "nope"),), {}), lambda line: None)
+
+
+def test_a_pip_py_in_the_working_directory_is_not_run(
+    venv: Path, wheels: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m pip`` puts the working directory first on ``sys.path``: a ``pip.py`` there
+    (in /tmp, in a checkout of someone else's code) would run as the user and "succeed"."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    planted = tmp_path / "planted-pip-ran"
+    (shared / "pip.py").write_text(f"open({str(planted)!r}, 'w').close()\n")
+    monkeypatch.chdir(shared)  # where `edge update` happens to be run from
+    private = tmp_path / "downloads"
+    private.mkdir()
+    wheel = Path(shutil.copy2(wheels[NEW], private))
+    # A wrong hash: the real pip refuses it, and the shared venv is left as it is.
+    command = installer_command(_installation(venv), wheel, "0" * 64, spec="edge==0.2.0")
+    with pytest.raises(UpdateError, match=r"pip failed \(exit 1\)"):
+        run_installer(command, lambda line: None)
+    assert not planted.exists()
+    assert version_of(venv / "bin" / "edge") == f"edge {OLD}"
+
+
+def test_what_the_environment_holds_is_checked_after_the_installer(
+    venv: Path, tmp_path: Path
+) -> None:
+    wheel = tmp_path / "edge-0.2.0-py3-none-any.whl"
+    command = installer_command(_installation(venv), wheel, "ab" * 32, spec="edge==0.2.0")
+    verify_installed(command, Version(OLD))
+    with pytest.raises(UpdateError) as caught:
+        verify_installed(command, Version(NEW))
+    assert str(caught.value) == (
+        f"pip exited 0, but {venv / 'bin' / 'python'} reports edge {OLD}, not {NEW}: "
+        "the update did not take effect"
+    )
+
+
+def test_a_requirements_file_that_cannot_be_written_is_an_update_error(
+    venv: Path, tmp_path: Path
+) -> None:
+    wheel = tmp_path / "edge-0.2.0-py3-none-any.whl"
+    (tmp_path / f"{wheel.name}.requirements.txt").mkdir()  # in the way, even for root
+    with pytest.raises(UpdateError, match=f"cannot write {tmp_path}: "):
+        installer_command(_installation(venv), wheel, "ab" * 32, spec="edge==0.2.0")
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def test_an_installer_that_hangs_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    """pip runs build backends and other children; a timeout kills them all, not pip alone
+    (a child left behind could go on changing the environment)."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to see whether the installer's child is gone")
+    pid_file = tmp_path / "child.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "quiet = {'stdout': subprocess.DEVNULL, 'stderr': subprocess.DEVNULL}\n"
+        "child = subprocess.Popen(['sleep', '60'], **quiet)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "print('working', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    try:
+        with pytest.raises(UpdateError, match=r"did not finish within 0.5 s and was stopped"):
+            run_installer(_script(code), lambda line: None, timeout=0.5)
+        child = int(pid_file.read_text())
+        deadline = time.monotonic() + GONE_WITHIN
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child), "the installer's child outlived the timeout"
+    finally:
+        if pid_file.exists() and not _gone(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -179,6 +179,17 @@ def test_only_https_urls_pass(url: str) -> None:
     require_https("HTTPS://x.example/v.json", "the manifest URL")
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://x/v.json\n", "https://x/v .json", "\thttps://x/v.json", "https://x/v\x00",
+     "https://x/v\x7f", "https://x/v\u2028"],
+)  # fmt: skip
+def test_white_space_and_control_characters_are_refused(url: str) -> None:
+    """urlsplit drops a newline or a tab that httpx then refuses (InvalidURL)."""
+    with pytest.raises(UpdateError, match="holds white space or a control character: refused"):
+        require_https(url, "the manifest URL")
+
+
 # --- the choice -------------------------------------------------------------------------------
 
 
