@@ -65,6 +65,7 @@ from .protocol import (
     Frame,
     ToolCall,
     capability_report as build_capability_report,
+    error_result,
 )
 from .secret import Secret
 from .store import open_store_in
@@ -92,6 +93,10 @@ CAPTURE_GRACE: Final = 6.0
 #: Seconds a stopping daemon gives plugin runners to stop politely (then SIGTERM, SIGKILL),
 #: at the same time as the results' grace.
 PLUGIN_GRACE: Final = 0.3
+#: Seconds an update waits for running calls and captures to finish before it stops them.
+UPDATE_DRAIN_LIMIT: Final = 900.0
+#: What new work is told while an update drains and installs.
+UPDATING: Final = "edge is updating and takes no new work until it has restarted; try again shortly"
 #: Where an older edge kept undelivered results (imported into the store once, then removed).
 OUTBOX_FILE: Final = "outbox.jsonl"
 
@@ -245,6 +250,8 @@ class Daemon:
         self._mcp: McpServers | None = None
         self._plugins: PluginRunners | None = None
         self._updates: Updates | None = None
+        #: Why new work is refused (an update is draining or installing), else ``None``.
+        self._refusing: str | None = None
         self._root: trio.Nursery | None = None
         self._targets: ControlTargets | None = None
         self._state = AsyncExitStack()  # the store, open while running
@@ -401,6 +408,7 @@ class Daemon:
                 self._update_options or UpdateOptions.from_config(cfg),
                 manifest_url=lambda: cfg.update_manifest or self.cloud_versions_url,
                 drain=self._drain_for_update,
+                resume=self._resume_after_update,
                 on_installed=self._updated,
                 publish=self._publish,
                 installation=self._installation,
@@ -457,6 +465,8 @@ class Daemon:
         """
         if self._root is None:
             return
+        if self._updates is not None:
+            self._updates.abort()  # an update not yet installing is not installed
         if self._captures is not None and len(self._captures):
             with trio.move_on_after(CAPTURE_GRACE):
                 await self._captures.stop_all()
@@ -519,6 +529,9 @@ class Daemon:
     def _on_frame(self, frame: Frame) -> None:
         if isinstance(frame, ToolCall):
             self.tunnel.accepted(frame.id, frame.tool)  # journaled until its result is
+            if self._refusing is not None:
+                self.tunnel.send_result(frame.id, error_result(self._refusing, busy=True))
+                return
             self.workers.submit(
                 frame.id,
                 frame.tool,
@@ -558,11 +571,15 @@ class Daemon:
     async def _plugin_call(self, plugin: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
         """A plugin calling another tool: the same executor, the cloud's approval included."""
         log.info("plugin %s calls %s", plugin, tool)
+        if self._refusing is not None:
+            return error_result(self._refusing, busy=True)
         return await self.executor.call(tool, args, approved=self.gate.approved)
 
     async def _ask_tool(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
         """A tool call the model asked for through ``/ask``: the tunnel's path (the workers,
         the cloud's approval, the local policy); cancelled with the question."""
+        if self._refusing is not None:
+            return error_result(self._refusing, busy=True)
         call_id = next(self._ask_ids)
         done = trio.Event()
         box: list[dict[str, Any]] = []
@@ -584,15 +601,31 @@ class Daemon:
         self.cloud_asr_url = self.cloud_gateway_url = self.cloud_versions_url = None
 
     async def _drain_for_update(self, now: bool) -> None:
-        """Wait until no tool call runs and no capture records (``now``: stop them first)."""
-        if now:
-            self.workers.cancel_all("cancelled: edge is updating")
-            with trio.move_on_after(CAPTURE_GRACE):
-                await self.captures.stop_all()
-        else:
+        """Refuse new work, then wait until no tool call runs and no capture records (``now``,
+        or after ``UPDATE_DRAIN_LIMIT`` seconds: stop them first)."""
+        self._refusing = UPDATING
+        self.captures.refuse_new(UPDATING)
+        if not now:
             log.info("update: waiting for running calls and captures to finish")
+            with trio.move_on_after(UPDATE_DRAIN_LIMIT):
+                await self.workers.wait_idle()
+                await self.captures.wait_idle()
+                return
+            log.warning(
+                "update: calls or captures still running after %g s: stopping them",
+                UPDATE_DRAIN_LIMIT,
+            )
+        self.workers.cancel_all("cancelled: edge is updating")
+        with trio.move_on_after(CAPTURE_GRACE):
+            await self.captures.stop_all()
         await self.workers.wait_idle()
         await self.captures.wait_idle()
+
+    def _resume_after_update(self) -> None:
+        """An update drained but did not install: take work again."""
+        log.info("update: not installed; taking work again")
+        self._refusing = None
+        self.captures.refuse_new(None)
 
     def _updated(self, version: str) -> None:
         """An update is installed: stop, and have ``edge run`` exit with ``UPDATED``."""

@@ -9,6 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -192,6 +193,15 @@ async def test_dev_cloud_drives_a_real_edge(nursery: trio.Nursery, workspace: Pa
             await out.wait_for_log('"output": "from-dev-cloud\\n"')
             await cloud.stdin.send_all(b"ping\n")
             await out.wait_for_log("pong in")
+            gateway = out.log.split("fake model gateway on ", 1)[1].split()[0]
+            await cloud.stdin.send_all(b"gw say scripted by hand\n")
+            await out.wait_for_log("the gateway's next answer")
+            async with httpx.AsyncClient(trust_env=False) as client:
+                reply = await client.post(
+                    f"{gateway}/chat/completions", headers={"authorization": "Bearer demo"},
+                    json={"messages": [{"role": "user", "content": "hi"}]},
+                )  # fmt: skip
+            assert reply.json()["choices"][0]["message"]["content"] == "scripted by hand"
             edge.proc.send_signal(signal.SIGTERM)
             assert await edge.proc.wait() == 0
             await cloud.stdin.send_all(b"quit\n")

@@ -29,7 +29,7 @@ import trio_websocket
 import wsproto.events
 
 from .asr import AsrSession, FakeAsr
-from .gateway import FakeGateway
+from .gateway import SHAPES, FakeGateway, Step
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,7 @@ async def run_interactive(host: str, port: int, token: str, gateway_port: int = 
             f'application/json\' -d \'{{"jwt":"{token}","tunnelUrl":"{cloud.url}"}}\''
         )
         print("commands: call TOOL {JSON args} | approve NAME,NAME | ping | drop | status | quit")
+        print(f"          {GATEWAY_HELP}")
         sys.stdout.flush()
         if sys.stdin is None or sys.stdin.closed:
             await trio.sleep_forever()
@@ -345,19 +346,56 @@ async def run_interactive(host: str, port: int, token: str, gateway_port: int = 
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
-                    if not await _command(cloud, line.decode(errors="replace").strip()):
+                    text = line.decode(errors="replace").strip()
+                    if not await _command(cloud, text, gateway):
                         nursery.cancel_scope.cancel()
                         return
 
 
-async def _command(cloud: FakeCloud, line: str) -> bool:
+#: The ``gw`` commands of ``edge dev-cloud``: how the gateway answers the next question.
+GATEWAY_HELP = (
+    "gw say TEXT | gw slow SECONDS TEXT | gw call [SHAPE] NAME {JSON} | gw error STATUS | "
+    "gw shapes"
+)
+
+
+def _gateway_step(rest: str) -> Step | str:
+    """A ``gw`` command's step for the gateway's script, or the text to print."""
+    verb, _, rest = rest.strip().partition(" ")
+    if verb == "say" and rest:
+        return Step(text=rest)
+    if verb == "slow":
+        seconds, _, text = rest.partition(" ")
+        return Step(text=text or "a slow answer, one word at a time", chunk_delay=float(seconds))
+    if verb == "error":
+        return Step(status=int(rest))
+    if verb == "call":
+        first, _, more = rest.partition(" ")
+        shape = "standard"
+        if first in SHAPES:
+            shape, (first, _, more) = first, more.partition(" ")
+        args = json.loads(more) if more.strip() else {}
+        return Step(calls=((first, args),), shape=shape)
+    if verb == "shapes":
+        return "tool-call shapes: " + ", ".join(SHAPES)
+    return f"usage: {GATEWAY_HELP}"
+
+
+async def _command(cloud: FakeCloud, line: str, gateway: FakeGateway | None = None) -> bool:
     word, _, rest = line.partition(" ")
     try:
         if word in ("quit", "exit"):
             return False
         if not word:
             return True
-        if word == "status":
+        if word == "gw" and gateway is not None:
+            step = _gateway_step(rest)
+            if isinstance(step, str):
+                print(step)
+            else:
+                gateway.script(step)
+                print(f"the gateway's next answer: {step}")
+        elif word == "status":
             print(
                 json.dumps(
                     {

@@ -53,6 +53,7 @@ class Captures:
         self._live: dict[str, Capture | None] = {}  # None: starting
         self._idle = trio.Event()
         self._idle.set()
+        self._refusal: str | None = None
 
     def __len__(self) -> int:
         return len(self._live)
@@ -68,6 +69,8 @@ class Captures:
             CaptureError: bad chat id, or the source or recording cannot be opened.
         """
         chat_id = request.chat_id
+        if self._refusal is not None:
+            raise CaptureConflict(self._refusal)
         if chat_id in self._live:
             raise CaptureConflict(f"chat {chat_id!r} is already recording: stop it first")
         self._live[chat_id] = None
@@ -91,6 +94,10 @@ class Captures:
         self._live.pop(chat_id, None)
         if not self._live:
             self._idle.set()
+
+    def refuse_new(self, reason: str | None) -> None:
+        """Refuse new captures with ``reason`` (``CaptureConflict``); ``None``: take them again."""
+        self._refusal = reason
 
     async def wait_idle(self) -> None:
         """Return once no capture is live (or starting)."""

@@ -433,3 +433,17 @@ async def test_fake_cloud_names_the_gateway_in_connected(
     assert frame.gateway_url == (gateway.url if urls else None)
     assert frame.versions_url == ("https://updates.example/versions.json" if urls else None)
     assert ("gatewayUrl" in json.loads(text)) is urls
+
+
+def test_dev_cloud_gw_commands_script_the_next_answer() -> None:
+    from edge.dev.cloud import GATEWAY_HELP, _gateway_step
+
+    assert _gateway_step("say hello there") == Step(text="hello there")
+    assert _gateway_step("slow 0.5 one two") == Step(text="one two", chunk_delay=0.5)
+    assert _gateway_step("error 503") == Step(status=503)
+    assert _gateway_step('call grep {"pattern": "x"}') == Step(calls=(("grep", {"pattern": "x"}),))
+    assert _gateway_step("call no_index file_read") == Step(
+        calls=(("file_read", {}),), shape="no_index"
+    )
+    assert "no_index" in str(_gateway_step("shapes"))
+    assert _gateway_step("dance") == f"usage: {GATEWAY_HELP}"
