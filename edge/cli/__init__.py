@@ -11,6 +11,7 @@
   the local tools
 - ``update``: ``edge update``, a signed, hash-checked update of this edge
 - ``service``: ``edge service install|uninstall|status|logs``, edge as a user service
+- ``completion``: ``edge completion SHELL``, the completion script for bash, zsh or fish
 - ``dev``: ``edge dev-cloud``, a fake cloud to try edge by hand
 - ``common``: options, config loading, logging, the control-API client, exit codes
 
@@ -31,7 +32,7 @@ import sys
 from types import ModuleType
 from typing import Any, Final
 
-from . import ask, capture, dev, mcp, plugins, run, service, status, tools, update
+from . import ask, capture, completion, dev, mcp, plugins, run, service, status, tools, update
 from .common import call_handler
 
 __all__ = ["main"]
@@ -46,7 +47,7 @@ page and for this CLI. Without a cloud it keeps running, autonomous.
 
 #: The command modules, in the order ``edge --help`` lists them.
 COMMANDS: Final[tuple[ModuleType, ...]] = (
-    run, status, ask, tools, plugins, capture, mcp, update, service, dev,
+    run, status, ask, tools, plugins, capture, mcp, update, service, dev, completion,
 )  # fmt: skip
 
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name, value in extra.items():
         setattr(args, name, value)
+    args.root_parser = parser  # for `edge completion`, which describes the whole tree
     if args.version:
         from .. import __version__
 
