@@ -316,16 +316,18 @@ class Printer:
             self.content = str(event.get("content") or "")
             self.model = event.get("model")
             self.rounds = int(event.get("rounds") or 0)
-            if self.stream and self._open_line:
-                sys.stdout.write("\n")
-                sys.stdout.flush()
-                self._open_line = False
+            if self.stream:
+                self._end_line()
 
-    def _tool_line(self, event: Mapping[str, Any], args: str) -> None:
+    def _end_line(self) -> None:
+        """End the answer's line, if text left one open."""
         if self._open_line:
             sys.stdout.write("\n")
             sys.stdout.flush()
             self._open_line = False
+
+    def _tool_line(self, event: Mapping[str, Any], args: str) -> None:
+        self._end_line()
         outcome = "ok" if event.get("ok") else f"error: {event.get('error', '')}"
         line = f"  [{event['name']}] {args}  {float(event.get('seconds', 0)):.2f} s  {outcome}"
         line = printable(line, keep_lines=False)
@@ -455,8 +457,8 @@ def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]], *,
         asker = DaemonAsker(args.control)
         return trio.run(guarded, asker)
 
-    from ..cli.common import load
-    from ..cli.tools import _executor, _with_plugins
+    from .common import load
+    from .tools import _executor, _with_plugins
 
     config = load(args, no_control=True)
     executor = _executor(config)

@@ -33,7 +33,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Final
 
 import trio
@@ -62,8 +61,6 @@ SHAPES: Final = (
 DEFAULT_MODEL: Final = "fake-model"
 #: Characters of each tool result quoted by the default answer.
 TOOL_RESULT_CHARS: Final = 200
-#: Seconds open requests get to finish when the server stops (it is cancelled after).
-GRACEFUL_TIMEOUT: Final = 1.0
 #: A word and the spaces after it: the pieces text is streamed in.
 _WORDS: Final = re.compile(r"\s*\S+\s*|\s+")
 #: ``/call NAME {JSON}`` in a user message.
@@ -270,24 +267,16 @@ class FakeGateway:
     ) -> None:
         """Serve until cancelled; ``nursery.start`` gives the base URL (``http://HOST:PORT/v1``).
 
-        Raises:
-            OSError: (inside exception groups) the address cannot be bound.
-        """
-        import hypercorn
-        import hypercorn.trio
+        Served as the control API is (``edge.control.serve_control``).
 
-        config = hypercorn.Config()
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-        config.accesslog = None
-        http_log = logging.getLogger("edge.dev.gateway.http")
-        http_log.setLevel(max(logging.WARNING, log.getEffectiveLevel()))
-        config.errorlog = http_log
-        config.graceful_timeout = GRACEFUL_TIMEOUT
-        config.include_server_header = False
+        Raises:
+            ConfigError: the address cannot be bound.
+        """
+        from ..control.app import serve_control
+
         async with trio.open_nursery() as nursery:
-            serve = partial(hypercorn.trio.serve, self._app(), config)  # type: ignore[arg-type]
-            binds = await nursery.start(serve)
-            self.url = f"{binds[0]}/v1"
+            base = await nursery.start(serve_control, self._app(), host, port)
+            self.url = f"{base}/v1"
             task_status.started(self.url)
 
     def _app(self) -> Starlette:

@@ -27,7 +27,13 @@ import trio
 
 from ..config import is_loopback
 from ..errors import GatewayError
-from ..protocol.openai import GatewayStreamError, Turn, TurnAccumulator, parse_data
+from ..protocol.openai import (
+    GatewayStreamError,
+    Turn,
+    TurnAccumulator,
+    error_message,
+    parse_data,
+)
 from ..protocol.sse import SseDecoder, SseError
 from ..secret import Secret, scrub
 
@@ -297,15 +303,9 @@ def _json(text: str, name: str) -> object:
 
 
 def _error_message(body: str) -> str:
-    """The ``error.message`` of an OpenAI-shaped error body, else the body's start."""
+    """The message of an OpenAI-shaped error body, else the body's start."""
     try:
-        data = json.loads(body)
+        message = error_message(json.loads(body))
     except ValueError:
-        return body.strip()[:300]
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:300]
-    if isinstance(error, str):
-        return error[:300]
-    return body.strip()[:300]
-
+        message = None
+    return (message or body.strip())[:300]
