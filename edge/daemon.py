@@ -46,6 +46,7 @@ from .capture.sources import probe_sources
 from .capture.uplink import AsrTarget, UplinkOptions, choose_asr_target
 from .config import TOKEN_ENV, Config
 from .control import ControlTargets, build_app, serve_control
+from .control.key import LocalKey
 from .errors import ConfigError
 from .events import EventHub
 from .gateway.desk import AskDesk, GatewayClients
@@ -255,6 +256,8 @@ class Daemon:
         self._root: trio.Nursery | None = None
         self._targets: ControlTargets | None = None
         self._state = AsyncExitStack()  # the store, open while running
+        #: This run's local key (``edge.control.key``), in the state directory while running.
+        self.key = LocalKey()
 
     # -- children ----------------------------------------------------------------
 
@@ -310,6 +313,7 @@ class Daemon:
                 task_status.started(self)
         finally:
             self._root = None
+            self.key.remove()
             try:
                 with trio.CancelScope(shield=True):
                     await self._gateway_clients.aclose()
@@ -401,6 +405,7 @@ class Daemon:
             events=self.events,
             plugins=self._plugins,
             ask=ask,
+            key=self.key,
         )
         self._updates = await root.start(
             partial(
@@ -418,6 +423,12 @@ class Daemon:
         if cfg.control is not None:
             app = build_app(self._targets, cfg.allowed_origins)
             self.control_url = await root.start(serve_control, app, *cfg.control)
+            if cfg.state_dir is not None:
+                port = int(self.control_url.rsplit(":", 1)[1].rstrip("/"))
+                try:
+                    self.key.write(cfg.state_dir, port)
+                except OSError as exc:
+                    log.warning("cannot write the local key into %s: %s", cfg.state_dir, exc)
         if cfg.cloud_url and cfg.token:
             self._tunnel.activate(cfg.token, cfg.cloud_url)
 

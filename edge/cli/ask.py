@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .common import add_control_option, add_policy_options, fail
+from .common import add_control_option, add_policy_options, colour_enabled, fail
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -294,7 +294,7 @@ class Printer:
         self.rounds = 0
         self._open_line = False
         self._args: dict[str, str] = {}
-        self._color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+        self._color = colour_enabled(sys.stderr)
         self._raw = not sys.stdout.isatty()  # a pipe gets the answer as it is
 
     async def __call__(self, event: dict[str, Any]) -> None:

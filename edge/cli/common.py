@@ -212,6 +212,33 @@ def check_ws_url(flag: str, url: str) -> None:
         raise ConfigError(f"{flag}: {exc}") from None
 
 
+# --- colour ----------------------------------------------------------------------------
+
+#: SGR codes ``paint`` knows.
+COLOURS: Final = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1"}
+
+
+def colour_enabled(stream: Any) -> bool:
+    """Whether to colour what goes to ``stream``: only a terminal, never with ``NO_COLOR``
+    set (https://no-color.org, any value) or ``TERM=dumb``."""
+    import os
+
+    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def paint(text: str, colour: str, stream: Any) -> str:
+    """``text`` in ``colour`` (a ``COLOURS`` name) when ``colour_enabled(stream)``, else as is."""
+    if not colour_enabled(stream):
+        return text
+    return f"\x1b[{COLOURS[colour]}m{text}\x1b[0m"
+
+
 # --- the control API -------------------------------------------------------------------
 
 
@@ -251,9 +278,27 @@ def control_get(control: str, *paths: str, timeout: float) -> list[Any]:
         ) from exc
 
 
-def control_post(control: str, path: str, body: Any = None, *, timeout: float) -> tuple[int, Any]:
+def key_headers(control: str, state_dir: Path | None) -> dict[str, str]:
+    """The local-key header (``edge.control.key``) for the daemon at ``control``, read from
+    ``state_dir``; empty when there is no key there (the daemon then answers 403)."""
+    from ..control.key import KEY_HEADER, read_key
+
+    _, port = parse_hostport(control)
+    key = read_key(state_dir, port)
+    return {} if key is None else {KEY_HEADER: key}
+
+
+def control_post(
+    control: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """POST ``body`` (JSON) to ``path`` on the control API at ``control``: (status, JSON answer).
 
+    ``headers`` go with it (``key_headers`` for the routes that need the local key).
     A transport error is a ``ControlUnreachable``; an HTTP error status is returned,
     not raised, so the caller can print the daemon's message.
     """
@@ -262,7 +307,7 @@ def control_post(control: str, path: str, body: Any = None, *, timeout: float) -
     host, port = parse_hostport(control)
     try:
         with httpx.Client(base_url=control_url(control), timeout=timeout) as client:
-            reply = client.post(path, json=body if body is not None else {})
+            reply = client.post(path, json=body if body is not None else {}, headers=headers)
     except httpx.HTTPError as exc:
         raise ControlUnreachable(
             f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__})"

@@ -36,6 +36,7 @@ Modules:
     app     -- ControlTargets, build_app (guard, routes, error answers) and serve_control
     guard   -- BrowserGuard (Host and Origin checks, private-network header) and CORS
     body    -- reading requests: size-limited JSON objects, query parameters
+    key     -- LocalKey: the per-run key in the state directory that CLI-only routes need
     tunnel  -- /tunnel/*: status, activate, disconnect (TunnelControl)
     record  -- /record/*: start, stop, status of captures (RecordControl)
     events  -- GET /events and GET /record/events: the EventHub as server-sent events

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ..events import EventHub
     from .ask import AskControl
+    from .key import LocalKey
     from .mcp import McpControl
     from .plugins import PluginsControl
     from .record import RecordControl
@@ -71,6 +72,9 @@ class ControlTargets:
     ask: AskControl | None = None
     #: GET and POST /update: the daemon's updates (``None``: 404).
     update: UpdateControl | None = None
+    #: This run's local key, which the routes only this machine's user may call need
+    #: (``edge.control.key``; ``None``: those routes refuse every request).
+    key: LocalKey | None = None
 
 
 def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> ASGIApp:
