@@ -164,12 +164,21 @@ class Connection:
         if waiting.cancelled_caught:
             raise HandshakeFailed(f"the cloud sent no 'connected' within {limit:g} s")
         await ws.send_message(encode(self._hooks.capability_report()))
+        # The cloud answers the report with ``approved_tools``. A cloud that sends
+        # something else first (a ping, a call) is served with an empty approval, as
+        # the older bridge did: that frame is answered now (a call with "not
+        # approved"), and the approval applies whenever it arrives. Silence fails.
         with trio.move_on_after(limit) as waiting:
-            while not isinstance(frame := parse_frame(await ws.get_message()), ApprovedTools):
-                self._dispatch(frame)
-            self._dispatch(frame)
+            frame = parse_frame(await ws.get_message())
         if waiting.cancelled_caught:
             raise HandshakeFailed(f"the cloud sent no 'approved_tools' within {limit:g} s")
+        if not isinstance(frame, ApprovedTools):
+            log.info(
+                "tunnel: the cloud sent %s before 'approved_tools': going on with no tool "
+                "approved until it comes",
+                _kind(frame),
+            )
+        self._dispatch(frame)
 
     def _dispatch(self, frame: Frame) -> None:
         if isinstance(frame, Ping):
@@ -220,3 +229,8 @@ class Connection:
             if scope.cancelled_caught:
                 raise ConnectionLost(f"heartbeat unanswered for {pacing.heartbeat_timeout:g} s")
             self._outbox.confirm(mark)
+
+
+def _kind(frame: Frame) -> str:
+    """What a frame is, for a log line: ``a Ping frame``, ``a ToolCall frame``."""
+    return f"a {type(frame).__name__} frame"
