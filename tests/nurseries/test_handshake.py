@@ -18,7 +18,8 @@ async def test_a_ping_and_a_call_before_the_approval_are_answered(
     nursery: trio.Nursery, cloud: FakeCloud, workspace: Path
 ) -> None:
     cloud.send_approval = False
-    daemon = await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=fast_tunnel()).run)
+    daemon = Daemon(make_config(workspace, cloud), tunnel_options=fast_tunnel())
+    await nursery.start(daemon.run)
     with trio.fail_after(30):
         await cloud.wait_connected()  # the report is in; no approval sent
         assert await cloud.ping() >= 0  # answered: the attempt goes on
