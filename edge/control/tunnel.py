@@ -46,7 +46,8 @@ def routes(target: TunnelControl) -> list[Route]:
             target.activate(jwt, url)
         except ValueError as exc:
             raise BadRequest(f'"tunnelUrl": {exc}') from None
-        return json_reply({"status": "connecting", "tunnelUrl": url}, status_code=202)
+        # "ok" is for pages written against the older API, which check it.
+        return json_reply({"ok": True, "status": "connecting", "tunnelUrl": url}, status_code=202)
 
     async def disconnect(request: Request) -> Response:
         target.disconnect()
