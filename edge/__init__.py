@@ -25,6 +25,7 @@ Modules:
     settings   -- every key config.toml may hold (type, range), and the strict check
     errors     -- the one exception tree
     exitcodes  -- the exit codes of the edge command, in one place
+    build      -- which edge this is: the version and, from a git checkout, the commit
     events     -- fan-out of the daemon's events to the control API's event streams
     fs         -- files and directories edge makes for itself (atomic, 0600 files, 0700 dirs)
     secret     -- the token wrapper that never prints, and the log scrubber

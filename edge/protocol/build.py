@@ -58,6 +58,7 @@ def capability_report(
     mcp_servers: Iterable[Mapping[str, Any]] = (),
     declared_tools: Iterable[Mapping[str, Any]] = (),
     plugins: Iterable[Mapping[str, Any]] = (),
+    edge_commit: str | None = None,
 ) -> dict[str, Any]:
     """The report edge sends right after ``connected``.
 
@@ -75,11 +76,13 @@ def capability_report(
             if the policy allows it) or not (``"invalid"``, with the problem).
         plugins: one ``{"name", "status", "tools", "lastError"}`` per Python plugin
             (its tools, ``PLUGIN__TOOL``, are in ``tools`` while it runs).
+        edge_commit: the git commit edge runs from (a checkout), else ``None``.
     """
     return {
         "type": "capability_report",
         "protocolVersion": PROTOCOL_VERSION,
         "edgeVersion": edge_version,
+        "edgeCommit": edge_commit,
         "platform": platform,
         "hostname": hostname,
         "audioSources": list(audio_sources),
