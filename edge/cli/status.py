@@ -1,4 +1,9 @@
-"""``edge status``: ask the running daemon how it is."""
+"""``edge status``: ask the running daemon how it is.
+
+The tunnel's line is ``edge tunnel status``'s first (``edge.cli.tunnel.describe``),
+with what to do next: how to connect an idle tunnel, when a backing-off one tries
+again.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from .common import ControlUnreachable, add_control_option, control_get, fail
+from .common import ControlUnreachable, add_control_option, control_get, fail, plural
 
 
 def add_parser(subparsers: Any) -> None:
@@ -17,22 +22,22 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from .tunnel import describe, for_how_long
+
     try:
         health, tunnel = control_get(args.control, "/health", "/tunnel/status", timeout=3.0)
     except ControlUnreachable as exc:
         return fail(f"{exc}; start one with: edge run", code=1)
+    except ValueError:
+        return fail(f"what answers on {args.control} is not an edge daemon", code=1)
     if args.json:
         print(json.dumps({"health": health, "tunnel": tunnel}, indent=2))
         return 0
-    print(f"edge {health['version']}, up {health['uptime']:.0f} s")
-    line = f"tunnel: {tunnel['status']}"
-    if tunnel.get("url"):
-        line += f" ({tunnel['url']})"
-    if tunnel.get("reason"):
-        line += f": {tunnel['reason']}"
-    print(line)
+    print(f"edge {health['version']}, up {for_how_long(health['uptime'])}")
+    print("\n".join(describe(tunnel)))
     print(
         f"tools: {health['tools']} effective of {health['offeredTools']} offered; "
-        f"{health['callsInFlight']} calls in flight; {tunnel['outbox']} results waiting"
+        f"{plural(health['callsInFlight'], 'call')} in flight; "
+        f"{plural(tunnel['outbox'], 'result')} waiting"
     )
     return 0

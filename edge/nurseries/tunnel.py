@@ -13,14 +13,23 @@ restarts until a pong confirms them.
 A rejected token (HTTP 401/403 on the upgrade, close code 4401 or 1008) stops
 the retries and leaves the tunnel ``unauthorized`` until ``activate()`` brings a
 new token.
+
+While the cloud cannot be reached the handle says so without flooding the log:
+a warning for the first failure and whenever the reason changes, a line at
+INFO for every other failed attempt, each with the time of the next one. Its
+``info()`` tells how long the tunnel has been in its state (``since``), how
+many attempts failed since the last good connection, when the next one goes,
+and the last ``HISTORY`` status changes.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final
 
@@ -49,6 +58,7 @@ __all__ = [
     "HANDSHAKE_TIMEOUT",
     "HEARTBEAT_INTERVAL",
     "HEARTBEAT_TIMEOUT",
+    "HISTORY",
     "MAX_PROGRESS",
     "STABLE_AFTER",
     "Tunnel",
@@ -66,6 +76,15 @@ MAX_PROGRESS: Final = 256
 #: Seconds a connection must have stayed up for the backoff to start over.
 STABLE_AFTER: Final = 5.0
 
+#: Status changes ``Tunnel.info()`` keeps in its ``history``, the newest last.
+HISTORY: Final = 50
+
+
+def wall_clock(after: float = 0.0) -> str:
+    """Local wall-clock time (``after`` seconds from now) as ISO 8601 with its UTC offset."""
+    now = datetime.now().astimezone()
+    return (now + timedelta(seconds=after)).isoformat(timespec="milliseconds")
+
 
 class TunnelStatus(enum.StrEnum):
     DISCONNECTED = "disconnected"
@@ -81,12 +100,13 @@ class TunnelHooks:
     Attributes:
         capability_report: builds the report sent at every handshake.
         on_frame: approved tools, tool calls and cancels, in arrival order.
-        on_status: every status change, with a reason when there is one.
+        on_status: every change of status or reason: the status, the reason when
+            there is one, and when (``wall_clock``: ISO 8601 with the offset).
     """
 
     capability_report: Callable[[], Mapping[str, Any]]
     on_frame: Callable[[Frame], None]
-    on_status: Callable[[TunnelStatus, str | None], None] = lambda status, reason: None
+    on_status: Callable[[TunnelStatus, str | None, str], None] = lambda status, reason, at: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +156,15 @@ class Tunnel:
         self.user_id: str | None = None
         self.connected_since: float | None = None
         self.connections = 0
+        #: When the status last changed (``wall_clock``; a new reason alone does not count).
+        self.since = wall_clock()
+        #: Failed attempts since the last good connection (or the last new credentials).
+        self.attempts = 0
+        #: The last ``HISTORY`` changes of status or reason: ``{"status", "reason", "at"}``.
+        self.history: deque[dict[str, Any]] = deque(
+            [{"status": str(self.status), "reason": None, "at": self.since}], maxlen=HISTORY
+        )
+        self._retry_at: float | None = None  # trio time of the next attempt, while waiting
         self._last_problem: str | None = None
         self._handshake_at: float | None = None
         self._close_requested = trio.Event()
@@ -210,14 +239,27 @@ class Tunnel:
         finally:
             self._confirm_now = trio.Event()
 
+    @property
+    def retry_in(self) -> float | None:
+        """Seconds until the next attempt while waiting for it, else ``None``."""
+        if self._retry_at is None:
+            return None
+        return max(0.0, self._retry_at - trio.current_time())
+
     def info(self) -> dict[str, Any]:
+        retry_in = self.retry_in
         return {
             "status": str(self.status),
             "reason": self.reason,
+            "since": self.since,
             "url": self.url,
             "userId": self.user_id,
             "connectedSince": self.connected_since,
             "connections": self.connections,
+            "attempts": self.attempts,
+            "retryIn": None if retry_in is None else round(retry_in, 3),
+            "nextRetryAt": None if retry_in is None else wall_clock(retry_in),
+            "history": list(self.history),
             "outbox": len(self.journal),
             "droppedResults": self.outbox.dropped,
             "resent": self.outbox.resent,
@@ -234,11 +276,15 @@ class Tunnel:
     def _set_status(self, status: TunnelStatus, reason: str | None = None) -> None:
         if status is self.status and reason == self.reason:
             return
+        at = wall_clock()
+        if status is not self.status:
+            self.since = at
         self.reason = reason
         if status is not TunnelStatus.CONNECTED:
             self.connected_since = None
+        self.history.append({"status": str(status), "reason": reason, "at": at})
         self.state.value = status
-        self._hooks.on_status(status, reason)
+        self._hooks.on_status(status, reason, at)
 
     async def run(self, *, task_status: trio.TaskStatus[Tunnel] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -272,9 +318,12 @@ class Tunnel:
     async def _session(self, creds: _Credentials) -> None:
         self._creds_changed = trio.Event()
         self._backoff.failures = 0
+        self.attempts = 0
+        self._last_problem = None
         while True:
             self._set_status(TunnelStatus.CONNECTING, self.reason)
             self._handshake_at = None
+            problem: str | None = None
             try:
                 await self._attempt(creds)
             except BaseException as exc:
@@ -291,26 +340,37 @@ class Tunnel:
                     return
                 if kind == "bug":
                     log.error("tunnel: unexpected error, reconnecting", exc_info=exc)
-                self._note_problem(message)
+                problem = message
                 self._set_status(TunnelStatus.CONNECTING, message)
             if self._was_stable():
                 self._backoff.reset()
+                self.attempts = 0
+            else:
+                self.attempts += 1
             delay = self._backoff.next_delay()
-            if delay > 0:
-                log.debug("tunnel: next attempt in %.1f s", delay)
-            await trio.sleep(delay)
+            if problem is not None:
+                self._note_problem(problem, delay)
+            self._retry_at = trio.current_time() + delay
+            try:
+                await trio.sleep(delay)
+            finally:
+                self._retry_at = None
 
     def _was_stable(self) -> bool:
         """Whether the last attempt completed its handshake and stayed up ``STABLE_AFTER``."""
         at = self._handshake_at
         return at is not None and trio.current_time() - at >= STABLE_AFTER
 
-    def _note_problem(self, message: str) -> None:
+    def _note_problem(self, message: str, delay: float) -> None:
+        """Log a failed attempt: a warning when its reason is new, else a line at INFO."""
+        when = "at once" if delay <= 0 else f"in {delay:.1f} s, at {wall_clock(delay)[11:19]}"
         if message != self._last_problem:
-            log.warning("tunnel: %s; retrying with backoff", message)
+            log.warning("tunnel: %s; next attempt %s", message, when)
             self._last_problem = message
         else:
-            log.debug("tunnel: %s (again)", message)
+            log.info(
+                "tunnel: %s (%s in a row); next attempt %s", message, _failed(self.attempts), when
+            )
 
     async def _attempt(self, creds: _Credentials) -> None:
         """One connection, from the upgrade until it breaks (it always ends in an exception).
@@ -337,14 +397,20 @@ class Tunnel:
         self._handshake_at = trio.current_time()
         self.connections += 1
         self._last_problem = None
+        after = f" after {_failed(self.attempts)}" if self.attempts else ""
+        self.attempts = 0
         self._set_status(TunnelStatus.CONNECTED, None)
         self.connected_since = trio.current_time()
-        log.info("tunnel: connected to %s as user %s", url, self.user_id or "?")
+        log.info("tunnel: connected to %s as user %s%s", url, self.user_id or "?", after)
 
     async def close(self) -> None:
         """Close the live connection politely (code 1001); bound the wait yourself."""
         self._close_requested.set()
         await self.state.wait_for(lambda status: status is not TunnelStatus.CONNECTED)
+
+
+def _failed(attempts: int) -> str:
+    return f"{attempts} failed attempt{'' if attempts == 1 else 's'}"
 
 
 async def serve_tunnel(
@@ -362,4 +428,3 @@ async def serve_tunnel(
     """
     tunnel = Tunnel(hooks, options, journal=journal)
     await tunnel.run(task_status=task_status)
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,11 @@ import trio
 from edge.daemon import Daemon
 from edge.dev.cloud import FakeCloud
 from edge.net.backoff import Backoff
-from edge.nurseries.tunnel import TunnelOptions, TunnelStatus
+from edge.nurseries.tunnel import HISTORY, TunnelOptions, TunnelStatus
 from edge.protocol import MAX_FRAME_CHARS, PROTOCOL_VERSION
 
 from ..conftest import (
+    CONNECT_WITHIN,
     TOKEN,
     child_processes,
     fast_tunnel,
@@ -261,6 +263,24 @@ async def test_backoff_schedule_on_the_trio_clock(
     assert gaps == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
 
 
+async def test_a_cloud_back_after_an_outage_is_tried_again_within_the_cap(
+    nursery: trio.Nursery, cloud: FakeCloud, workspace: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # The default backoff, jitter included, on virtual time: attempts at 0, 1, 3, 7, 15 and
+    # 25 s, then every 10 s (plus up to 10 %), so the cloud is found at most 11 s after it is back.
+    mock_clock.autojump_threshold = 0.02
+    cloud.refuse_status = 503
+    await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=TunnelOptions()).run)
+    with trio.fail_after(400):
+        await cloud.wait_for(lambda: cloud.attempts >= 6)
+        seen, back = cloud.attempts, trio.current_time()
+        cloud.refuse_status = None
+        await cloud.wait_for(lambda: cloud.attempts > seen)
+        found = trio.current_time()
+        await cloud.wait_connected()
+    assert 10.0 <= found - back <= Backoff().worst_wait == 11.0
+
+
 async def test_status_changes_are_logged_once(
     nursery: trio.Nursery, cloud: FakeCloud, workspace: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -272,6 +292,77 @@ async def test_status_changes_are_logged_once(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len([w for w in warnings if "HTTP 503" in w]) == 1
     assert daemon.tunnel.status is TunnelStatus.CONNECTING
+
+
+async def test_each_failed_attempt_is_logged_with_the_next_one(
+    nursery: trio.Nursery, cloud: FakeCloud, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A warning for the first failure and for a new reason; a line at INFO for the others.
+    caplog.set_level(logging.INFO, logger="edge.nurseries.tunnel")
+    cloud.refuse_status = 503
+    daemon = await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=fast_tunnel()).run)
+    with trio.fail_after(CONNECT_WITHIN):
+        await until(lambda: daemon.tunnel.attempts >= 4)
+        cloud.refuse_status = 500
+        await until(lambda: "HTTP 500" in (daemon.tunnel.reason or ""))
+    lines = [r for r in caplog.records if r.name == "edge.nurseries.tunnel" and "HTTP 5" in r.getMessage()]
+    warnings = [r.getMessage() for r in lines if r.levelno == logging.WARNING]
+    infos = [r.getMessage() for r in lines if r.levelno == logging.INFO]
+    assert [("HTTP 503" in w, "HTTP 500" in w) for w in warnings] == [(True, False), (False, True)]
+    assert len(infos) >= 3
+    assert any("HTTP 503 (3 failed attempts in a row); next attempt in 0.2 s, at " in i for i in infos)
+    assert all("next attempt" in line for line in warnings + infos)
+
+
+async def test_info_says_since_when_what_failed_and_when_the_next_attempt_goes(
+    nursery: trio.Nursery, cloud: FakeCloud, workspace: Path
+) -> None:
+    cloud.refuse_status = 503
+    daemon = await nursery.start(Daemon(make_config(workspace, cloud), tunnel_options=fast_tunnel()).run)
+    with trio.fail_after(CONNECT_WITHIN):
+        await until(lambda: daemon.tunnel.attempts >= 3 and daemon.tunnel.retry_in is not None)
+        info = daemon.tunnel.info()  # between two attempts: nothing ran since the check
+        assert info["status"] == "connecting" and "HTTP 503" in info["reason"]
+        assert info["attempts"] == cloud.attempts
+        assert 0 <= info["retryIn"] <= 0.2  # fast_tunnel's cap, no jitter
+        since = datetime.fromisoformat(info["since"])
+        assert since.utcoffset() is not None
+        assert datetime.fromisoformat(info["nextRetryAt"]) >= since
+        assert [h["status"] for h in info["history"]] == ["disconnected", "connecting", "connecting"]
+        assert info["history"][1]["at"] == info["since"]  # a new reason is no new status
+        assert info["history"][-1]["reason"] == info["reason"]
+        cloud.refuse_status = None
+        await until(lambda: daemon.tunnel.status is TunnelStatus.CONNECTED)
+    info = daemon.tunnel.info()
+    assert info["attempts"] == 0
+    assert info["retryIn"] is None and info["nextRetryAt"] is None
+    assert datetime.fromisoformat(info["since"]) >= since
+    assert info["history"][-1] == {"status": "connected", "reason": None, "at": info["since"]}
+
+
+async def test_every_status_change_is_in_the_history_and_an_event(
+    nursery: trio.Nursery, cloud: FakeCloud, workspace: Path
+) -> None:
+    daemon = await nursery.start(Daemon(make_config(workspace), tunnel_options=fast_tunnel()).run)
+    cycles = HISTORY // 3 + 1  # each: connecting, connected, disconnected
+    with daemon.events.subscribe() as events, trio.fail_after(CONNECT_WITHIN):
+        for _ in range(cycles):
+            daemon.targets.tunnel.activate(TOKEN, cloud.url)
+            await until(lambda: daemon.tunnel.status is TunnelStatus.CONNECTED)
+            daemon.targets.tunnel.disconnect()
+            await until(lambda: daemon.tunnel.status is TunnelStatus.DISCONNECTED)
+        published = []
+        while events.receive.statistics().current_buffer_used:
+            published.append(events.receive.receive_nowait())
+    changes = [e for e in published if e["type"] == "tunnel_status"]
+    assert len(changes) == 3 * cycles
+    assert changes[:3] == [
+        {"type": "tunnel_status", "status": status, "reason": None, "at": changes[i]["at"]}
+        for i, status in enumerate(["connecting", "connected", "disconnected"])
+    ]
+    history = daemon.tunnel.info()["history"]
+    assert len(history) == HISTORY
+    assert history == [{k: e[k] for k in ("status", "reason", "at")} for e in changes[-HISTORY:]]
 
 
 async def test_the_token_never_reaches_the_log(
