@@ -1,4 +1,9 @@
-"""``edge mcp add|list|test|remove``: the MCP servers in mcp.json."""
+"""``edge mcp add|list|test|remove``: the MCP servers in mcp.json.
+
+``add`` and ``remove`` edit the file, then tell the running daemon (``POST
+/mcp/reload``), which starts or stops the server at once; a daemon that cannot
+take the file as it now is keeps its servers, and the command says why (exit 1).
+Without a daemon there is nothing to tell."""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .common import (
+    DEFAULT_CONTROL,
     ControlUnreachable,
     add_config_option,
     add_control_option,
     control_get,
     fail,
     load,
+    plural,
     seconds,
 )
 
@@ -77,16 +84,25 @@ def add_parser(subparsers: Any) -> None:
     ml.add_argument("--json", action="store_true", help="print the raw JSON")
     ml.set_defaults(handler=handle_list)
     mt = actions.add_parser("test", help="connect to a server, list its tools, time it")
-    mt.add_argument("name")
+    mt.add_argument("name", help="the server's name in mcp.json (see edge mcp list)")
     mt.add_argument("--timeout", type=seconds, default=30.0, help="seconds (default 30)")
     mt.set_defaults(handler=handle_test)
-    mr = actions.add_parser("remove", help="remove a server from mcp.json")
-    mr.add_argument("name")
+    mr = actions.add_parser(
+        "remove", help="remove a server from mcp.json (a running edge stops it at once)"
+    )
+    mr.add_argument("name", help="the server's name in mcp.json (see edge mcp list)")
     mr.set_defaults(handler=handle_remove)
     for p in (ma, ml, mt, mr):
         p.add_argument("--file", type=Path, metavar="FILE", help="the servers file (mcp.json)")
         add_config_option(p, help="TOML config naming it")
     add_control_option(ml, help="where to ask a running daemon for live status")
+    for p in (ma, mr):
+        add_control_option(
+            p,
+            help="the running daemon to tell (default: [control] listen of the config, "
+            f"else {DEFAULT_CONTROL})",
+            default=None,
+        )
 
 
 def _mcp_file(args: argparse.Namespace) -> Path:
@@ -95,6 +111,64 @@ def _mcp_file(args: argparse.Namespace) -> Path:
     path = load(args, no_control=True).mcp_file
     assert path is not None
     return path
+
+
+#: Seconds a daemon may take to apply a reload (stopping a server waits for its process).
+RELOAD_TIMEOUT: Final = 60.0
+
+
+def _daemon_control(args: argparse.Namespace) -> str:
+    """Where the daemon to tell listens: ``--control``, else the config's ``[control]
+    listen`` (a wildcard address reached on loopback)."""
+    if args.control is not None:
+        return str(args.control)
+    listen = load(args, force_bind=True).control
+    if listen is None:
+        return DEFAULT_CONTROL
+    host, port = listen
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tell_daemon(args: argparse.Namespace, path: Path) -> dict[str, Any] | None:
+    """Have the running daemon read ``path`` again (``POST /mcp/reload``): its report;
+    ``None`` when there is no daemon or it reads another file (said in one note).
+
+    Raises:
+        _Kept: the daemon cannot take the file as it is now, and keeps its servers.
+    """
+    from .common import control_post
+
+    control = _daemon_control(args)
+    try:
+        status, answer = control_post(
+            control, "/mcp/reload", {"file": str(path)}, timeout=RELOAD_TIMEOUT
+        )
+    except ControlUnreachable:
+        return None  # no daemon: it reads the file when it starts
+    if status == 409:
+        print(f"note: {answer.get('error')}: it was not told")
+        return None
+    if status != 200 or not isinstance(answer, dict):
+        error = answer.get("error", answer) if isinstance(answer, dict) else answer
+        if status == 404:  # a daemon without the route: it reads the file when it starts
+            return None
+        raise _Kept(str(error))
+    return answer
+
+
+class _Kept(Exception):
+    """The running daemon did not take the file: it keeps its servers (the message: why)."""
+
+
+def _changes(report: dict[str, Any]) -> str:
+    """What a reload changed, in words (``added a; removed b``); empty when nothing."""
+    steps = [
+        f"{what} {', '.join(report.get(what) or [])}"
+        for what in ("added", "removed", "restarted")
+        if report.get(what)
+    ]
+    return "; ".join(steps)
 
 
 def _servers(args: argparse.Namespace) -> tuple[Path, dict[str, McpServerConfig]]:
@@ -130,7 +204,7 @@ def _probe(server: McpServerConfig, within: float) -> bool:
         f"(MCP {report['protocolVersion']}), connected in {report['connectMs']:.0f} ms, "
         f"tools listed in {report['listToolsMs']:.0f} ms"
     )
-    print(f"  {len(report['tools'])} tools: {', '.join(report['tools'])}")
+    print(f"  {plural(len(report['tools']), 'tool')}: {', '.join(report['tools'])}")
     return True
 
 
@@ -162,6 +236,16 @@ def handle_add(args: argparse.Namespace) -> int:
     server = parse_server(args.name, entry)
     save_server(path, server, replace=args.replace)
     print(f"added {server.name} to {path}")
+    try:
+        report = _tell_daemon(args, path)
+    except _Kept as exc:
+        return fail(f"the running edge kept its servers: {exc}", 1)
+    if report is not None:
+        changed = _changes(report)
+        if changed:
+            print(f"the running edge: {changed}")
+        elif server.name in report.get("servers", []):
+            print(f"the running edge runs {server.name}")  # it had seen the file already
     if args.no_test:
         return 0
     if not _probe(server, within=30.0):
@@ -176,6 +260,13 @@ def handle_remove(args: argparse.Namespace) -> int:
     path = _mcp_file(args)
     remove_server(path, args.name)
     print(f"removed {args.name} from {path}")
+    try:
+        report = _tell_daemon(args, path)
+    except _Kept as exc:
+        return fail(f"the running edge kept its servers: {exc}", 1)
+    changed = _changes(report) if report is not None else ""
+    if changed:
+        print(f"the running edge: {changed}")
     return 0
 
 
@@ -213,7 +304,7 @@ def handle_list(args: argparse.Namespace) -> int:
         target = " ".join(s.describe().get("command") or [s.url or ""])
         state = live.get(name)
         status = (
-            (f"{state['status']}, {state['tools']} tools" if state else "not running")
+            (f"{state['status']}, {plural(state['tools'], 'tool')}" if state else "not running")
             if live
             else ("disabled" if s.disabled else "")
         )

@@ -15,6 +15,7 @@ from .common import (
     control_post,
     fail,
     load,
+    plural,
 )
 
 #: Shown after the options in this command's --help.
@@ -109,8 +110,8 @@ def handle_list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         pid = f"pid {row['pid']}" if row.get("pid") else ""
-        restarts = f"{row['restarts']} restarts" if row.get("restarts") else ""
-        tools = f"{len(row.get('tools') or [])} tools" if row.get("tools") else ""
+        restarts = plural(row["restarts"], "restart") if row.get("restarts") else ""
+        tools = plural(len(row["tools"]), "tool") if row.get("tools") else ""
         details = ", ".join(x for x in (pid, tools, restarts) if x)
         print(f"{row['id']:<20} {row['status']:<12} {details}".rstrip())
         for tool in row.get("tools") or []:

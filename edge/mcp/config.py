@@ -299,17 +299,26 @@ def parse_servers(data: object, origin: str = "mcp.json") -> list[McpServerConfi
 
 
 def load_servers(path: Path) -> list[McpServerConfig]:
-    """The servers in ``path``; none when the file does not exist."""
+    """The servers in ``path``; none when the file does not exist.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8 JSON, or does not hold
+            valid entries (``parse_servers``); never anything else.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid JSON: nested too deeply") from None
     return parse_servers(data, str(path))
 
 

@@ -33,6 +33,17 @@ def _digest(server: str, tool: str) -> str:
     return hashlib.sha256(f"{server}\0{tool}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def may_belong_to(server: str, name: str) -> bool:
+    """Whether ``name`` may be the edge name of a tool of ``server``: it starts with the
+    server's part (``clock__``), as every name ``ToolNames`` hands out does unless the
+    server's own name takes most of the 64 characters. For starting just the server a
+    name needs (``edge tools call``); the exact mapping is ``ToolNames.lookup``."""
+    prefix = f"{_clean(server)}{SEPARATOR}"
+    if len(prefix) < MAX_LENGTH // 2:
+        return name.startswith(prefix)
+    return name[: MAX_LENGTH // 2] == prefix[: MAX_LENGTH // 2]
+
+
 class ToolNames:
     """The (server, tool) ↔ name table, owned by the MCP nursery.
 

@@ -94,6 +94,8 @@ class McpServer:
         self._stderr = StderrDrain(f"MCP server {self.name}", log)
         self._last_status: Status = "inactive"
         self._sessions = 0
+        #: Why the server is stopping or has stopped (``stop_reason``), else ``None``.
+        self._stopped: str | None = None
 
     # -- what callers use ---------------------------------------------------------------
 
@@ -136,8 +138,8 @@ class McpServer:
         (``notifications/cancelled``) when the request had reached it.
 
         Raises:
-            McpCallError: the server is disabled, parked, too busy, or did not
-                answer properly (the message says which).
+            McpCallError: the server is disabled, parked, stopped, too busy, or did
+                not answer properly (the message says which).
         """
         self._refuse_if_unavailable()
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
@@ -158,6 +160,8 @@ class McpServer:
         ok = isinstance(outcome, dict) and not outcome.get("isError", False)
         metrics.record(time.perf_counter() - started, ok)
         if isinstance(outcome, BaseException):
+            if self._stopped is not None:  # cut off by the stop: say why
+                raise McpCallError(self._stopped)
             raise outcome
         return dict(outcome)
 
@@ -191,7 +195,15 @@ class McpServer:
             "toolMetrics": {name: t.to_json() for name, t in sorted(self.tool_metrics.items())},
         }
 
+    def stop_reason(self, reason: str) -> None:
+        """Say why the server is about to be stopped (before its task is cancelled): calls
+        in flight, waiting or coming later fail with ``reason``, never wait for nothing."""
+        if self._stopped is None:
+            self._stopped = reason
+
     def _refuse_if_unavailable(self) -> None:
+        if self._stopped is not None:
+            raise McpCallError(self._stopped)
         if self.config.disabled:
             raise McpCallError(f"MCP server {self.name!r} is disabled")
         if self.parked_until is not None:
@@ -207,13 +219,15 @@ class McpServer:
     ) -> None:
         """Keep a session up (or parked) until cancelled."""
         task_status.started(self)
-        if self.config.disabled:
-            await trio.sleep_forever()
         try:
+            if self.config.disabled:
+                await trio.sleep_forever()
             await self._supervisor.run(self._lifetime)
         finally:
             self._session = None
-            self._requests.fail_waiting("edge is shutting down its MCP sessions")
+            self.stop_reason("edge is shutting down its MCP sessions")
+            assert self._stopped is not None
+            self._requests.fail_waiting(self._stopped)
             self._status_changed()
 
     async def _lifetime(self, *, task_status: trio.TaskStatus[None]) -> None:

@@ -4,35 +4,70 @@
 
     MCP nursery (serve_mcp)
     ├── server "time"      (McpServer.run in its own cancel scope: remove() stops just it)
-    └── server "notes"     ...
+    ├── server "notes"     ...
+    └── watcher            (given mcp.json: its stat every second; a change → reload())
 
 Each server's tools are registered under names from one ``ToolNames`` table
 (``edge.mcp.names``), with source ``mcp:<server>`` and the server's call
 timeout, so they go through the same executor as the built-ins: local policy,
 cloud approval, schema check, timeout. The registry tells the tunnel, which
 re-announces the capabilities. Status changes go to ``on_event``.
+
+Given the servers file, the nursery follows it while it runs: ``reload()`` (the
+watcher, on a changed modification time, size or inode; ``POST /mcp/reload``)
+reads it again and diffs it against the running set: new servers start,
+removed ones stop (calls in flight end with an error saying so, their tools
+leave the registry), changed ones restart, the others are left alone. A file
+that does not load changes nothing: the last good set keeps running, the
+problem is logged once per version of the file and published as an
+``mcp_config`` event (``ok`` false with ``error``; after a good reload ``ok``
+true with ``added``, ``removed``, ``restarted``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import trio
 
+from ..errors import ConfigError
 from ..mcp import (
     McpServer,
     McpServerConfig,
     Status,
     Timing,
     ToolNames,
+    load_servers,
     map_call_result,
     probe_server,
 )
 from ..tools.registry import CallContext, ToolRegistry, ToolResult, ToolSpec
+from ..watch import Watched
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks at the servers file (a ``stat``: trio has no file watching).
+WATCH_INTERVAL: Final = 1.0
+#: The statuses of a server that has connected or failed at least once (``wait_settled``).
+SETTLED: Final = frozenset({"active", "degraded", "error"})
+
+#: A version of the servers file: (mtime_ns, size, inode); ``None``: there is no file.
+Signature = tuple[int, ...] | None
+
+
+def file_signature(path: Path) -> Signature:
+    """What tells one version of ``path`` from the next, without reading it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # unreadable: the load says why; a new errno is a new version
+        return (-1, exc.errno or 0)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class McpServers:
@@ -44,16 +79,28 @@ class McpServers:
         registry: ToolRegistry,
         on_event: Callable[[dict[str, Any]], None],
         timing: Timing | None,
+        path: Path | None = None,
     ) -> None:
         self._nursery = nursery
         self._registry = registry
         self._on_event = on_event
         self._timing = timing
+        #: The servers file ``reload`` reads (``None``: servers come only through ``add``).
+        self.path = path
         self._servers: dict[str, McpServer] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
         self._done: dict[str, trio.Event] = {}
         self._registered: dict[str, set[str]] = {}
         self.names = ToolNames(reserved=self._reserved)
+        self._reloading = trio.Lock()
+        self._loaded = False
+        #: The version of the file last read; whether it was broken, and which broken
+        #: version was last told (logged, published).
+        self._seen: Signature = None
+        self._broken = False
+        self._told: Signature = None
+        #: Bumped on every status change, for ``wait_settled``.
+        self._changes = Watched(0)
 
     def _reserved(self, name: str) -> bool:
         spec = self._registry.get(name)
@@ -81,15 +128,111 @@ class McpServers:
         started: McpServer = await self._nursery.start(self._run, server)
         return started
 
-    async def remove(self, name: str) -> bool:
-        """Stop ``name`` (its child process is terminated) and unregister its tools."""
+    async def remove(self, name: str, why: str | None = None) -> bool:
+        """Stop ``name`` (its child process is terminated) and unregister its tools.
+
+        Its calls in flight, and any that still reach it, fail with ``why`` (default:
+        the server was removed).
+        """
         scope = self._scopes.get(name)
         if scope is None:
             return False
+        self._servers[name].stop_reason(why or f"MCP server {name!r} was removed")
+        self._unregister(name)  # its tools go now, not once its process has ended
         done = self._done[name]
         scope.cancel()
         await done.wait()
         return True
+
+    async def wait_settled(self) -> None:
+        """Return once every enabled server has connected or failed at least once."""
+
+        def settled(_: int) -> bool:
+            return all(s.config.disabled or s.status in SETTLED for s in self)
+
+        await self._changes.wait_for(settled)
+
+    # -- the servers file ------------------------------------------------------------
+
+    async def reload(self) -> dict[str, Any]:
+        """Read the servers file again and make the running set match it.
+
+        Returns:
+            ``{"ok": True, "file", "added", "removed", "restarted", "servers"}`` (names;
+            ``servers``: every server now running, disabled ones included).
+
+        Raises:
+            ConfigError: the file does not load; nothing was changed.
+        """
+        async with self._reloading:
+            return await self._reload()
+
+    async def watch(self, interval: float = WATCH_INTERVAL) -> None:
+        """Reload whenever the servers file changes (looked at every ``interval`` s)."""
+        assert self.path is not None
+        while True:
+            await trio.sleep(interval)
+            if file_signature(self.path) != self._seen:
+                try:
+                    await self.reload()
+                except ConfigError:
+                    pass  # logged and published by the reload; the last good set runs
+
+    async def _reload(self) -> dict[str, Any]:
+        path, first = self.path, not self._loaded
+        if path is None:
+            return self._report([], [], [])
+        signature = file_signature(path)  # before reading: a later change is seen next time
+        try:
+            configs = load_servers(path)
+        except ConfigError as exc:
+            told = self._broken and self._told == signature
+            self._seen, self._loaded, self._broken, self._told = signature, True, True, signature
+            if not told:
+                if first:
+                    log.error("no MCP servers: %s", exc)
+                else:
+                    log.error("MCP servers kept as they were: %s", exc)
+                self._on_event(
+                    {"type": "mcp_config", "ok": False, "error": str(exc), "file": str(path)}
+                )
+            raise
+        was_broken = self._broken
+        self._seen, self._loaded, self._broken = signature, True, False
+        wanted = {c.name: c for c in configs}
+        running = {s.name: s.config for s in self}
+        removed = sorted(set(running) - set(wanted))
+        added = [name for name in wanted if name not in running]
+        restarted = [name for name in wanted if name in running and running[name] != wanted[name]]
+        async with trio.open_nursery() as stopping:
+            for name in removed:
+                stopping.start_soon(self.remove, name, f"MCP server {name!r} was removed")
+            for name in restarted:
+                why = f"MCP server {name!r} is restarting: its entry in {path.name} changed"
+                stopping.start_soon(self.remove, name, why)
+        for name in wanted:
+            if name in added or name in restarted:
+                await self.add(wanted[name])
+        report = self._report(added, removed, restarted)
+        if first:
+            if configs:
+                log.info("MCP servers from %s: %s", path, ", ".join(wanted))
+        elif added or removed or restarted or was_broken:
+            steps = (("added", added), ("removed", removed), ("restarted", restarted))
+            changes = [f"{what} {', '.join(names)}" for what, names in steps if names]
+            log.info("MCP servers from %s: %s", path, "; ".join(changes) or "unchanged")
+            self._on_event({"type": "mcp_config", **report})
+        return report
+
+    def _report(self, added: list[str], removed: list[str], restarted: list[str]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "file": None if self.path is None else str(self.path),
+            "added": added,
+            "removed": removed,
+            "restarted": restarted,
+            "servers": sorted(s.name for s in self),
+        }
 
     async def _run(self, server: McpServer, *, task_status: trio.TaskStatus[McpServer]) -> None:
         name = server.name
@@ -157,6 +300,7 @@ class McpServers:
 
     def _status_changed(self, server: McpServer, status: Status) -> None:
         log.info("MCP server %s is %s", server.name, status)
+        self._changes.value += 1
         self._on_event(
             {
                 "type": "mcp_status",
@@ -199,17 +343,31 @@ async def serve_mcp(
     registry: ToolRegistry,
     configs: Iterable[McpServerConfig] = (),
     *,
+    path: Path | None = None,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     timing: Timing | None = None,
+    watch_interval: float | None = WATCH_INTERVAL,
     task_status: trio.TaskStatus[McpServers] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the MCP nursery until cancelled; ``nursery.start`` gives the handle.
 
+    The servers are ``configs`` or, given the servers file ``path``, those it names
+    (read here: a file that does not load is logged and starts none); the file is
+    then followed while the nursery runs (looked at every ``watch_interval``
+    seconds; ``None``: only on ``reload()``), and is the whole truth: a server it
+    does not name is stopped.
     Servers start in the background: a slow or broken one delays nothing else.
     """
     async with trio.open_nursery() as nursery:
-        servers = McpServers(nursery, registry, on_event, timing)
+        servers = McpServers(nursery, registry, on_event, timing, path)
         for config in configs:
             await servers.add(config)
+        if path is not None:
+            try:
+                await servers.reload()
+            except ConfigError:
+                pass  # logged; the file is read again when it changes
+            if watch_interval is not None:
+                nursery.start_soon(servers.watch, watch_interval)
         task_status.started(servers)
         await trio.sleep_forever()

@@ -93,7 +93,7 @@ class Policy:
             if found is None or len(str(root)) > len(str(found[0])):
                 found = (root, rel if os.sep == "/" else rel.replace(os.sep, "/"))
         if found is None:
-            raise PolicyError(f"path {path!r} is outside the allowed roots")
+            raise self._outside(path)
         return found
 
     def resolve(self, path: str) -> Path:
@@ -107,8 +107,13 @@ class Policy:
         """
         real = Path(os.path.realpath(self._absolute(path)))
         if not any(real == root or real.is_relative_to(root) for root in self.roots):
-            raise PolicyError(f"path {path!r} is outside the allowed roots")
+            raise self._outside(path)
         return real
+
+    def _outside(self, path: str) -> PolicyError:
+        """The refusal of ``path``, naming the roots it may be in (the workspace first)."""
+        roots = ", ".join(str(root) for root in self.roots)
+        return PolicyError(f"path {path!r} is outside the allowed roots ({roots})")
 
     def _absolute(self, path: str) -> str:
         """``path`` made absolute against the workspace (``~`` expanded), unresolved."""

@@ -8,7 +8,7 @@ The registry is state of its owner (the daemon), never a module global.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,14 +102,29 @@ class ToolRegistry:
         return frozenset(self._tools)
 
     def validate(self, name: str, args: dict[str, Any]) -> str | None:
-        """Return a message naming what is wrong with ``args``, or ``None`` if they fit."""
+        """Return a message naming what is wrong with ``args``, or ``None`` if they fit.
+
+        The message names the offending key in double quotes: ``invalid args for
+        file_read: "path": 5 is not of type 'string'``, ``... "path" is required``,
+        ``... "colour" is not an argument of file_read (it takes "path", ...)``;
+        a nested one as ``"options.depth"`` or ``"files[2]"``.
+        """
         from jsonschema.exceptions import best_match
 
         error = best_match(self._validators[name].iter_errors(args))
         if error is None:
             return None
-        where = "/".join(str(p) for p in error.absolute_path)
-        return f"invalid args for {name}: {where + ': ' if where else ''}{error.message}"
+        return f"invalid args for {name}: {_describe(name, error)}"
+
+    def unknown(self, name: str) -> str:
+        """The error for a tool ``name`` that is not registered, with the closest
+        registered name when one is close: ``unknown tool 'termnal'; did you mean
+        'terminal'?``."""
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(self._tools), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown tool {name!r}{hint}"
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after every change; returns a function that unsubscribes."""
@@ -134,3 +149,33 @@ class ToolRegistry:
             return
         for listener in list(self._listeners):
             listener()
+
+
+def _where(path: Iterable[Any]) -> str:
+    """A location in the args (``options.depth``, ``files[2]``), unquoted."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe(tool: str, error: Any) -> str:
+    """One jsonschema ``ValidationError`` in words that name the key it is about."""
+    where = _where(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = next((k for k in error.validator_value if k not in error.instance), None)
+        if missing is not None:
+            return f'"{_where([*error.absolute_path, missing])}" is required'
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        known = schema.get("properties") or {}
+        extra = next((k for k in error.instance if k not in known), None)
+        if extra is not None and not schema.get("patternProperties"):
+            takes = ", ".join(f'"{k}"' for k in known) or "nothing"
+            if not where:
+                return f'"{extra}" is not an argument of {tool} (it takes {takes})'
+            return f'"{_where([*error.absolute_path, extra])}" is not allowed (allowed: {takes})'
+    return f'"{where}": {error.message}' if where else error.message

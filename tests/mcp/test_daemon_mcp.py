@@ -76,7 +76,7 @@ async def test_mcp_tools_are_offered_approved_and_called_through_the_tunnel(
     assert "Mars/Olympus" in bad["error"]
     # Arguments are checked against the server's schema before anything is sent.
     wrong = await cloud.call("time__get_current_time", {"timezone": 5})
-    assert wrong["error"].startswith("invalid args for time__get_current_time: timezone")
+    assert wrong["error"].startswith('invalid args for time__get_current_time: "timezone"')
     # The server's own timeout; the cancellation reaches the server.
     slow = await cloud.call("behave__hang", {})
     assert slow.get("timed_out") is True and f"timed out after {CALL_TIMEOUT:g} s" in slow["error"]

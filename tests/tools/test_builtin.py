@@ -88,7 +88,7 @@ async def test_code_node(executor: Executor) -> None:
 
 async def test_code_rejects_unknown_language(executor: Executor) -> None:
     result = await call(executor, "code", language="cobol", source="x")
-    assert result["error"].startswith("invalid args for code: language:")
+    assert result["error"].startswith('invalid args for code: "language":')
 
 
 async def test_file_write_then_read(executor: Executor, workspace: Path) -> None:
@@ -177,12 +177,12 @@ async def test_grep(executor: Executor, workspace: Path) -> None:
 @pytest.mark.parametrize(
     ("tool", "args", "message"),
     [
-        ("terminal", {}, "'command' is a required property"),
-        ("terminal", {"command": 5}, "command: 5 is not of type 'string'"),
-        ("terminal", {"command": "ls", "bogus": 1}, "Additional properties are not allowed"),
-        ("terminal", {"command": "ls", "timeout": -1}, "timeout:"),
-        ("file_read", {"path": "a", "offset": "x"}, "offset: 'x' is not of type 'integer'"),
-        ("file_ops", {"op": "chmod", "path": "a"}, "op: 'chmod' is not one of"),
+        ("terminal", {}, '"command" is required'),
+        ("terminal", {"command": 5}, '"command": 5 is not of type \'string\''),
+        ("terminal", {"command": "ls", "bogus": 1}, '"bogus" is not an argument of terminal (it takes "command"'),
+        ("terminal", {"command": "ls", "timeout": -1}, '"timeout":'),
+        ("file_read", {"path": "a", "offset": "x"}, '"offset": \'x\' is not of type \'integer\''),
+        ("file_ops", {"op": "chmod", "path": "a"}, '"op": \'chmod\' is not one of'),
     ],
 )
 async def test_bad_args_name_the_problem(executor: Executor, tool: str, args: dict[str, Any], message: str) -> None:

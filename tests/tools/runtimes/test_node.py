@@ -136,7 +136,7 @@ async def test_a_tool_answers(tools: Path, workspace: Path, containment: Contain
     assert spec is not None
     assert spec.source == "node:greet"
     bad = await call(executor, "greet", {"name": 3})
-    assert bad["error"].startswith("invalid args for greet: name: 3 is not of type 'string'")
+    assert bad["error"].startswith("invalid args for greet: \"name\": 3 is not of type 'string'")
 
 
 async def test_an_answer_without_output_gets_its_json_as_output(
