@@ -3,9 +3,11 @@
 ``SETTINGS`` is the one description of the file: ``check_settings`` holds a
 parsed file to it (an unknown section or key, a wrong type or a value out of
 range is a ``ConfigError`` naming the file, the key, what was expected and,
-for a typo, the closest valid name), ``check_flag`` holds a flag to the key it
-overrides, and ``describe_settings`` prints it. ``edge.config`` merges what
-passes with the flags and the environment.
+for a typo, the closest valid name; ``settings_problems`` lists every such
+problem, for ``edge config check``), ``check_flag`` holds a flag to the key it
+overrides, and ``describe_settings`` prints it. A key without a default has an
+``example``, which ``edge config init``'s starter file shows commented out.
+``edge.config`` merges what passes with the flags and the environment.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Setting:
     #: The greatest value allowed (numbers), included.
     high: float | None = None
     above: bool = False
+    #: A value to show for a key that has no default (the starter ``edge config init``
+    #: writes, commented out); ``None`` for a key whose default is shown instead.
+    example: Any = None
 
     def range_text(self) -> str:
         """The allowed range in words ("from 1 to 4096"), or "" when there is none."""
@@ -116,8 +121,14 @@ def _a(value: object) -> str:
 #: messages and the docstring's example share.
 SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
     "tunnel": {
-        "url": Setting("string", "the cloud's tunnel URL (ws:// or wss://)"),
-        "token_file": Setting("path", "file holding the cloud token (else $EDGE_TOKEN)"),
+        "url": Setting(
+            "string", "the cloud's tunnel URL (ws:// or wss://)",
+            example="wss://cloud.example/edge/tunnel",
+        ),
+        "token_file": Setting(
+            "path", "file holding the cloud token (else $EDGE_TOKEN)",
+            example="~/.config/edge/token",
+        ),
     },
     "control": {
         "listen": Setting("address", "where the control API listens (port 0 to 65535)"),
@@ -127,9 +138,14 @@ SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
     "policy": {
         "workspace": Setting("path", "where tools work; relative paths start here"),
         "roots": Setting("paths", "more directories file tools may touch"),
-        "allow_tools": Setting("strings", "the tools offered (names or globs); default all"),
+        "allow_tools": Setting(
+            "strings", "the tools offered (names or globs); default all",
+            example=["file_read", "grep"],
+        ),
     },
-    "capture": {"recordings": Setting("path", "where recordings go")},
+    "capture": {
+        "recordings": Setting("path", "where recordings go (default: the workspace's recordings)")
+    },
     "mcp": {"servers": Setting("path", "the MCP servers file (mcp.json)")},
     "plugins": {
         "dirs": Setting("paths", "directories of Python plugins (each a plugin.toml)"),
@@ -139,19 +155,44 @@ SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
         "dirs": Setting("paths", "directories of declared tools (each a tool.toml)"),
     },
     "gateway": {
-        "url": Setting("string", "the cloud's model gateway (default: the one it names)"),
-        "model": Setting("string", "the model edge ask/chat use (default: the gateway's)"),
+        "url": Setting(
+            "string", "the cloud's model gateway (default: the one it names)",
+            example="https://cloud.example/v1",
+        ),
+        "model": Setting(
+            "string", "the model edge ask/chat use (default: the gateway's)", example="default"
+        ),
     },
     "offline": {
         "url": Setting("string", "a local OpenAI-compatible server for --offline (a /v1 URL)"),
-        "model": Setting("string", "the model --offline asks for"),
-        "api_key_env": Setting("string", "environment variable holding its API key, if any"),
+        "model": Setting(
+            "string", "the model --offline asks for (default: the first it lists)",
+            example="llama3.2",
+        ),
+        "api_key_env": Setting(
+            "string", "environment variable holding its API key, if any",
+            example="OFFLINE_API_KEY",
+        ),
     },
     "update": {
-        "manifest_url": Setting("string", "the versions manifest (https://)"),
-        "public_key": Setting("string", "the Ed25519 key that signs it (base64, 32 bytes)"),
+        "manifest_url": Setting(
+            "string", "the versions manifest (https://; default: the one the cloud names)",
+            example="https://cloud.example/edge/versions.json",
+        ),
+        "public_key": Setting(
+            "string", "the Ed25519 key that signs it (base64, 32 bytes)",
+            example="BASE64-ED25519-KEY",
+        ),
         "auto": Setting("boolean", "install updates by itself when run as a service"),
         "check": Setting("boolean", "check for an update once a day (default true)"),
+    },
+    "log": {
+        "level": Setting("string", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+        "file": Setting(
+            "path", "edge run also logs here, appended (stderr: warnings only)",
+            example="~/.local/state/edge/log/edge.log",
+        ),
+        "format": Setting("string", "text or json (one object a line)"),
     },
     "workers": {
         "max_calls": Setting("integer", "tool calls running at once", 1, MAX_CALLS),
@@ -206,6 +247,29 @@ def _unknown_top(origin: str, name: str, value: object) -> ConfigError:
     return ConfigError(f"{origin}: unknown key `{name}` outside any section{hint}")
 
 
+def settings_problems(data: Mapping[str, Any], origin: str) -> list[str]:
+    """Every way ``data`` (a parsed ``config.toml``) breaks ``SETTINGS``, in file order:
+    an unknown section or key, a wrong type, a value out of range (one message each,
+    naming ``origin``, the key and what was expected); ``[]`` when it holds to it."""
+    problems: list[str] = []
+    for name, value in data.items():
+        if name not in SETTINGS:
+            problems.append(str(_unknown_top(origin, name, value)))
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{origin}: `[{name}]` must be a table, not {_a(value)}")
+            continue
+        for key, item in value.items():
+            if key not in SETTINGS[name]:
+                problems.append(str(_unknown_key(origin, name, key)))
+                continue
+            try:
+                SETTINGS[name][key].check(item, f"{origin}: `{name}.{key}`")
+            except ConfigError as exc:
+                problems.append(str(exc))
+    return problems
+
+
 def check_settings(data: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
     """``data`` (a parsed ``config.toml``) checked against ``SETTINGS``.
 
@@ -213,21 +277,14 @@ def check_settings(data: Mapping[str, Any], origin: str) -> dict[str, dict[str, 
         section → key → value, for the keys the file sets.
 
     Raises:
-        ConfigError: an unknown section or key, a wrong type or a value out of
-            range; the message names ``origin``, the key and what was expected.
+        ConfigError: the first of ``settings_problems``: an unknown section or key,
+            a wrong type or a value out of range; the message names ``origin``, the
+            key and what was expected.
     """
-    out: dict[str, dict[str, Any]] = {}
-    for name, value in data.items():
-        if name not in SETTINGS:
-            raise _unknown_top(origin, name, value)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{origin}: `[{name}]` must be a table, not {_a(value)}")
-        for key, item in value.items():
-            if key not in SETTINGS[name]:
-                raise _unknown_key(origin, name, key)
-            SETTINGS[name][key].check(item, f"{origin}: `{name}.{key}`")
-        out[name] = dict(value)
-    return out
+    problems = settings_problems(data, origin)
+    if problems:
+        raise ConfigError(problems[0])
+    return {name: dict(value) for name, value in data.items()}
 
 
 def check_flag(flag: str, section: str, key: str, value: Any) -> Any:
