@@ -10,7 +10,9 @@ from .common import (
     add_control_option,
     add_policy_options,
     check_ws_url,
+    fail,
     load,
+    progress,
     setting,
     setup_logging,
 )
@@ -21,10 +23,18 @@ The token comes from --token-file or the EDGE_TOKEN environment variable, never
 from the command line (other users can read command lines). Without --cloud the
 daemon waits for the cloud's web page to POST a token to /tunnel/activate.
 
+Logs: to stderr (the terminal when run by hand, the journal under systemd), at
+INFO unless --log-level, -q (WARNING) or -v (DEBUG) says otherwise; each tool call
+is one line (id, tool, outcome, duration, output size; never its args or output).
+With --log-file (or [log] file) every line goes to the file and stderr gets only
+warnings and errors; 'edge service install' logs to ~/.local/state/edge/log/edge.log
+(~/Library/Logs/edge/edge.log on macOS).
+
 examples:
   edge run
   EDGE_TOKEN=... edge run --cloud wss://cloud.example/edge/tunnel
   edge run --cloud ws://127.0.0.1:8765/tunnel --token-file tok --workspace ~/w --no-control
+  edge run --log-file ~/edge.log --log-format json
 """
 
 
@@ -62,11 +72,46 @@ def add_parser(subparsers: Any) -> None:
     )
     run.add_argument(
         "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
-        help="default INFO",
+        type=_level,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR, any case (default: [log] level, else INFO)",
+    )
+    run.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="also log to FILE, appended (made 0600, reopened when rotated); stderr then "
+        "gets warnings and errors only (default: [log] file, else no file)",
+    )
+    run.add_argument(
+        "--log-format",
+        type=_format,
+        metavar="FORMAT",
+        help="text, or json: one object a line (default: [log] format, else text)",
     )
     run.set_defaults(handler=handle)
+
+
+def _level(text: str) -> str:
+    """``type=`` for ``--log-level``: a level in any case (``edge.logs.parse_level``)."""
+    from ..errors import ConfigError
+    from ..logs import parse_level
+
+    try:
+        return parse_level(text, "the level")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _format(text: str) -> str:
+    """``type=`` for ``--log-format``: ``text`` or ``json``."""
+    from ..errors import ConfigError
+    from ..logs import parse_format
+
+    try:
+        return parse_format(text, "the format")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -74,7 +119,7 @@ def handle(args: argparse.Namespace) -> int:
 
     from ..daemon import run_until_signalled
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or "INFO", format=args.log_format or "text")  # until loaded
     config = load(
         args,
         cloud=args.cloud,
@@ -87,4 +132,13 @@ def handle(args: argparse.Namespace) -> int:
     )
     if config.cloud_url:
         check_ws_url("--cloud" if args.cloud else "tunnel.url", config.cloud_url)
+    log_file = args.log_file.expanduser() if args.log_file else config.log_file
+    try:
+        setup_logging(
+            config.log_level, file=log_file, format=args.log_format or config.log_format
+        )
+    except OSError as exc:
+        return fail(f"cannot open the log file {log_file}: {exc.strerror or exc}")
+    if log_file is not None:
+        progress(f"edge: logging to {log_file} (here: warnings and errors only)")
     return trio.run(run_until_signalled, config)

@@ -4,7 +4,9 @@ At most ``max_calls`` calls run at once (a ``CapacityLimiter``); up to
 ``queue_size`` more wait for a slot in arrival order, and a call beyond that is
 answered at once with a "busy" error. Each call has its own cancel scope, so the
 cloud can cancel it by id, and a disconnect or shutdown cancels them all; every
-call ends with exactly one reply, cancelled ones included.
+call ends with exactly one reply, cancelled ones included, and one log line (the
+executor's, ``edge.tools.execute``; a call refused here or cancelled before it got a
+slot is noted through the executor as well).
 """
 
 from __future__ import annotations
@@ -71,15 +73,18 @@ class ToolWorkers:
     ) -> None:
         """Start a call (never blocks); ``reply`` is called once with its result."""
         if call_id in self._scopes:
-            reply(call_id, error_result(f"a call with id {call_id!r} is already in flight"))
+            message = f"a call with id {call_id!r} is already in flight"
+            reply(call_id, self.executor.refuse(tool, message, call_id=call_id))
             return
         if len(self._scopes) >= self.max_calls + self.queue_size:
             self.refused_busy += 1
             reply(
                 call_id,
-                error_result(
+                self.executor.refuse(
+                    tool,
                     f"busy: {self.max_calls} calls running and {self.queue_size} waiting; "
                     "try again later",
+                    call_id=call_id,
                     busy=True,
                 ),
             )
@@ -125,9 +130,11 @@ class ToolWorkers:
             def report(done: float, total: float | None, message: str | None) -> None:
                 progress(call_id, done, total, message)
 
+        running = False
         try:
             with scope:
                 async with self._limiter:
+                    running = True
                     result = await self.executor.call(
                         tool, args, approved=approved, call_id=call_id, progress=report
                     )
@@ -138,6 +145,8 @@ class ToolWorkers:
             why = self._why_cancelled.pop(call_id, None)
             if result is None:
                 result = error_result(why or "cancelled", cancelled=True)
+                if not running:  # cancelled while it waited: the executor never saw it
+                    self.executor.note(tool, "cancelled", why, call_id=call_id)
             self.completed += 1
             reply(call_id, result)
             if not self._scopes:

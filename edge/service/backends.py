@@ -1,7 +1,9 @@
 """The two service managers edge installs itself into, driven by their own programs.
 
 - ``SystemdUser``: the unit in ``~/.config/systemd/user``, ``systemctl --user`` and
-  ``journalctl --user``. A user manager that answers gets the unit enabled and
+  ``journalctl --user``; the log is the file the unit's ``--log-file`` names, read
+  with ``tail`` (the journal when there is no such file: a unit written by an older
+  edge, or a service that has not logged yet). A user manager that answers gets the unit enabled and
   (re)started. When none does (no session bus, as under ``su``), the unit is
   enabled anyway (enabling is a symlink, which systemctl makes without a manager)
   and the exact commands to start it are given. Starting at boot, without a login,
@@ -21,6 +23,7 @@ argument lists, never through a shell, found on the host's ``PATH``, with
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -236,6 +239,8 @@ class SystemdUser:
         self.path = systemd.unit_dir(host.home) / systemd.UNIT_NAME
         #: The symlink ``systemctl enable`` makes (removed by ``disable``, or here).
         self.wants = self.path.parent / "default.target.wants" / systemd.UNIT_NAME
+        #: Where a unit written now has edge log (``--log-file``), unless the config says.
+        self.log = systemd.log_file(host.home, host.environ)
         env = _tool_environ(host)
         # systemctl without a manager looks for units under $XDG_CONFIG_HOME: make it look
         # where the unit is. A shell without XDG_RUNTIME_DIR (su, sudo -u) cannot reach a
@@ -357,11 +362,19 @@ class SystemdUser:
                 command = systemd.exec_start(self.path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError) as exc:
                 raise ServiceError(f"cannot read {self.path}: {exc}") from None
-        journal = _run(self.env, *self._journal(STATUS_LOG_LINES, follow=False, quiet=True))
-        if journal is None:
-            logs = ["(journalctl is not installed)"]
+        log_file = self.unit_log()
+        if log_file is not None and log_file.exists():
+            source = str(log_file)
+            logs = _tail(log_file, STATUS_LOG_LINES) or ["(no log lines)"]
         else:
-            logs = journal.stdout.splitlines() or ["(no log lines)"]
+            source = shlex.join(self._journal(STATUS_LOG_LINES, follow=False, quiet=False))
+            journal = _run(self.env, *self._journal(STATUS_LOG_LINES, follow=False, quiet=True))
+            if journal is None:
+                logs = ["(journalctl is not installed)"]
+            else:
+                logs = journal.stdout.splitlines() or ["(no log lines)"]
+            if log_file is not None:
+                logs.append(f"(edge logs to {log_file}, which does not exist yet)")
         return ServiceStatus(
             kind=self.kind,
             path=self.path,
@@ -371,10 +384,23 @@ class SystemdUser:
             pid=pid,
             state=state,
             command=command,
-            log_source=shlex.join(self._journal(STATUS_LOG_LINES, follow=False, quiet=False)),
+            log_source=source,
             log_lines=tuple(logs),
             notes=tuple(self.linger_lines()) if installed else (),
         )
+
+    def unit_log(self) -> Path | None:
+        """The log file the installed unit's ``--log-file`` names (``None``: no unit, or
+        one without it)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        words = systemd.exec_words(text) or []
+        for flag, value in itertools.pairwise(words):
+            if flag == "--log-file":
+                return self.host.home / value  # edge runs in the home directory
+        return None
 
     @staticmethod
     def _journal(lines: int, *, follow: bool, quiet: bool) -> list[str]:
@@ -386,10 +412,17 @@ class SystemdUser:
         return args
 
     def logs_command(self, lines: int, follow: bool) -> list[str]:
+        """``tail`` of the unit's log file when there is one (when following: when the unit
+        names one), else ``journalctl`` of the unit."""
+        log_file = self.unit_log()
+        tail = _which(self.env, "tail")
+        if log_file is not None and tail is not None and (follow or log_file.exists()):
+            return [tail, "-n", str(lines), *(["-F"] if follow else []), str(log_file)]
         args = self._journal(lines, follow=follow, quiet=False)
         program = _which(self.env, args[0])
         if program is None:
-            raise ServiceError("journalctl is not installed: edge's logs are in the journal")
+            where = f"; edge logs to {log_file}" if log_file is not None else ""
+            raise ServiceError(f"journalctl is not installed{where}")
         return [program, *args[1:]]
 
 

@@ -6,9 +6,11 @@ XML (``plistlib``), written to ``~/Library/LaunchAgents/local.edge.plist``. laun
 starts it when the user logs in (``RunAtLoad``) and again whenever it exits with a
 status other than 0 (a failure, or ``exitcodes.UPDATED``: an update was installed)
 or crashes (``KeepAlive``); a clean stop (SIGTERM, exit 0) leaves it stopped; launchd
-waits ``EXIT_TIMEOUT`` seconds for it (an update's installer is let finish). Its
-output, stdout and stderr together, goes to ``~/Library/Logs/edge/edge.log``, which
-launchd appends to and never rotates.
+waits ``EXIT_TIMEOUT`` seconds for it (an update's installer is let finish). edge
+runs with ``--log-file ~/Library/Logs/edge/edge.log`` (``log_file``): every log line
+goes there; its stdout and stderr (warnings, errors, and whatever it prints as it
+crashes) go to ``edge.stderr.log`` beside it (``stderr_file``), which launchd appends
+to and never rotates.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "agent_bytes",
     "agent_path",
     "log_file",
+    "stderr_file",
 ]
 
 #: The agent's label: its name for launchctl (``gui/<uid>/local.edge``) and its file name.
@@ -51,8 +54,13 @@ def agent_path(home: Path) -> Path:
 
 
 def log_file(home: Path) -> Path:
-    """``~/Library/Logs/edge/edge.log``: where the agent's stdout and stderr go."""
+    """``~/Library/Logs/edge/edge.log``: edge's log (``--log-file``)."""
     return home / "Library" / "Logs" / "edge" / "edge.log"
+
+
+def stderr_file(home: Path) -> Path:
+    """``~/Library/Logs/edge/edge.stderr.log``: where the agent's stdout and stderr go."""
+    return home / "Library" / "Logs" / "edge" / "edge.stderr.log"
 
 
 def agent(command: Sequence[str], environment: Mapping[str, str], home: Path) -> dict[str, Any]:
@@ -71,7 +79,7 @@ def agent(command: Sequence[str], environment: Mapping[str, str], home: Path) ->
     for text in (*command, *environment, *environment.values()):
         if _CONTROL.search(text):
             raise ServiceError(f"cannot write {text!r} into a property list: a control character")
-    log = str(log_file(home))
+    output = str(stderr_file(home))
     return {
         "Label": LABEL,
         "ProgramArguments": list(command),
@@ -81,8 +89,8 @@ def agent(command: Sequence[str], environment: Mapping[str, str], home: Path) ->
         # Start again after any exit but a clean one (0), and after a crash.
         "KeepAlive": {"SuccessfulExit": False, "Crashed": True},
         "ExitTimeOut": EXIT_TIMEOUT,
-        "StandardOutPath": log,
-        "StandardErrorPath": log,
+        "StandardOutPath": output,
+        "StandardErrorPath": output,
     }
 
 

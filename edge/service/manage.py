@@ -5,7 +5,9 @@ user: ``Host.current()``) through the service manager of its platform
 (``backends``): a systemd user unit on Linux, a launchd agent on macOS.
 
 ``install`` builds the command the service runs, this installation's ``edge run``
-(``edge_command``), with ``--config`` and ``--token-file`` made absolute when given,
+(``edge_command``), with ``--config`` and ``--token-file`` made absolute when given
+and ``--log-file`` (the config's ``[log] file``, else the service's default:
+``~/.local/state/edge/log/edge.log``, ``~/Library/Logs/edge/edge.log`` on macOS),
 checks what it will read (the config loads; a token file named exists, and is
 private), writes the file atomically (a temporary file beside the target, then
 renamed), mode 0644, in directories created 0700 as needed, and starts it. No token
@@ -151,13 +153,36 @@ def _absolute(path: Path, flag: str) -> Path:
         raise ConfigError(f"{flag} {str(path)!r}: cannot expand its `~`: no such user") from None
 
 
-def _run_command(host: Host, options: InstallOptions) -> list[str]:
+def _run_command(host: Host, options: InstallOptions, log_file: Path) -> list[str]:
     command = [*edge_command(host.argv0, host.executable), "run"]
     if options.config_file is not None:
         command += ["--config", str(_absolute(options.config_file, "--config"))]
     if options.token_file is not None:
         command += ["--token-file", str(_absolute(options.token_file, "--token-file"))]
-    return command
+    return [*command, "--log-file", str(log_file)]
+
+
+def _log_file(host: Host, options: InstallOptions, default: Path) -> Path:
+    """Where the service logs: the config's ``[log] file`` (as ``edge run`` reads it, from
+    the home directory), else ``default``.
+
+    Raises:
+        ConfigError: the config does not load, or its ``[log] file`` names an unknown user.
+    """
+    from ..config import default_paths, load_file
+
+    path = _absolute(options.config_file, "--config") if options.config_file else None
+    if path is None:
+        path = default_paths()[0]
+        if not path.exists():
+            return default
+    named = load_file(path).get("log", {}).get("file")
+    if not named:
+        return default
+    try:
+        return host.home / Path(named).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"log.file {named!r}: no such user") from None
 
 
 def _config_lines(host: Host, options: InstallOptions) -> list[str]:
@@ -255,11 +280,13 @@ def install(host: Host, options: InstallOptions, *, dry_run: bool = False) -> Ou
         ServiceError: the file cannot be written, or the manager refuses it.
     """
     backend = backend_for(host)
-    command = _run_command(host, options)
+    log_file = _log_file(host, options, backend.log)
+    command = _run_command(host, options, log_file)
     data = backend.render(command, service_environment(host, backend.manager), __version__)
     outcome = Outcome(path=backend.path, text=data.decode())
     outcome.lines.append(f"runs: {shlex.join(command)}")
     outcome.lines += _config_lines(host, options)
+    outcome.lines.append(f"log: {log_file} (edge service logs)")
     if dry_run:
         return outcome
     updated = backend.path.exists()

@@ -1,9 +1,12 @@
 """The systemd user unit that runs ``edge run`` as a service: its text, as plain code (no I/O).
 
 ``unit_text(command, environment)`` is the whole ``edge.service``; ``exec_start(text)``
-reads its ``ExecStart=`` back (for ``edge service status``). The unit restarts edge on
+reads its ``ExecStart=`` back (for ``edge service status``), ``exec_words(text)`` as the
+words systemd runs. The unit restarts edge on
 a failure and on ``exitcodes.UPDATED`` (an update installed: start the new version, a
-success rather than a failure), logs to the journal, and stops edge with SIGTERM to
+success rather than a failure), sends its stdout and stderr to the journal (edge runs
+with ``--log-file``: every line goes to its log file, ``log_file``, and only warnings,
+errors and what crashes print reach the journal), and stops edge with SIGTERM to
 edge alone, so edge stops its own children (``KillMode=mixed``). edge stops within
 about a second, unless an update's installer is running: that is let finish (it
 has ``INSTALL_TIMEOUT``), so systemd waits that long before it kills anything.
@@ -17,7 +20,9 @@ are refused.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -32,6 +37,8 @@ __all__ = [
     "STOP_TIMEOUT",
     "UNIT_NAME",
     "exec_start",
+    "exec_words",
+    "log_file",
     "quote_arg",
     "quote_environment",
     "unit_dir",
@@ -64,6 +71,15 @@ def unit_dir(home: Path) -> Path:
     does not see a shell's variables, and with its usual environment it reads this one.
     """
     return home / ".config" / "systemd" / "user"
+
+
+def log_file(home: Path, environ: Mapping[str, str]) -> Path:
+    """Where the service logs: ``edge.log`` in edge's log directory under the user's state
+    directory, ``$XDG_STATE_HOME/edge/log`` (``~/.local/state/edge/log`` when it is not an
+    absolute path), as ``edge.logs.default_log_file`` finds it."""
+    state = environ.get("XDG_STATE_HOME", "")
+    base = Path(state) if os.path.isabs(state) else home / ".local" / "state"
+    return base / "edge" / "log" / "edge.log"
 
 
 def _check(text: str, what: str) -> None:
@@ -151,6 +167,8 @@ RestartForceExitStatus={UPDATED}
 # Whatever is still running {STOP_TIMEOUT} s later is killed.
 KillMode=mixed
 TimeoutStopSec={STOP_TIMEOUT}
+# edge logs every line to the file its --log-file names; warnings, errors and
+# whatever it prints as it crashes come here too (journalctl --user -u edge.service).
 StandardOutput=journal
 StandardError=journal
 SyslogIdentifier=edge
@@ -166,3 +184,16 @@ def exec_start(text: str) -> str | None:
         if line.startswith("ExecStart="):
             return line.removeprefix("ExecStart=")
     return None
+
+
+def exec_words(text: str) -> list[str] | None:
+    """The ``ExecStart=`` of a unit's text as written (by ``unit_text``) back as its words
+    (quotes, ``%%`` and ``$$`` undone), or ``None`` if it has none or they do not parse."""
+    line = exec_start(text)
+    if line is None:
+        return None
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return None
+    return [w.replace("%%", "%").replace("$$", "$") for w in words]

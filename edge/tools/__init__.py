@@ -5,7 +5,8 @@ Modules:
     registry  -- one registry for every kind of tool (built-ins, MCP tools, plugin tools and
                  declared tools register the same way)
     execute   -- the one path every call takes: lookup, policy, approval, schema, timeout,
-                 result mapping, truncation
+                 result mapping, truncation; one log line and one record per call
+    audit     -- CallLog: the calls in flight and the last finished (never args or output)
     gate      -- the cloud's approval for the live connection, applied with the policy
     batch     -- a batch of calls, a bounded number at once, results in order
     process   -- child processes spawned for a call, contained for its lifetime
@@ -21,6 +22,6 @@ Modules:
 """
 
 __all__ = [
-    "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
+    "audit", "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
     "policy", "process", "procfs", "registry", "runtimes", "walk",
 ]  # fmt: skip

@@ -207,16 +207,45 @@ def test_the_service_runs_the_edge_it_was_installed_with(home: Path, env: dict[s
     link.parent.mkdir()
     link.symlink_to(script)
     done = run_edge("service", "install", "--dry-run", env=env)
-    assert f"ExecStart={script} run\n" in done.stdout  # as `python -m edge`: the script beside it
+    log = home / ".local" / "state" / "edge" / "log" / "edge.log"
+    # as `python -m edge`: the script beside it
+    assert f"ExecStart={script} run --log-file {log}\n" in done.stdout
     direct = subprocess.run(
         [str(link), "service", "install", "--dry-run"],
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
     assert direct.returncode == 0, direct.stderr
-    assert f"ExecStart={link} run\n" in direct.stdout
+    assert f"ExecStart={link} run --log-file {log}\n" in direct.stdout
 
 
 def test_logs_runs_journalctl(env: dict[str, str]) -> None:
     done = run_edge("service", "logs", "-n", "3", env=env)
     assert done.returncode == 0, done.stderr  # the journal has nothing of this HOME's user
     assert done.stdout.strip() in ("", "-- No entries --")
+
+
+def test_the_service_logs_to_its_file_and_logs_reads_it(home: Path, env: dict[str, str]) -> None:
+    """The unit passes --log-file (the state directory's log, or the config's [log] file);
+    status and logs read that file once it exists, the journal before."""
+    done = run_edge("service", "install", env=env)
+    assert done.returncode == 0, done.stderr
+    log = home / ".local" / "state" / "edge" / "log" / "edge.log"
+    assert f" run --log-file {log}\n" in unit_path(home).read_text(encoding="utf-8")
+    assert f"log: {log} (edge service logs)" in done.stdout
+    shown = run_edge("service", "status", env=env)
+    assert f"(edge logs to {log}, which does not exist yet)" in shown.stdout
+
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"line {i}\n" for i in range(12)))
+    shown = run_edge("service", "status", env=env)
+    assert f"last log lines ({log}):\n" + "".join(f"  line {i}\n" for i in range(2, 12)) in (
+        shown.stdout
+    )
+    tail = run_edge("service", "logs", "-n", "2", env=env)
+    assert (tail.returncode, tail.stdout) == (0, "line 10\nline 11\n"), tail.stderr
+
+    config = home / "edge.toml"
+    config.write_text('[log]\nfile = "logs/mine.log"\n')
+    again = run_edge("service", "install", "--config", str(config), "--dry-run", env=env)
+    assert again.returncode == 0, again.stderr
+    assert f" --log-file {home / 'logs' / 'mine.log'}\n" in again.stdout

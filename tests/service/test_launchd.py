@@ -39,7 +39,8 @@ def test_the_agent_round_trips_through_plistlib_with_the_required_keys(tmp_path:
     assert loaded["KeepAlive"] == {"SuccessfulExit": False, "Crashed": True}
     logs = home / "Library" / "Logs" / "edge"
     assert Path(loaded["StandardOutPath"]).parent == logs
-    assert loaded["StandardErrorPath"] == loaded["StandardOutPath"] == str(logs / "edge.log")
+    # edge logs to edge.log itself (--log-file); what it prints goes beside it.
+    assert loaded["StandardErrorPath"] == loaded["StandardOutPath"] == str(logs / "edge.stderr.log")
     assert loaded["EnvironmentVariables"] == {"EDGE_SERVICE": "launchd", "PATH": "/usr/bin"}
     assert loaded["WorkingDirectory"] == str(home)
     # A stopping edge lets an update's installer finish: launchd must not kill it before.
@@ -83,7 +84,9 @@ def test_install_status_uninstall(mac: tuple[Host, Path]) -> None:
     with plist.open("rb") as f:
         loaded = plistlib.load(f)
     assert os.path.isabs(loaded["ProgramArguments"][0])
-    assert loaded["ProgramArguments"][-1] == "run"
+    log_file = host.home / "Library" / "Logs" / "edge" / "edge.log"
+    assert loaded["ProgramArguments"][-3:] == ["run", "--log-file", str(log_file)]
+    assert any(line == f"log: {log_file} (edge service logs)" for line in outcome.lines)
     assert loaded["EnvironmentVariables"]["EDGE_SERVICE"] == "launchd"
     assert (host.home / "Library" / "Logs" / "edge").is_dir()  # launchd does not create it
     assert calls(log) == [
@@ -98,7 +101,7 @@ def test_install_status_uninstall(mac: tuple[Host, Path]) -> None:
     assert (st.installed, st.enabled, st.running, st.pid) == (True, True, True, 4242)
     assert st.log_lines == tuple(f"line {i}" for i in range(20, 30))
     assert st.command is not None
-    assert st.command.endswith(" run")
+    assert st.command.endswith(f" run --log-file {log_file}")
     assert logs_command(host, lines=5, follow=True)[1:] == [
         "-n", "5", "-F", str(host.home / "Library" / "Logs" / "edge" / "edge.log"),
     ]  # fmt: skip
