@@ -6,16 +6,24 @@ capture; the only rule is that a chat id names one live capture at a time.
 ``record_start``/``record_stop``/``record_status`` are what the control API's
 ``/record/*`` routes drive; where a capture streams is the owner's call
 (``asr_for``), since the owner knows the cloud's endpoint and token.
+
+Live levels: given ``on_levels``, one ticker task in the nursery (one for all
+captures, ended with the nursery) reports every live capture's level as a
+``{"type": "capture_levels", "captures": [{"chatId", "source", "peakDb",
+"rmsDb"}]}`` event every ``LEVELS_PERIOD`` seconds while at least one capture
+runs and ``listening()`` says someone reads them (the dashboard's meters). It
+sleeps on an event while no capture runs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import trio
 
@@ -25,6 +33,17 @@ from ..capture.uplink import AsrTarget, UplinkOptions
 from ..errors import CaptureConflict, NoSuchCapture
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two ``capture_levels`` events.
+LEVELS_PERIOD: Final = 0.25
+
+
+def level_db(share: float) -> float | None:
+    """A level (share of full scale) in dBFS to 0.01 dB (``None``: silence).
+
+    Finer than the status's 0.1 dB, so that a meter shows a steady tone still moving.
+    """
+    return None if share <= 0 else round(20 * math.log10(share), 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +72,7 @@ class Captures:
         self._live: dict[str, Capture | None] = {}  # None: starting
         self._idle = trio.Event()
         self._idle.set()
+        self._busy = trio.Event()  # set while a capture is live or starting
         self._refusal: str | None = None
 
     def __len__(self) -> int:
@@ -76,6 +96,7 @@ class Captures:
         self._live[chat_id] = None
         if self._idle.is_set():
             self._idle = trio.Event()
+        self._busy.set()
         capture = Capture(
             request, on_event=partial(self._event, chat_id), uplink_options=self._uplink_options
         )
@@ -94,6 +115,7 @@ class Captures:
         self._live.pop(chat_id, None)
         if not self._live:
             self._idle.set()
+            self._busy = trio.Event()
 
     def refuse_new(self, reason: str | None) -> None:
         """Refuse new captures with ``reason`` (``CaptureConflict``); ``None``: take them again."""
@@ -133,6 +155,36 @@ class Captures:
 
     def status(self) -> list[dict[str, Any]]:
         return [c.status() for c in self._live.values() if c is not None]
+
+    def levels(self) -> list[dict[str, Any]]:
+        """Every live capture's level now: chat id, source, peak and RMS in dBFS."""
+        out = []
+        for capture in self._live.values():
+            if capture is None:
+                continue
+            peak, rms = capture.level()
+            out.append(
+                {
+                    "chatId": capture.chat_id,
+                    "source": str(capture.request.source),
+                    "peakDb": level_db(peak),
+                    "rmsDb": level_db(rms),
+                }
+            )
+        return out
+
+    async def tick_levels(
+        self, publish: Callable[[dict[str, Any]], None], listening: Callable[[], bool]
+    ) -> None:
+        """Publish ``capture_levels`` every ``LEVELS_PERIOD`` s while a capture runs and
+        ``listening()``; sleeps while no capture runs. Runs until cancelled."""
+        while True:
+            await self._busy.wait()
+            if listening():
+                levels = self.levels()
+                if levels:
+                    publish({"type": "capture_levels", "captures": levels})
+            await trio.sleep(LEVELS_PERIOD)
 
     # -- the control API's /record routes -------------------------------------------
 
@@ -180,9 +232,18 @@ async def serve_captures(
     *,
     uplink_options: UplinkOptions | None = None,
     defaults: RecordingDefaults | None = None,
+    on_levels: Callable[[dict[str, Any]], None] | None = None,
+    listening: Callable[[], bool] = lambda: True,
     task_status: trio.TaskStatus[Captures] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the captures nursery until cancelled; ``nursery.start`` gives its handle."""
+    """Run the captures nursery until cancelled; ``nursery.start`` gives its handle.
+
+    ``on_levels`` gets the ``capture_levels`` events (see the module's docstring)
+    while ``listening()``; without it, no levels are reported.
+    """
     async with trio.open_nursery() as nursery:
-        task_status.started(Captures(nursery, on_event, uplink_options, defaults))
+        captures = Captures(nursery, on_event, uplink_options, defaults)
+        if on_levels is not None:
+            nursery.start_soon(captures.tick_levels, on_levels, listening)
+        task_status.started(captures)
         await trio.sleep_forever()
