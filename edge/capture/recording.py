@@ -88,8 +88,18 @@ class Recorder:
 
     def open(self) -> None:
         """Create the file (mode 0600; its directory, if missing, 0700)."""
+        directory = self.path.parent
         try:
-            make_private_dir(self.path.parent)
+            make_private_dir(directory)
+        except OSError as exc:
+            if isinstance(exc, FileExistsError | NotADirectoryError):
+                blocker = Path(exc.filename) if exc.filename else directory
+                why = f"{'it' if blocker == directory else blocker} is not a directory"
+            else:
+                why = exc.strerror or str(exc)
+            message = f"cannot create the recordings directory {directory}: {why}"
+            raise CaptureError(message) from None
+        try:
             self._file = _open_private(self.path, self.fmt.sample_rate, self.fmt.channels, "WAV")
         except (OSError, RuntimeError) as exc:
             raise CaptureError(f"cannot record to {self.path}: {exc}") from None

@@ -41,7 +41,6 @@ RING_FRAMES: Final = 100
 MAX_BATCH: Final = 50
 
 
-
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
     sample_rate: int = 16000
@@ -137,9 +136,6 @@ class AudioSource(Protocol):
         """Release the source (threads, descriptors, files)."""
 
 
-
-
-
 # -- native: the C shim's ring, woken through its pipe --------------------------------
 
 
@@ -158,6 +154,25 @@ def native_module() -> Any:
 def native_backend() -> str:
     mod = native_module()
     return str(mod.ffi.string(mod.lib.edge_audio_backend()).decode())
+
+
+#: What libpulse says (``pa_strerror``) when no sound server took the connection.
+NO_SERVER: Final = "Connection refused"
+#: How to get a PulseAudio server, said whenever none is reachable.
+START_PULSE: Final = "is it running? start it with `pulseaudio --start`, or install pipewire-pulse"
+
+
+def native_error(spec: SourceSpec, detail: str) -> CaptureError:
+    """The error for a native source the shim could not open, its ``detail`` made plain.
+
+    No sound server at all (libpulse's "Connection refused") is said as such, with
+    where edge looked (``PULSE_SERVER``, when set) and how to start one.
+    """
+    if detail.endswith(f": {NO_SERVER}"):
+        where = os.environ.get("PULSE_SERVER")
+        at = f" at {where}, which PULSE_SERVER names" if where else ""
+        return CaptureError(f"{spec}: no PulseAudio server reachable{at} ({START_PULSE})")
+    return CaptureError(f"{spec}: {detail}")
 
 
 def _native_args(mod: Any, spec: SourceSpec) -> tuple[int, Any]:
@@ -209,7 +224,7 @@ class NativeSource:
         # returns, so a stuck sound server never holds up a stop.
         handle = await open_abandonable(open_blocking, lib.edge_audio_close, ffi.NULL)
         if handle == ffi.NULL:
-            raise CaptureError(f"{spec}: {ffi.string(err).decode(errors='replace')}")
+            raise native_error(spec, ffi.string(err).decode(errors="replace"))
         return cls(spec, fmt, handle, mod)
 
     async def receive(self) -> Chunk:
@@ -395,7 +410,7 @@ async def probe_native(spec: SourceSpec, fmt: AudioFormat) -> None:
         abandon_on_cancel=True,
     )
     if rc != 0:
-        raise CaptureError(f"{spec}: {ffi.string(err).decode(errors='replace')}")
+        raise native_error(spec, ffi.string(err).decode(errors="replace"))
 
 
 async def probe_sources(fmt: AudioFormat | None = None) -> list[dict[str, Any]]:

@@ -11,7 +11,14 @@ import math
 from pathlib import Path
 from typing import Any, Final
 
-from .common import add_config_option, check_ws_url, fail, load, setup_logging
+from .common import (
+    ParagraphFormatter,
+    add_config_option,
+    check_ws_url,
+    fail,
+    load,
+    setup_logging,
+)
 
 #: Shown after the options in this command's --help.
 EPILOG: Final = """\
@@ -36,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
         "source, a live level meter per source and transcript lines as they arrive. Ctrl-C "
         "stops every capture cleanly and prints their summaries.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     cap.add_argument(
         "--duplex", action="store_true", help="the microphone and the system's output together"

@@ -19,7 +19,9 @@ from typing import Any, Final, TextIO
 import trio
 
 from ..capture.capture import CaptureEnded, CaptureEvent, CaptureRequest, TranscriptEvent
+from ..errors import CaptureError
 from ..nurseries.captures import Captures, serve_captures
+from .common import plural
 
 #: Seconds between redraws of the live view on a terminal.
 REDRAW: Final = 0.2
@@ -77,7 +79,7 @@ def transcript_line(event: TranscriptEvent) -> str:
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     dropped = summary["droppedFrames"]
     lines = [
-        f"{summary['source']}: {summary['seconds']:.1f} s, {summary['frames']} frames, "
+        f"{summary['source']}: {summary['seconds']:.1f} s, {plural(summary['frames'], 'frame')}, "
         f"dropped {dropped['source']} at the source and {dropped['recording']} at the recorder",
         f"  file: {summary['file'] or '(not recorded)'}",
     ]
@@ -85,7 +87,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if asr is not None:
         state = "complete" if asr["complete"] else f"incomplete ({asr['lastError']})"
         lines.append(
-            f"  transcript: {len(summary['transcript'])} segments, {state}; "
+            f"  transcript: {plural(len(summary['transcript']), 'segment')}, {state}; "
             f"{asr['backfilledSeconds']:.1f} s backfilled, {asr['lostSeconds']:.1f} s lost"
         )
     if summary.get("error"):
@@ -157,6 +159,47 @@ async def _stop_when(
     await captures.stop_all()
 
 
+async def _start_all(
+    captures: Captures, requests: Sequence[CaptureRequest]
+) -> list[tuple[CaptureRequest, CaptureError]]:
+    """Start every request at once; the ones that could not start, in request order."""
+    failed: dict[int, CaptureError] = {}
+
+    async def start_one(i: int, request: CaptureRequest) -> None:
+        try:
+            await captures.start(request)
+        except CaptureError as exc:
+            failed[i] = exc
+
+    async with trio.open_nursery() as nursery:
+        for i, request in enumerate(requests):
+            nursery.start_soon(start_one, i, request)
+    return [(requests[i], failed[i]) for i in sorted(failed)]
+
+
+def failure_message(failures: Sequence[tuple[CaptureRequest, CaptureError]]) -> str:
+    """One line for every source that could not start: sources that failed alike share
+    their reason (``mic and system: no PulseAudio server reachable (...)``)."""
+    reasons: dict[str, list[str | None]] = {}
+    for request, exc in failures:
+        text, source = str(exc), str(request.source)
+        if text.startswith(f"{source}: "):
+            reasons.setdefault(text[len(source) + 2 :], []).append(source)
+        else:
+            reasons.setdefault(text, []).append(None)
+    parts = []
+    for reason, sources in reasons.items():
+        if None in sources:  # the reason does not name its source (a recording error)
+            parts.append(reason)
+        else:
+            names = list(dict.fromkeys(str(s) for s in sources))
+            listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+            parts.append(f"{listed}: {reason}")
+    if len(failures) == 1:
+        return parts[0]
+    return f"{plural(len(failures), 'source')} could not start: " + "; ".join(parts)
+
+
 async def run_captures(
     requests: Sequence[CaptureRequest],
     *,
@@ -164,7 +207,11 @@ async def run_captures(
     out: TextIO = sys.stdout,
     as_json: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run ``requests`` side by side until the duration, a signal, or every source ends."""
+    """Run ``requests`` side by side until the duration, a signal, or every source ends.
+
+    Every source is started at once; if any cannot start, the others are stopped (their
+    files removed) and one ``CaptureError`` names every source that failed, and why.
+    """
     screen = _Screen(out, as_json=as_json)
     send, receive = trio.open_memory_channel[CaptureEvent](1024)
     summaries: list[dict[str, Any]] = []
@@ -172,26 +219,46 @@ async def run_captures(
         async with trio.open_nursery() as nursery:
             captures: Captures = await nursery.start(serve_captures, send.send_nowait)
             try:
-                for request in requests:
-                    await captures.start(request)
+                failures = await _start_all(captures, requests)
+                if failures:
+                    # Stopped before it began, for another source's sake: it leaves no file.
+                    for summary in await captures.stop_all():
+                        if summary.get("file"):
+                            await trio.Path(summary["file"]).unlink(missing_ok=True)
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await captures.stop_all()
                 raise
-            nursery.start_soon(_stop_when, captures, signals, duration)
-            nursery.start_soon(_keep_showing, screen, captures)
-            async with receive:
-                async for event in receive:
-                    if isinstance(event, TranscriptEvent):
-                        if event.transcript.final:
-                            screen.partials.pop(event.chat_id, None)
-                            screen.show(transcript_line(event), captures.status())
-                        else:
-                            screen.partials[event.chat_id] = event.transcript.text
-                    elif isinstance(event, CaptureEnded):
-                        summaries.append(event.summary)
-                        if len(summaries) == len(requests):
-                            break
+            if not failures:
+                nursery.start_soon(_stop_when, captures, signals, duration)
+                nursery.start_soon(_keep_showing, screen, captures)
+                await _show_until_ended(screen, captures, receive, len(requests), summaries)
             nursery.cancel_scope.cancel()
+    if failures:
+        # Raised out here, not inside the nursery, so it is no exception group.
+        raise CaptureError(failure_message(failures))
     screen.finish(summaries)
     return summaries
+
+
+async def _show_until_ended(
+    screen: _Screen,
+    captures: Captures,
+    receive: trio.MemoryReceiveChannel[CaptureEvent],
+    count: int,
+    summaries: list[dict[str, Any]],
+) -> None:
+    """Show transcript lines as they come; return once ``count`` captures have ended
+    (their summaries appended to ``summaries``)."""
+    async with receive:
+        async for event in receive:
+            if isinstance(event, TranscriptEvent):
+                if event.transcript.final:
+                    screen.partials.pop(event.chat_id, None)
+                    screen.show(transcript_line(event), captures.status())
+                else:
+                    screen.partials[event.chat_id] = event.transcript.text
+            elif isinstance(event, CaptureEnded):
+                summaries.append(event.summary)
+                if len(summaries) == count:
+                    return

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from typing import Any
 
-from .common import port, setup_logging
+from .common import ParagraphFormatter, port, setup_logging
 
 
 def add_parser(subparsers: Any) -> None:
+    # The command table is plain code without trio: importing it keeps --help fast.
+    from ..dev.commands import epilog
+
     dev = subparsers.add_parser(
         "dev-cloud",
         help="run a fake cloud to try edge by hand",
@@ -17,12 +21,26 @@ def add_parser(subparsers: Any) -> None:
             "a fake model gateway (an OpenAI-compatible chat/completions endpoint, named to edge "
             "in 'connected') for edge ask/chat. The gateway answers 'echo: ' and your message; "
             "a message '/call NAME {JSON}' makes it ask for a call of tool NAME with those "
-            "arguments, and after tool results it answers 'tool results: ' and what they said."
+            "arguments, and after tool results it answers 'tool results: ' and what they said. "
+            "It approves every tool an edge offers until told otherwise."
         ),
+        epilog=epilog(shutil.get_terminal_size().columns - 2),
+        formatter_class=ParagraphFormatter,
     )
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=port, default=8765, help="default 8765 (0: any free port)")
-    dev.add_argument("--token", default="dev-token", help="the token it accepts")
+    dev.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on, for the cloud and the gateway (default 127.0.0.1)",
+    )
+    dev.add_argument(
+        "--port",
+        type=port,
+        default=8765,
+        help="port of the cloud: the tunnel and /asr (default 8765; 0: any free port)",
+    )
+    dev.add_argument(
+        "--token", default="dev-token", help="the token it accepts (default dev-token)"
+    )
     dev.add_argument(
         "--gateway-port",
         type=port,
@@ -33,13 +51,14 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Serve until ``quit``, Ctrl-C, SIGTERM or (on a terminal) the end of input: exit 0."""
     import trio
 
-    from ..dev.cloud import run_interactive
+    from ..dev.console import run_interactive
 
     setup_logging("INFO")
     try:
         trio.run(run_interactive, args.host, args.port, args.token, args.gateway_port)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the signal handler is in place
         pass
     return 0

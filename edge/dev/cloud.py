@@ -10,7 +10,9 @@ named to edge in ``connected`` as ``asrUrl``, whose transcripts name the tones
 each second of audio holds; ``gateway_url`` and ``versions_url``, when set, are
 sent there as ``gatewayUrl`` and ``versionsUrl`` (``edge dev-cloud`` runs a fake
 model gateway, ``edge.dev.gateway``, and names it so).
-Tests drive edge against it over loopback; ``edge dev-cloud`` runs it by hand.
+Tests drive edge against it over loopback; ``edge dev-cloud`` runs it by hand
+(``edge.dev.console``), printing what ``announce`` is told: an edge connecting,
+disconnecting or being refused.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
-import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,9 @@ import trio
 import trio_websocket
 import wsproto.events
 
+from ..errors import ConfigError
 from .asr import AsrSession, FakeAsr
-from .gateway import SHAPES, FakeGateway, Step
+from .commands import count
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ class _Connection:
     scope: trio.CancelScope
     report: dict[str, Any] | None = None
     send_lock: trio.Lock = field(default_factory=trio.Lock)
+    #: The tools last approved on this connection (``approved_tools`` sent).
+    approved: list[str] | None = None
+    #: Why the fake cloud ended it (``drop``, a newer connection), for the announcement.
+    ended_by: str | None = None
 
 
 class FakeCloud:
@@ -89,6 +94,8 @@ class FakeCloud:
         self.attempts = 0
         self.rejected = 0
         self.auth_headers: list[str] = []
+        #: Told a line for a person when an edge connects, disconnects or is refused.
+        self.announce: Callable[[str], None] | None = None
         self._conn: _Connection | None = None
         self._ids = itertools.count(1)
         self._changed = trio.Event()
@@ -102,13 +109,32 @@ class FakeCloud:
         *,
         task_status: trio.TaskStatus[FakeCloud] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(
-                trio_websocket.serve_websocket, self._handle, host, port, None
-            )
-            self.url = f"ws://{host}:{server.port}/tunnel"
-            self.asr_url = f"ws://{host}:{server.port}/asr"
-            task_status.started(self)
+        """Serve until cancelled; ``nursery.start`` gives the cloud, its URLs set.
+
+        Raises:
+            ConfigError: ``host:port`` cannot be bound (in use, not an address here).
+        """
+        bound = False
+        try:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    trio_websocket.serve_websocket, self._handle, host, port, None
+                )
+                bound = True
+                self.url = f"ws://{host}:{server.port}/tunnel"
+                self.asr_url = f"ws://{host}:{server.port}/asr"
+                task_status.started(self)
+        except* OSError as group:
+            if bound:
+                raise
+            exc = group.exceptions[0]
+            while isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0]
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(
+                f"cannot serve the fake cloud on {host}:{port}: {why} "
+                "(another edge dev-cloud? --port 0 takes any free port)"
+            ) from None
 
     @property
     def connected(self) -> bool:
@@ -122,6 +148,15 @@ class FakeCloud:
         self._changed.set()
         self._changed = trio.Event()
 
+    def _say(self, line: str) -> None:
+        if self.announce is not None:
+            self.announce(line)
+
+    @property
+    def approved(self) -> list[str] | None:
+        """The tools last approved on the live connection (``None``: no edge connected)."""
+        return None if self._conn is None else self._conn.approved
+
     async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
         if request.path.startswith("/asr"):
             await self._handle_asr(request)
@@ -133,29 +168,37 @@ class FakeCloud:
         self.auth_headers.append(auth)
         if self.refuse_status is not None:
             self.rejected += 1
+            self._say(f"refused a connection with HTTP {self.refuse_status}, as told")
             await request.reject(self.refuse_status, body=b"refused by the fake cloud")
             return
         if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self.tokens:
             self.rejected += 1
+            # What it sent is not echoed: it may be a real token for another cloud.
+            self._say("refused a connection: " + ("wrong token" if auth else "no token") + " (401)")
             await request.reject(401, body=b"bad token")
             return
         ws = await request.accept()
         self._hold_pongs(ws)
         if self.close_code is not None:
+            self._say(f"closed a connection at once with code {self.close_code}, as told")
             await ws.aclose(self.close_code, "closed by the fake cloud")
             return
         with trio.CancelScope() as scope:
             conn = _Connection(ws, scope)
             previous, self._conn = self._conn, conn
             if previous is not None:
+                previous.ended_by = "replaced by a new connection"
                 previous.scope.cancel()
+            why = "the connection ended"
             try:
                 await self._converse(conn)
-            except trio_websocket.ConnectionClosed:
-                pass
+            except trio_websocket.ConnectionClosed as exc:
+                why = _close_reason(exc.reason)
             finally:
                 if self._conn is conn:
                     self._conn = None
+                if conn.report is not None:
+                    self._say(f"edge disconnected: {conn.ended_by or why}")
                 self._notify()
 
     def _hold_pongs(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -222,12 +265,16 @@ class FakeCloud:
             except ValueError:
                 self.frames.append(message)
                 continue
+            first = conn.report is None
             self._receive(conn, frame)
+            if conn.report is not None and frame is conn.report:
+                self._say(_describe(conn.report, first))
             if frame is conn.report and self.send_approval:
                 offered = [t["name"] for t in conn.report.get("tools", [])]
                 tools = offered if self.approve is None else sorted(self.approve)
                 async with conn.send_lock:
                     await ws.send_message(json.dumps({"type": "approved_tools", "tools": tools}))
+                conn.approved = tools
             self._notify()
 
     def _receive(self, conn: _Connection, frame: Any) -> None:
@@ -286,7 +333,14 @@ class FakeCloud:
         await self.send({"jsonrpc": "2.0", "method": "cancel", "params": {"id": call_id}})
 
     async def approve_tools(self, tools: Iterable[str]) -> None:
-        await self.send({"type": "approved_tools", "tools": list(tools)})
+        """Send ``approved_tools``: the edge's approved set becomes exactly ``tools``."""
+        await self.wait_connected()
+        conn = self._conn
+        assert conn is not None
+        names = list(tools)
+        async with conn.send_lock:
+            await conn.ws.send_message(json.dumps({"type": "approved_tools", "tools": names}))
+        conn.approved = names
 
     async def ping(self) -> float:
         """Send ``{"type":"ping"}``; return the seconds until the pong arrived."""
@@ -301,6 +355,11 @@ class FakeCloud:
         conn = self._conn
         if conn is None:
             return
+        conn.ended_by = (
+            f"closed by the fake cloud (code {code})"
+            if code is not None
+            else "dropped by the fake cloud (no close frame)"
+        )
         if code is not None:
             await conn.ws.aclose(code, "closed by the fake cloud")
         else:
@@ -309,120 +368,20 @@ class FakeCloud:
         await self.wait_for(lambda: self._conn is not conn)
 
 
-async def run_interactive(host: str, port: int, token: str, gateway_port: int = 0) -> None:
-    """``edge dev-cloud``: serve, print how to connect, and take commands on stdin.
-
-    A fake model gateway (``edge.dev.gateway``) runs beside it on ``gateway_port``
-    (0: any free port), accepting the same token, and is named in ``connected``.
-    """
-    cloud = FakeCloud([token])
-    gateway = FakeGateway([token])
-    async with trio.open_nursery() as nursery:
-        cloud.gateway_url = await nursery.start(gateway.serve, host, gateway_port)
-        await nursery.start(cloud.serve, host, port)
-        print(f"fake cloud on {cloud.url}  (token: {token})")
-        print(
-            f"fake model gateway on {cloud.gateway_url}  (echoes; '/call NAME {{JSON}}' "
-            "asks for a tool call)"
-        )
-        print(f"  connect an edge:  EDGE_TOKEN={token} edge run --cloud {cloud.url}")
-        print("  or hand a running edge the token:")
-        print(
-            "    curl -X POST http://127.0.0.1:8660/tunnel/activate -H 'content-type: "
-            f'application/json\' -d \'{{"jwt":"{token}","tunnelUrl":"{cloud.url}"}}\''
-        )
-        print("commands: call TOOL {JSON args} | approve NAME,NAME | ping | drop | status | quit")
-        print(f"          {GATEWAY_HELP}")
-        sys.stdout.flush()
-        if sys.stdin is None or sys.stdin.closed:
-            await trio.sleep_forever()
-        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-        buffer = b""
-        async with stdin:
-            while True:
-                chunk = await stdin.receive_some(4096)
-                if not chunk:
-                    await trio.sleep_forever()
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    text = line.decode(errors="replace").strip()
-                    if not await _command(cloud, text, gateway):
-                        nursery.cancel_scope.cancel()
-                        return
+def _describe(report: dict[str, Any], first: bool) -> str:
+    """The announcement of a capability report: who connected, and what it offers."""
+    tools = report.get("tools")
+    offered = count(len(tools), "tool") if isinstance(tools, list) else "no tool list"
+    who = f"{report.get('hostname', '?')} (edge {report.get('edgeVersion', '?')})"
+    if first:
+        return f"edge connected: {who}, {offered} offered"
+    return f"edge {who} sent a new capability report: {offered} offered"
 
 
-#: The ``gw`` commands of ``edge dev-cloud``: how the gateway answers the next question.
-GATEWAY_HELP = (
-    "gw say TEXT | gw slow SECONDS TEXT | gw call [SHAPE] NAME {JSON} | gw error STATUS | "
-    "gw shapes"
-)
-
-
-def _gateway_step(rest: str) -> Step | str:
-    """A ``gw`` command's step for the gateway's script, or the text to print."""
-    verb, _, rest = rest.strip().partition(" ")
-    if verb == "say" and rest:
-        return Step(text=rest)
-    if verb == "slow":
-        seconds, _, text = rest.partition(" ")
-        return Step(text=text or "a slow answer, one word at a time", chunk_delay=float(seconds))
-    if verb == "error":
-        return Step(status=int(rest))
-    if verb == "call":
-        first, _, more = rest.partition(" ")
-        shape = "standard"
-        if first in SHAPES:
-            shape, (first, _, more) = first, more.partition(" ")
-        args = json.loads(more) if more.strip() else {}
-        return Step(calls=((first, args),), shape=shape)
-    if verb == "shapes":
-        return "tool-call shapes: " + ", ".join(SHAPES)
-    return f"usage: {GATEWAY_HELP}"
-
-
-async def _command(cloud: FakeCloud, line: str, gateway: FakeGateway | None = None) -> bool:
-    word, _, rest = line.partition(" ")
-    try:
-        if word in ("quit", "exit"):
-            return False
-        if not word:
-            return True
-        if word == "gw" and gateway is not None:
-            step = _gateway_step(rest)
-            if isinstance(step, str):
-                print(step)
-            else:
-                gateway.script(step)
-                print(f"the gateway's next answer: {step}")
-        elif word == "status":
-            print(
-                json.dumps(
-                    {
-                        "connected": cloud.connected,
-                        "attempts": cloud.attempts,
-                        "results": len(cloud.results),
-                    }
-                )
-            )
-        elif not cloud.connected:
-            print("no edge connected yet")
-        elif word == "call":
-            tool, _, args = rest.partition(" ")
-            with trio.fail_after(120):
-                result = await cloud.call(tool, json.loads(args) if args.strip() else {})
-            print(json.dumps(result, indent=2))
-        elif word == "approve":
-            await cloud.approve_tools([t for t in rest.split(",") if t])
-            print("approved:", rest)
-        elif word == "ping":
-            print(f"pong in {await cloud.ping() * 1000:.2f} ms")
-        elif word == "drop":
-            await cloud.drop()
-            print("dropped the connection")
-        else:
-            print(f"unknown command {word!r}")
-    except (ValueError, trio.TooSlowError) as exc:
-        print(f"error: {exc}")
-    sys.stdout.flush()
-    return True
+def _close_reason(reason: Any) -> str:
+    """Why a connection closed, from trio-websocket's ``CloseReason``."""
+    code = getattr(reason, "code", None)
+    if code == 1006:
+        return "the connection broke (no close frame)"
+    text = getattr(reason, "reason", None)
+    return f"closed by the edge (code {code}{': ' + text if text else ''})"

@@ -42,6 +42,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ..errors import ConfigError
+
 __all__ = ["DEFAULT_MODEL", "SHAPES", "FakeGateway", "Step", "default_step"]
 
 log = logging.getLogger(__name__)
@@ -274,10 +276,21 @@ class FakeGateway:
         """
         from ..control.app import serve_control
 
-        async with trio.open_nursery() as nursery:
-            base = await nursery.start(serve_control, self._app(), host, port)
-            self.url = f"{base}/v1"
-            task_status.started(self.url)
+        bound = False
+        try:
+            async with trio.open_nursery() as nursery:
+                base = await nursery.start(serve_control, self._app(), host, port)
+                bound = True
+                self.url = f"{base}/v1"
+                task_status.started(self.url)
+        except* ConfigError:
+            if bound:
+                raise
+            # serve_control's message names the control API and its flags: not this one's.
+            raise ConfigError(
+                f"cannot serve the fake model gateway on {host}:{port}: the address is in use "
+                "or not on this machine (--gateway-port 0 takes any free port)"
+            ) from None
 
     def _app(self) -> Starlette:
         return Starlette(

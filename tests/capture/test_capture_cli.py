@@ -109,3 +109,18 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
         assert proc.returncode == 2, (args, stderr)
         assert stderr.startswith("edge: error: ") and message in stderr, (args, stderr)
         assert "Traceback" not in stderr
+
+
+def test_a_source_that_cannot_start_stops_the_others_and_leaves_no_file(
+    tmp_path: Path, pulse: str
+) -> None:
+    out = tmp_path / "rec"
+    sources = ["--source", "mic", "--source", "system:no_such_sink"]
+    proc = start([*sources, "--duration", "30", "--out", str(out)], tmp_path)
+    stdout, stderr = proc.communicate(timeout=WITHIN)
+    assert proc.returncode == 2, stderr
+    assert stderr.startswith("edge: error: system:no_such_sink: cannot record from"), stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    assert "mic" not in stderr.split(":", 2)[2]  # the microphone started: only one source failed
+    assert stdout == ""  # no summary of a capture that never ran
+    assert list(out.iterdir()) == []

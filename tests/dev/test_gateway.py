@@ -436,7 +436,8 @@ async def test_fake_cloud_names_the_gateway_in_connected(
 
 
 def test_dev_cloud_gw_commands_script_the_next_answer() -> None:
-    from edge.dev.cloud import GATEWAY_HELP, _gateway_step
+    from edge.dev.commands import GATEWAY_HELP
+    from edge.dev.console import gateway_step as _gateway_step
 
     assert _gateway_step("say hello there") == Step(text="hello there")
     assert _gateway_step("slow 0.5 one two") == Step(text="one two", chunk_delay=0.5)
