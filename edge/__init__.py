@@ -21,7 +21,8 @@ Modules:
     supervise  -- restarts with jittered backoff, crash-loop parking, status
     drain      -- a child's stderr into the log at a bounded rate
     threads    -- blocking opens in a thread the caller may abandon, closed whoever comes second
-    config     -- configuration from TOML and flags
+    config     -- configuration from TOML and flags (and where each value came from)
+    doctor     -- edge doctor's checks of this machine's set-up, one function each
     settings   -- every key config.toml may hold (type, range), and the strict check
     errors     -- the one exception tree
     exitcodes  -- the exit codes of the edge command, in one place
@@ -29,6 +30,7 @@ Modules:
     events     -- fan-out of the daemon's events to the control API's event streams
     fs         -- files and directories edge makes for itself (atomic, 0600 files, 0700 dirs)
     secret     -- the token wrapper that never prints, and the log scrubber
+    logs       -- where the log goes and how it looks: levels, text or JSON, the 0600 file
     watch      -- ``Watched``: a value tasks wait on
     store      -- the embedded store: edge.db in the state directory (SQLite, migrations)
 """

@@ -12,10 +12,11 @@
     └── control API         (edge.control; /ask drives edge.gateway under the tunnel's token)
 
 State belongs here: the tool registry, the cloud's approval (``ToolGate``), the
-cloud's ASR endpoint, the event hub. Children never import the daemon: they
-report through the hooks and callbacks it hands them (tunnel frames and
-status, worker replies, capture and MCP events), and the control API drives
-them through one small protocol per route area (``edge.control.ControlTargets``).
+cloud's ASR endpoint, the event hub, the record of tool calls (``CallLog``).
+Children never import the daemon: they report through the hooks and callbacks
+it hands them (tunnel frames and status, worker replies, capture and MCP
+events), and the control API drives them through one small protocol per route
+area (``edge.control.ControlTargets``).
 Plugin runners register their tools in the same registry as MCP servers do;
 events the daemon publishes also reach the plugins that hooked them.
 """
@@ -41,6 +42,7 @@ from typing import Any, Final
 import trio
 
 from . import __version__, exitcodes
+from .build import build_info
 from .capture.capture import CaptureEvent
 from .capture.sources import probe_sources
 from .capture.uplink import AsrTarget, UplinkOptions, choose_asr_target
@@ -50,7 +52,7 @@ from .control.key import LocalKey
 from .errors import ConfigError
 from .events import EventHub
 from .gateway.desk import AskDesk, GatewayClients
-from .mcp import McpServerConfig, Timing, load_servers
+from .mcp import Timing
 from .nurseries.captures import Captures, RecordingDefaults, serve_captures
 from .nurseries.journal import Journal
 from .nurseries.mcp import McpServers, serve_mcp
@@ -66,14 +68,14 @@ from .protocol import (
     Frame,
     ToolCall,
     capability_report as build_capability_report,
-    error_result,
 )
 from .secret import Secret
 from .store import open_store_in
+from .tools.audit import CallLog, CallRecord
 from .tools.builtin import BUILTIN_TOOLS
 from .tools.contain import Containment
 from .tools.execute import Executor
-from .tools.gate import ToolGate
+from .tools.gate import ToolGate, mcp_problems, plugin_problems
 from .tools.policy import Policy
 from .tools.registry import ToolRegistry
 from .tools.runtimes.load import (
@@ -146,10 +148,20 @@ def build_executor(
     registry: ToolRegistry | None = None,
     *,
     declared: list[DeclaredTool] | None = None,
+    calls: CallLog | None = None,
 ) -> Executor:
     """The executor for ``config``; without ``registry``, one with the built-in and the
-    declared tools (``build_registry``, which appends what it found to ``declared``)."""
-    config.workspace.mkdir(parents=True, exist_ok=True)
+    declared tools (``build_registry``, which appends what it found to ``declared``);
+    ``calls`` records every call it runs (``GET /calls``).
+
+    Raises:
+        ConfigError: the workspace cannot be created (one ``edge: error:`` line, exit 2).
+    """
+    try:
+        config.workspace.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is not a directory" if config.workspace.exists() else exc.strerror or str(exc)
+        raise ConfigError(f"cannot create the workspace {config.workspace}: {why}") from None
     policy = Policy.create(config.workspace, config.extra_roots, config.allow_tools)
     return Executor(
         registry=registry or build_registry(config, policy, declared=declared),
@@ -157,6 +169,7 @@ def build_executor(
         env=child_environment(),
         default_timeout=config.call_timeout,
         processes=Containment.create(config.state_dir),
+        calls=calls,
     )
 
 
@@ -231,11 +244,19 @@ class Daemon:
         self._mcp_timing = mcp_timing
         #: The declared tools of ``config.tool_dirs``, valid or not (``edge.tools.runtimes``).
         self.declared: list[DeclaredTool] = []
-        self.executor = build_executor(config, declared=self.declared)
+        #: Every tool call: in flight and the last finished (GET /calls, call_* events).
+        self.calls = CallLog(
+            on_started=self._on_call, on_finished=self._on_call, clock=trio.current_time
+        )
+        self.executor = build_executor(config, declared=self.declared, calls=self.calls)
         self.registry = self.executor.registry
-        self.gate = ToolGate(self.executor)
+        self.gate = ToolGate(
+            self.executor, declared=self.declared, unavailable=self._unavailable_tools
+        )
         self.events = EventHub()
         self.started_at = time.monotonic()
+        #: The package version and the git commit edge runs from (``edge.build``).
+        self.build = build_info()
         self.control_url: str | None = None
         self.audio_sources: list[dict[str, Any]] = []
         self.cloud_asr_url: str | None = None
@@ -258,6 +279,9 @@ class Daemon:
         self._state = AsyncExitStack()  # the store, open while running
         #: This run's local key (``edge.control.key``), in the state directory while running.
         self.key = LocalKey()
+        #: This run's CSRF token: the dashboard page holds it, its state changes send it.
+        self.csrf_token = secrets.token_urlsafe(32)
+        self._stop_asked = False  # POST /stop came (``edge stop``)
 
     # -- children ----------------------------------------------------------------
 
@@ -356,14 +380,15 @@ class Daemon:
                 self._on_capture_event,
                 uplink_options=self._uplink_options,
                 defaults=defaults,
+                on_levels=self.events.publish,  # the dashboard's meters, 4 a second
+                listening=lambda: len(self.events) > 0,
             )
         )
-        servers = self._mcp_configs()
-        self._mcp = await root.start(
+        self._mcp = await root.start(  # mcp.json is followed while running (edge mcp add)
             partial(
                 serve_mcp,
                 self.registry,
-                servers,
+                path=cfg.mcp_file,
                 on_event=self._on_mcp_event,
                 timing=self._mcp_timing,
             )
@@ -380,7 +405,7 @@ class Daemon:
                 processes=self.executor.processes,
             )
         )
-        prefixes = [s.name for s in servers] + list(self._plugins.plugins)
+        prefixes = [s.name for s in self._mcp] + list(self._plugins.plugins)
         _warn_unknown_allowed(cfg.allow_tools, self.registry.names(), prefixes)
         self.audio_sources = await probe_sources()
         hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
@@ -406,6 +431,9 @@ class Daemon:
             plugins=self._plugins,
             ask=ask,
             key=self.key,
+            stop=self._stop_from_control,
+            calls=self.calls,
+            call_tool=self._local_tool,
         )
         self._updates = await root.start(
             partial(
@@ -421,7 +449,7 @@ class Daemon:
         )
         self._targets = replace(self._targets, update=self._updates)
         if cfg.control is not None:
-            app = build_app(self._targets, cfg.allowed_origins)
+            app = build_app(self._targets, cfg.allowed_origins, csrf_token=self.csrf_token)
             self.control_url = await root.start(serve_control, app, *cfg.control)
             if cfg.state_dir is not None:
                 port = int(self.control_url.rsplit(":", 1)[1].rstrip("/"))
@@ -431,19 +459,6 @@ class Daemon:
                     log.warning("cannot write the local key into %s: %s", cfg.state_dir, exc)
         if cfg.cloud_url and cfg.token:
             self._tunnel.activate(cfg.token, cfg.cloud_url)
-
-    def _mcp_configs(self) -> list[McpServerConfig]:
-        path = self.config.mcp_file
-        if path is None:
-            return []
-        try:
-            servers = load_servers(path)
-        except ConfigError as exc:
-            log.error("no MCP servers: %s", exc)
-            return []
-        if servers:
-            log.info("MCP servers from %s: %s", path, ", ".join(s.name for s in servers))
-        return servers
 
     def _announce_start(self) -> None:
         cfg = self.config
@@ -504,6 +519,7 @@ class Daemon:
         return build_capability_report(
             platform=f"{sys.platform}-{platform.machine()}",
             edge_version=__version__,
+            edge_commit=self.build["commit"],
             hostname=socket.gethostname(),
             audio_sources=self.audio_sources,
             tools=self.gate.offer(),
@@ -522,6 +538,7 @@ class Daemon:
         return {
             "status": "ok",
             "version": __version__,
+            "commit": self.build["commit"],
             "uptime": round(time.monotonic() - self.started_at, 3),
             "tunnel": str(self.tunnel.status),
             "tools": len(self.gate.effective()),
@@ -541,7 +558,10 @@ class Daemon:
         if isinstance(frame, ToolCall):
             self.tunnel.accepted(frame.id, frame.tool)  # journaled until its result is
             if self._refusing is not None:
-                self.tunnel.send_result(frame.id, error_result(self._refusing, busy=True))
+                refused = self.executor.refuse(
+                    frame.tool, self._refusing, call_id=frame.id, busy=True
+                )
+                self.tunnel.send_result(frame.id, refused)
                 return
             self.workers.submit(
                 frame.id,
@@ -563,16 +583,25 @@ class Daemon:
         else:
             log.debug("ignoring frame %r", frame)
 
-    def _on_status(self, status: TunnelStatus, reason: str | None) -> None:
+    def _on_status(self, status: TunnelStatus, reason: str | None, at: str) -> None:
         if status is not TunnelStatus.CONNECTED:
             self.gate.revoke()
         log.debug("tunnel status: %s%s", status, f" ({reason})" if reason else "")
+        self._publish({"type": "tunnel_status", "status": str(status), "reason": reason, "at": at})
 
     def _publish(self, event: dict[str, Any]) -> None:
         """An event for /events subscribers, and for the plugins that hooked its type."""
         self.events.publish(event)
         if self._plugins is not None:
             self._plugins.hook(event)
+
+    def _on_call(self, record: CallRecord) -> None:
+        """A tool call started or finished: ``call_started`` / ``call_finished`` for /events
+        and the plugins (built only when someone may hear it: a call costs no more)."""
+        if not len(self.events) and not (self._plugins is not None and len(self._plugins)):
+            return
+        kind = "call_started" if record.outcome is None else "call_finished"
+        self._publish({"type": kind, **record.to_json()})
 
     def _on_plugin_event(self, event: dict[str, Any]) -> None:
         self._publish(event)
@@ -581,16 +610,16 @@ class Daemon:
 
     async def _plugin_call(self, plugin: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
         """A plugin calling another tool: the same executor, the cloud's approval included."""
-        log.info("plugin %s calls %s", plugin, tool)
+        log.debug("plugin %s calls %s", plugin, tool)  # the call's own line is INFO
         if self._refusing is not None:
-            return error_result(self._refusing, busy=True)
+            return self.executor.refuse(tool, self._refusing, busy=True)
         return await self.executor.call(tool, args, approved=self.gate.approved)
 
     async def _ask_tool(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
         """A tool call the model asked for through ``/ask``: the tunnel's path (the workers,
         the cloud's approval, the local policy); cancelled with the question."""
         if self._refusing is not None:
-            return error_result(self._refusing, busy=True)
+            return self.executor.refuse(tool, self._refusing, busy=True)
         call_id = next(self._ask_ids)
         done = trio.Event()
         box: list[dict[str, Any]] = []
@@ -599,7 +628,7 @@ class Daemon:
             box.append(result)
             done.set()
 
-        log.info("ask: %s calls %s", call_id, tool)
+        log.debug("ask: %s calls %s", call_id, tool)  # the call's own line is INFO
         self.workers.submit(call_id, tool, args, approved=self.gate.approved, reply=reply)
         try:
             await done.wait()
@@ -607,6 +636,35 @@ class Daemon:
             if not done.is_set():
                 self.workers.cancel(call_id, "cancelled: the question was stopped")
         return box[0]
+
+    async def _local_tool(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+        """``POST /tools/call`` (``edge tools call`` holding the local key): the workers and
+        the local policy, without the cloud's approval, as a local call runs; cancelled
+        when the client goes away."""
+        if self._refusing is not None:
+            return self.executor.refuse(tool, self._refusing, busy=True)
+        call_id = f"local-{secrets.token_hex(8)}"  # not guessable: no cloud cancel meets it
+        done = trio.Event()
+        box: list[dict[str, Any]] = []
+
+        def reply(_id: Any, result: dict[str, Any]) -> None:
+            box.append(result)
+            done.set()
+
+        log.info("local: %s calls %s", call_id, tool)
+        self.workers.submit(call_id, tool, args, approved=None, reply=reply)
+        try:
+            await done.wait()
+        finally:
+            if not done.is_set():
+                self.workers.cancel(call_id, "cancelled: the caller went away")
+        return box[0]
+
+    def _unavailable_tools(self) -> list[dict[str, Any]]:
+        """For ``GET /tools``: the plugins and MCP servers that offer no tool now, and why."""
+        plugins = self._plugins.info() if self._plugins is not None else []
+        servers = self._mcp.info() if self._mcp is not None else []
+        return plugin_problems(plugins) + mcp_problems(servers)
 
     def _forget_cloud(self) -> None:
         self.cloud_asr_url = self.cloud_gateway_url = self.cloud_versions_url = None
@@ -637,6 +695,13 @@ class Daemon:
         log.info("update: not installed; taking work again")
         self._refusing = None
         self.captures.refuse_new(None)
+
+    def _stop_from_control(self) -> None:
+        """POST /stop (``edge stop``): the clean stop SIGTERM makes, once, in the root nursery."""
+        if self._root is not None and not self._stop_asked:
+            self._stop_asked = True
+            log.info("POST /stop (edge stop): stopping")
+            self._root.start_soon(self.stop)
 
     def _updated(self, version: str) -> None:
         """An update is installed: stop, and have ``edge run`` exit with ``UPDATED``."""

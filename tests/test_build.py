@@ -10,6 +10,8 @@ import pytest
 
 import edge
 from edge.build import build_info, source_commit
+from edge.daemon import Daemon
+from edge.dev.cloud import FakeCloud
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -68,3 +70,14 @@ def test_this_edge_reports_its_own_commit() -> None:
     info = build_info()
     assert info["version"] == edge.__version__
     assert info["commit"] == _git(package.parent, "rev-parse", "HEAD")
+
+
+async def test_the_report_and_health_carry_version_and_commit(
+    edge: Daemon, cloud: FakeCloud
+) -> None:
+    report = cloud.report
+    assert report is not None
+    assert report["edgeVersion"] == edge.build["version"]
+    assert report["edgeCommit"] == edge.build["commit"] == source_commit()
+    health = edge.health()
+    assert (health["version"], health["commit"]) == (edge.build["version"], edge.build["commit"])

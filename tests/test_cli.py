@@ -128,11 +128,17 @@ def test_status_without_a_daemon(env: dict[str, str]) -> None:
 def test_tools_list_and_call(env: dict[str, str], workspace: Path) -> None:
     listing = run_cli("tools", "list", "--workspace", str(workspace), env=env)
     assert listing.returncode == 0
-    assert [line.split()[0] for line in listing.stdout.splitlines()] == [
+    lines = listing.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SOURCE", "ALLOWED", "APPROVED", "EFFECTIVE", "DESCRIPTION"]
+    assert [line.split()[0] for line in lines[1:-1]] == [
         "terminal", "code", "file_read", "file_write", "file_ops", "grep"
     ]
+    assert lines[1].split()[1:5] == ["builtin", "yes", "-", "-"]
+    assert "approval comes from the cloud" in lines[-1]
     narrowed = run_cli("tools", "list", "--json", "--allow-tool", "grep", "--workspace", str(workspace), env=env)
-    assert [t["name"] for t in json.loads(narrowed.stdout)] == ["grep"]
+    rows = {t["name"]: t for t in json.loads(narrowed.stdout)}
+    assert rows["grep"]["allowed"] is True and rows["terminal"]["allowed"] is False
+    assert rows["grep"]["approved"] is None and rows["grep"]["effective"] is None
 
     ok = run_cli("tools", "call", "file_write", "--args", '{"path": "x.txt", "content": "hi"}',
                  "--workspace", str(workspace), env=env)
@@ -159,7 +165,8 @@ def test_config_file(env: dict[str, str], tmp_path: Path, workspace: Path) -> No
     config = tmp_path / "edge.toml"
     config.write_text(f'[policy]\nworkspace = "{workspace}"\nallow_tools = ["file_read"]\n')
     listing = run_cli("tools", "list", "--config", str(config), env=env)
-    assert listing.stdout.split()[0] == "file_read" and len(listing.stdout.splitlines()) == 1
+    allowed = [line.split()[0] for line in listing.stdout.splitlines()[1:-1] if line.split()[2] == "yes"]
+    assert allowed == ["file_read"]
     config.write_text("[policy\n")
     broken = run_cli("tools", "list", "--config", str(config), env=env)
     assert broken.returncode == 2 and "not valid TOML" in broken.stderr

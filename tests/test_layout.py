@@ -168,7 +168,7 @@ EXPORTS = {
     ],
     "edge.net": ["backoff", "errors", "wsclient"],
     "edge.tools": [
-        "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
+        "audit", "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
         "policy", "process", "procfs", "registry", "runtimes", "walk",
     ],
     "edge.tools.builtin": ["BUILTIN_TOOLS"],
@@ -188,7 +188,8 @@ EXPORTS = {
     ],
     "edge.capture": ["capture", "recording", "sources", "uplink"],
     "edge.control": [
-        "AskControl", "ControlTargets", "McpControl", "PluginsControl", "RecordControl",
+        "AskControl", "CallsControl", "ControlTargets", "McpControl", "PluginsControl",
+        "RecordControl",
         "ToolsControl", "TunnelControl", "UpdateControl",
         "build_app", "serve_control",
     ],

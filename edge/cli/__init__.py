@@ -2,6 +2,9 @@
 
 - ``run``: ``edge run``, the daemon in the foreground
 - ``status``: ``edge status``, ask the running daemon how it is
+- ``stop``: ``edge stop``, stop the running daemon cleanly (``POST /stop``, the local key)
+- ``tunnel``: ``edge tunnel status|connect|disconnect``, the running daemon's tunnel
+- ``record``: ``edge record start|stop|status``, the running daemon's captures
 - ``tools``: ``edge tools list|call|new``, the local tools, declared tools to start from
 - ``capture``: ``edge capture``, its flags and requests
 - ``capture_view``: the live terminal view ``edge capture`` runs
@@ -13,7 +16,13 @@
 - ``service``: ``edge service install|uninstall|status|logs``, edge as a user service
 - ``completion``: ``edge completion SHELL``, the completion script for bash, zsh or fish
 - ``dev``: ``edge dev-cloud``, a fake cloud to try edge by hand
+- ``doctor``: ``edge doctor``, this machine's set-up checked, each failure with its fix
+- ``config``: ``edge config show|check|init``, the configuration in effect (and where each
+  value came from), a strict check, a commented starter file
 - ``common``: options, config loading, logging, the control-API client, exit codes
+
+Every command that runs takes ``-q/--quiet`` and ``-v/--verbose``, added once to the
+whole tree (``common.add_verbosity_options``; ``common`` says what they do).
 
 A command module has ``add_parser(subparsers)``, which adds its sub-parser and sets
 ``handler`` (``Namespace -> int``, the exit code) on it, and may have
@@ -32,8 +41,25 @@ import sys
 from types import ModuleType
 from typing import Any, Final
 
-from . import ask, capture, completion, dev, mcp, plugins, run, service, status, tools, update
-from .common import call_handler
+from . import (
+    ask,
+    capture,
+    completion,
+    config,
+    dev,
+    doctor,
+    mcp,
+    plugins,
+    record,
+    run,
+    service,
+    status,
+    stop,
+    tools,
+    tunnel,
+    update,
+)
+from .common import ParagraphFormatter, add_verbosity_options, call_handler
 
 __all__ = ["main"]
 
@@ -47,7 +73,8 @@ page and for this CLI. Without a cloud it keeps running, autonomous.
 
 #: The command modules, in the order ``edge --help`` lists them.
 COMMANDS: Final[tuple[ModuleType, ...]] = (
-    run, status, ask, tools, plugins, capture, mcp, update, service, dev, completion,
+    run, status, stop, tunnel, record, ask, tools, plugins, capture, mcp, update, service, dev,
+    doctor, config, completion,
 )  # fmt: skip
 
 
@@ -56,13 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="edge",
         description=DESCRIPTION,
         allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.set_defaults(handler=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(subparsers)
+    add_verbosity_options(parser)  # -q/--quiet, -v/--verbose on every command that runs
     return parser
 
 

@@ -1,5 +1,5 @@
-"""What the command modules share: options, config loading, logging, the control-API
-client, and the one mapping from errors to exit codes.
+"""What the command modules share: options, config loading, logging, ``-q``/``-v``, the
+control-API client, and the one mapping from errors to exit codes.
 
 Only the standard library is imported at the top; everything else is imported where
 it is used, so that building the parser (``edge --help``) stays fast.
@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,12 +39,17 @@ def call_handler(args: argparse.Namespace) -> int:
     A ``ConfigError`` is exit 2 with its message. An ``EdgeError`` that reaches here
     inside an exception group (as a start-up error escaping ``trio.run`` does, wrapped
     by the nurseries it crossed) is exit 2 with its first leaf's message; a group
-    holding anything else propagates. Ctrl-C is exit 130.
+    holding anything else propagates. Ctrl-C is exit 130. The command's ``-q``/``-v``
+    hold while it runs (``verbosity``).
     """
     from ..errors import ConfigError, EdgeError, first_leaf
 
     handler: Handler = args.handler
+    chosen = -1 if getattr(args, "quiet", False) else 1 if getattr(args, "verbose", False) else 0
+    token = _VERBOSITY.set(chosen)
     try:
+        if chosen > 0:
+            setup_logging("DEBUG")  # also for a command that sets up no logging itself
         return handler(args)
     except ConfigError as exc:
         return fail(str(exc))
@@ -53,6 +60,55 @@ def call_handler(args: argparse.Namespace) -> int:
         return fail(str(first_leaf(ours)))
     except KeyboardInterrupt:
         return 130
+    finally:
+        _VERBOSITY.reset(token)
+
+
+# --- help text and wording -------------------------------------------------------------
+
+
+class ParagraphFormatter(argparse.HelpFormatter):
+    """The help formatter of every command: prose wrapped to the terminal, examples kept.
+
+    In a description or an epilog, consecutive lines that start at the margin are
+    prose: joined and wrapped to the width argparse takes from the terminal
+    (``COLUMNS``); an indented line (an example, a list entry) and a blank line are
+    kept as written. argparse's own formatters either wrap everything (examples lose
+    their lines) or nothing (``RawDescriptionHelpFormatter``: long lines overflow).
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines: list[str] = []
+        prose: list[str] = []
+
+        def wrap_prose() -> None:
+            if prose:
+                lines.extend(
+                    textwrap.wrap(
+                        " ".join(prose),
+                        max(width, 20),
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_long_words=False,
+                        break_on_hyphens=False,
+                    )
+                )
+                prose.clear()
+
+        for line in textwrap.dedent(text).splitlines():
+            if line and not line[0].isspace():
+                prose.append(line.strip())
+                continue
+            wrap_prose()
+            lines.append(indent + line if line.strip() else "")
+        wrap_prose()
+        return "\n".join(lines)
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``n`` and its noun: ``plural(1, "tool")`` is "1 tool", ``plural(3, "tool")`` "3 tools";
+    ``words`` is an irregular plural (``plural(n, "match", "matches")``)."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
 
 
 # --- numeric and address flags --------------------------------------------------------
@@ -184,21 +240,84 @@ def load(args: argparse.Namespace, **extra: Any) -> Config:
     )
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr, secrets scrubbed; below DEBUG, quiet the chatty libraries."""
-    import logging
+def setup_logging(level: str, *, file: Path | None = None, format: str = "text") -> None:
+    """Log at ``level`` (``-q``: at least WARNING; ``-v``: DEBUG) to stderr, and to ``file``
+    if one is given (then stderr gets warnings and errors only), in ``format`` (``text``
+    or ``json``), secrets scrubbed: ``edge.logs.configure``.
 
-    from ..secret import ScrubFilter
+    Raises:
+        OSError: ``file`` cannot be made or opened.
+    """
+    from ..logs import LogOptions, configure, parse_format
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    handler.addFilter(ScrubFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    if level.upper() != "DEBUG":
-        for noisy in ("trio-websocket", "hypercorn", "hpack", "httpx", "httpcore"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure(LogOptions(level=log_level(level), file=file, format=parse_format(format)))
+
+
+# --- -q/--quiet and -v/--verbose ----------------------------------------------------------
+#
+# Every command that runs (each sub-parser without sub-commands of its own) takes
+# ``-q/--quiet`` and ``-v/--verbose`` (``add_verbosity_options``, called once on the
+# whole tree). ``call_handler`` holds the choice for the handler's run, and
+# ``setup_logging`` and ``progress`` follow it: ``-q`` logs warnings and errors only and
+# prints no progress lines; ``-v`` logs at DEBUG (even for a command that sets up no
+# logging of its own). ``edge run``'s ``-q``/``-v`` win over ``--log-level`` and
+# ``[log] level``. Results (what a command prints to stdout) and errors are never
+# silenced.
+
+#: The running command's choice: -1 ``--quiet``, 0 neither, 1 ``--verbose``.
+_VERBOSITY: Final[ContextVar[int]] = ContextVar("edge_cli_verbosity", default=0)
+
+#: The levels ``log_level`` orders (``edge.logs.LEVELS``, written out so that the parser
+#: imports nothing).
+_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``-q/--quiet`` and ``-v/--verbose`` (one or the other) to every command of the
+    tree under ``parser`` that runs: its sub-parsers without sub-commands of their own, and
+    none that has either flag already."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases: once each
+                _add_verbosity(child)
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if subcommands:
+        add_verbosity_options(parser)
+        return
+    taken = parser._option_string_actions
+    if any(flag in taken for flag in ("-q", "--quiet", "-v", "--verbose")):
+        return
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors, no progress lines"
+    )
+    group.add_argument("-v", "--verbose", action="store_true", help="log debug lines too")
+
+
+def verbosity() -> int:
+    """The running command's ``-q``/``-v``: -1 quiet, 0 neither, 1 verbose."""
+    return _VERBOSITY.get()
+
+
+def log_level(level: str) -> str:
+    """``level`` as ``-q`` (at least WARNING) or ``-v`` (DEBUG) of the running command
+    leave it (upper case)."""
+    level = level.upper()
+    v = verbosity()
+    if v > 0:
+        return "DEBUG"
+    if v < 0 and (level not in _LEVELS or _LEVELS.index(level) < _LEVELS.index("WARNING")):
+        return "WARNING"
+    return level
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (``starting 2 plugin(s)...``), unless ``-q`` was given."""
+    if verbosity() >= 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 def check_ws_url(flag: str, url: str) -> None:
@@ -259,6 +378,60 @@ def control_url(control: str) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
+class ControlClient:
+    """One keep-alive HTTP connection to the control API at ``HOST:PORT``, on the standard
+    library's ``http.client``: a CLI command that only asks the daemon something does not
+    pay for importing httpx (and trio under it), most of such a command's start-up.
+
+    Use as a context manager; ``request`` answers ``(status, body)``. A connection or
+    protocol failure is a ``ControlUnreachable`` naming the address.
+    """
+
+    def __init__(self, control: str, *, timeout: float) -> None:
+        import http.client
+
+        self.host, self.port = parse_hostport(control)
+        self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """Send one request (``body``, if not ``None``, as JSON); the status and the body."""
+        import http.client
+        import json
+
+        sent = {"accept": "application/json", **(headers or {})}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            sent["content-type"] = "application/json"
+        try:
+            self._conn.request(method, path, body=payload, headers=sent)
+            reply = self._conn.getresponse()
+            return reply.status, reply.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._conn.close()
+            raise ControlUnreachable(
+                f"no edge daemon answers on {self.host}:{self.port} ({exc.__class__.__name__})"
+            ) from exc
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path``'s JSON body (a body that is not JSON: the ``ValueError``)."""
+        import json
+
+        return json.loads(self.request("GET", path)[1])
+
+
 def control_get(control: str, *paths: str, timeout: float) -> list[Any]:
     """GET ``paths`` in turn from the control API at ``control`` (``HOST:PORT``), over one
     connection; their JSON bodies.
@@ -266,16 +439,8 @@ def control_get(control: str, *paths: str, timeout: float) -> list[Any]:
     A transport or HTTP error is a ``ControlUnreachable``; a body that is not JSON is
     the ``ValueError`` that decoding raises.
     """
-    import httpx
-
-    host, port = parse_hostport(control)
-    try:
-        with httpx.Client(base_url=control_url(control), timeout=timeout) as client:
-            return [client.get(path).json() for path in paths]
-    except httpx.HTTPError as exc:
-        raise ControlUnreachable(
-            f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__})"
-        ) from exc
+    with ControlClient(control, timeout=timeout) as client:
+        return [client.get_json(path) for path in paths]
 
 
 def key_headers(control: str, state_dir: Path | None) -> dict[str, str]:
@@ -302,17 +467,11 @@ def control_post(
     A transport error is a ``ControlUnreachable``; an HTTP error status is returned,
     not raised, so the caller can print the daemon's message.
     """
-    import httpx
+    import json
 
-    host, port = parse_hostport(control)
+    with ControlClient(control, timeout=timeout) as client:
+        status, raw = client.request("POST", path, body if body is not None else {}, headers)
     try:
-        with httpx.Client(base_url=control_url(control), timeout=timeout) as client:
-            reply = client.post(path, json=body if body is not None else {}, headers=headers)
-    except httpx.HTTPError as exc:
-        raise ControlUnreachable(
-            f"no edge daemon answers on {host}:{port} ({exc.__class__.__name__})"
-        ) from exc
-    try:
-        return reply.status_code, reply.json()
+        return status, json.loads(raw)
     except ValueError:
-        return reply.status_code, {"error": reply.text[:500]}
+        return status, {"error": raw.decode("utf-8", "replace")[:500]}

@@ -2,6 +2,7 @@
 
 Served by hypercorn on trio. Routes (see README "Control API")::
 
+    GET  /                  the dashboard page (its files under GET /static/NAME)
     GET  /health            version, uptime, tunnel status, effective tool count
     GET  /tunnel/status     the tunnel's state (never the token)
     POST /tunnel/activate   {"jwt": ..., "tunnelUrl": ...}: connect with these credentials
@@ -14,9 +15,17 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     GET  /mcp/servers       every MCP server: status, metrics, per-tool figures
     POST /mcp/servers/NAME/test   connect on a fresh connection, list tools, time it
                                   (?timeout=SECONDS, default 10)
+    POST /mcp/reload        {"file"?}: read mcp.json again, start/stop/restart what changed
+                            (400 with the reason when it does not load: the servers stay)
+    GET  /tools             every tool: source, allowed, approved, effective; and what cannot
+                            run, with the reason
     GET  /tools/openai      the effective tools in OpenAI function-calling form
     POST /tools/batch       {"toolCalls": [OpenAI tool calls], "concurrency"?}: run them
                             under the cloud's approval and the local policy
+    POST /tools/call        {"name", "args"?}: one call under the local policy alone, on the
+                            workers (needs the local key: ``edge tools call``)
+    GET  /calls             the tool calls in flight and the last finished (?limit=N), newest
+                            first: id, tool, start, duration, outcome, size; never args or output
     GET  /plugins           every plugin: status, runner PID, tools, restarts, last error
     POST /plugins/ID/reload restart one plugin's runner, its manifest read again
     POST /plugins/ID/config {"values": {KEY: VALUE}}: into its config.toml, pushed to it
@@ -24,27 +33,34 @@ Served by hypercorn on trio. Routes (see README "Control API")::
                             answered as a stream of NDJSON events
     GET  /update            versions, last check, how this edge updates
     POST /update            {"to"?, "allowDowngrade"?, "now"?}: verify, drain, install, restart
+    POST /stop              a clean stop, as on SIGTERM (needs the local key: ``edge stop``)
 
 Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
 be a loopback name (a DNS-rebinding page arrives with its own host name), and a
 request carrying an Origin must come from a configured origin, preflights
 included. Starlette's CORS middleware answers the allowed preflights; the
 guard adds ``Access-Control-Allow-Private-Network`` for browsers that ask
-before a public page may call a loopback address.
+before a public page may call a loopback address. The dashboard is of the API's
+own origin; what it POSTs must carry this run's CSRF token (``X-Edge-CSRF``),
+and what a browser loads for another site's page is refused.
 
 Modules:
     app     -- ControlTargets, build_app (guard, routes, error answers) and serve_control
-    guard   -- BrowserGuard (Host and Origin checks, private-network header) and CORS
+    guard   -- BrowserGuard (Host and Origin checks, the dashboard's CSRF token,
+               private-network header) and CORS
     body    -- reading requests: size-limited JSON objects, query parameters
     key     -- LocalKey: the per-run key in the state directory that CLI-only routes need
     tunnel  -- /tunnel/*: status, activate, disconnect (TunnelControl)
     record  -- /record/*: start, stop, status of captures (RecordControl)
     events  -- GET /events and GET /record/events: the EventHub as server-sent events
-    mcp     -- /mcp/*: server status and a timed test (McpControl)
-    tools   -- /tools/*: OpenAI tool list and batch calls (ToolsControl)
+    mcp     -- /mcp/*: server status, a timed test, a reload of mcp.json (McpControl)
+    tools   -- /tools/*: every tool, the OpenAI list, batch and local calls (ToolsControl)
     plugins -- /plugins/*: status, reload and config of plugins (PluginsControl)
     ask     -- POST /ask: a question to the model gateway as an event stream (AskControl)
     update  -- GET and POST /update: what the daemon knows of updates, an update (UpdateControl)
+    calls   -- GET /calls: the tool calls in flight and the last finished (CallsControl)
+    lifecycle -- POST /stop: the daemon's clean stop, the reply sent first (local key only)
+    dashboard -- GET / and /static/NAME: the dashboard page, its CSRF token, strict headers
 """
 
 from __future__ import annotations
@@ -55,6 +71,7 @@ from .app import (
     serve_control as serve_control,
 )
 from .ask import AskControl as AskControl
+from .calls import CallsControl as CallsControl
 from .mcp import McpControl as McpControl
 from .plugins import PluginsControl as PluginsControl
 from .record import RecordControl as RecordControl
@@ -64,6 +81,7 @@ from .update import UpdateControl as UpdateControl
 
 __all__ = [
     "AskControl",
+    "CallsControl",
     "ControlTargets",
     "McpControl",
     "PluginsControl",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable, Iterable
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -26,7 +27,7 @@ from ..errors import (
     NoSuchCapture,
     first_leaf,
 )
-from . import ask, events, mcp, plugins, record, tools, tunnel, update
+from . import ask, calls, dashboard, events, lifecycle, mcp, plugins, record, tools, tunnel, update
 from .body import json_reply
 from .guard import ASGIApp, guard_middleware
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from ..events import EventHub
     from .ask import AskControl
+    from .calls import CallsControl
     from .key import LocalKey
     from .mcp import McpControl
     from .plugins import PluginsControl
@@ -75,15 +77,26 @@ class ControlTargets:
     #: This run's local key, which the routes only this machine's user may call need
     #: (``edge.control.key``; ``None``: those routes refuse every request).
     key: LocalKey | None = None
+    #: POST /stop: starts the daemon's clean stop and returns at once (``None``: 404).
+    stop: Callable[[], None] | None = None
+    #: GET /calls: the tool calls in flight and the last finished (``None``: 404).
+    calls: CallsControl | None = None
+    #: POST /tools/call: one tool call under the local policy alone, on the daemon's
+    #: workers; needs the local key (``None``: 404).
+    call_tool: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
 
 
-def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> ASGIApp:
+def build_app(
+    targets: ControlTargets, allowed_origins: Iterable[str] = (), *, csrf_token: str | None = None
+) -> ASGIApp:
     """The control API as an ASGI app: the guard, CORS, then the routes.
 
     Args:
         targets: what the routes drive.
         allowed_origins: the browser origins (``scheme://host[:port]``) that may
             call the API; requests from any other Origin get 403.
+        csrf_token: this run's token for the dashboard's state changes (in the
+            page; the guard checks it); ``None``: a fresh one, known only to the app.
 
     Returns:
         The app, for ``serve_control``.
@@ -95,6 +108,9 @@ def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> A
     async def health(request: Request) -> Response:
         return json_reply(targets.health())
 
+    if csrf_token is None:
+        csrf_token = secrets.token_urlsafe(32)
+
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
@@ -102,12 +118,15 @@ def build_app(targets: ControlTargets, allowed_origins: Iterable[str] = ()) -> A
             *record.routes(targets.record),
             *events.routes(targets.events),
             *mcp.routes(targets.mcp),
-            *tools.routes(targets.tools),
+            *tools.routes(targets.tools, targets.call_tool, targets.key),
             *(plugins.routes(targets.plugins) if targets.plugins is not None else []),
             *(ask.routes(targets.ask) if targets.ask is not None else []),
             *(update.routes(targets.update) if targets.update is not None else []),
+            *(calls.routes(targets.calls) if targets.calls is not None else []),
+            *(lifecycle.routes(targets.stop, targets.key) if targets.stop is not None else []),
+            *dashboard.routes(csrf_token),
         ],
-        middleware=guard_middleware(allowed_origins),
+        middleware=guard_middleware(allowed_origins, csrf_token),
         exception_handlers={
             BadRequest: _bad_request,
             CaptureError: _capture_error,

@@ -54,6 +54,7 @@ async def test_activate_connects_and_never_echoes_the_token(
     cloud = await nursery.start(FakeCloud([TOKEN]).serve)
     response = await client.post("/tunnel/activate", json={"jwt": TOKEN, "tunnelUrl": cloud.url})
     assert response.status_code == 202
+    assert response.json() == {"ok": True, "status": "connecting", "tunnelUrl": cloud.url}
     assert TOKEN not in response.text
     with trio.fail_after(CONNECT_WITHIN):
         await cloud.wait_connected()
