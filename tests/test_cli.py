@@ -59,7 +59,9 @@ async def test_run_autonomous_then_stop_on_signal(
     with trio.fail_after(10):
         code = await edge.proc.wait()
     assert code == 0, edge.log
-    assert trio.current_time() - start < 1.0
+    # A bound on failure sized for a loaded machine (README: about a second when quiet;
+    # bench_spine measures it).
+    assert trio.current_time() - start < 8.0
     assert "Traceback" not in edge.log
 
 

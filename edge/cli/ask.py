@@ -19,7 +19,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .common import add_control_option, add_policy_options, colour_enabled, fail
+from .common import (
+    ParagraphFormatter,
+    add_control_option,
+    add_policy_options,
+    colour_enabled,
+    fail,
+)
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -68,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
         allow_abbrev=False,
         description="Ask the model one question and print its answer.",
         epilog=ASK_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     ask.add_argument("question", help='the question; "-" reads it from stdin')
     ask.add_argument(
@@ -86,7 +92,7 @@ def add_parser(subparsers: Any) -> None:
         allow_abbrev=False,
         description="An interactive conversation with the model.",
         epilog=CHAT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     chat.add_argument(
         "--save", type=Path, metavar="FILE", help="keep the conversation in FILE (JSON, 0600)"
@@ -109,7 +115,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="--offline: run tools that change the machine without asking",
     )
-    add_control_option(parser, help="the running daemon's control API (default 127.0.0.1:8660)")
+    add_control_option(parser)
     add_policy_options(parser)
 
 

@@ -39,8 +39,9 @@ def call_handler(args: argparse.Namespace) -> int:
     A ``ConfigError`` is exit 2 with its message. An ``EdgeError`` that reaches here
     inside an exception group (as a start-up error escaping ``trio.run`` does, wrapped
     by the nurseries it crossed) is exit 2 with its first leaf's message; a group
-    holding anything else propagates. Ctrl-C is exit 130. The command's ``-q``/``-v``
-    hold while it runs (``verbosity``).
+    holding anything else propagates. Ctrl-C is exit 130; a closed stdout (``| head``)
+    is exit 141, quietly. The command's ``-q``/``-v`` hold while it runs
+    (``verbosity``), and an absent ``--control`` is the config's (``add_control_option``).
     """
     from ..errors import ConfigError, EdgeError, first_leaf
 
@@ -50,7 +51,18 @@ def call_handler(args: argparse.Namespace) -> int:
     try:
         if chosen > 0:
             setup_logging("DEBUG")  # also for a command that sets up no logging itself
+        if getattr(args, "control_from_config", False) and args.control is None:
+            args.control = configured_control(getattr(args, "config", None))
         return handler(args)
+    except BrokenPipeError:
+        # stdout's reader went away (``edge config show | head``): no traceback, and no
+        # second error when the interpreter flushes stdout at exit.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
     except ConfigError as exc:
         return fail(str(exc))
     except BaseExceptionGroup as group:
@@ -72,14 +84,17 @@ class ParagraphFormatter(argparse.HelpFormatter):
 
     In a description or an epilog, consecutive lines that start at the margin are
     prose: joined and wrapped to the width argparse takes from the terminal
-    (``COLUMNS``); an indented line (an example, a list entry) and a blank line are
-    kept as written. argparse's own formatters either wrap everything (examples lose
-    their lines) or nothing (``RawDescriptionHelpFormatter``: long lines overflow).
+    (``COLUMNS``). A line starting ``- `` or ``* `` starts a list entry, wrapped under
+    its own text; a line ending in ``:`` (``examples:``) stands alone; an indented line
+    (an example) and a blank line are kept as written. argparse's own formatters either
+    wrap everything (examples lose their lines) or nothing
+    (``RawDescriptionHelpFormatter``: long lines overflow).
     """
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         lines: list[str] = []
         prose: list[str] = []
+        hanging = ""  # the indent of a list entry's later lines
 
         def wrap_prose() -> None:
             if prose:
@@ -88,18 +103,30 @@ class ParagraphFormatter(argparse.HelpFormatter):
                         " ".join(prose),
                         max(width, 20),
                         initial_indent=indent,
-                        subsequent_indent=indent,
+                        subsequent_indent=indent + hanging,
                         break_long_words=False,
                         break_on_hyphens=False,
                     )
                 )
                 prose.clear()
 
-        for line in textwrap.dedent(text).splitlines():
+        for line in text.strip("\n").splitlines():
             if line and not line[0].isspace():
+                if line.startswith(("- ", "* ")):
+                    wrap_prose()
+                    hanging = "  "
+                elif line.rstrip().endswith(":"):  # a heading: a paragraph of its own
+                    wrap_prose()
+                    hanging = ""
+                    prose.append(line.strip())
+                    wrap_prose()
+                    continue
+                elif not prose:
+                    hanging = ""
                 prose.append(line.strip())
                 continue
             wrap_prose()
+            hanging = ""
             lines.append(indent + line if line.strip() else "")
         wrap_prose()
         return "\n".join(lines)
@@ -216,11 +243,62 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The help of ``--control`` on the commands that talk to the running daemon.
+CONTROL_HELP: Final = (
+    f"the running daemon's control API (default: [control] listen of the config, "
+    f"else {DEFAULT_CONTROL})"
+)
+
+
 def add_control_option(
-    parser: argparse.ArgumentParser, help: str, default: str | None = DEFAULT_CONTROL
+    parser: argparse.ArgumentParser, help: str = CONTROL_HELP, default: str | None = DEFAULT_CONTROL
 ) -> None:
-    """``--control HOST:PORT``; ``edge run`` passes ``default=None`` so the config can set it."""
-    parser.add_argument("--control", type=address, metavar="HOST:PORT", default=default, help=help)
+    """``--control HOST:PORT``: where the running daemon's control API is.
+
+    With the default, an absent flag means the config's ``[control] listen``, else
+    ``DEFAULT_CONTROL``: ``call_handler`` fills ``args.control`` in before the handler
+    runs (``configured_control``), so a daemon that listens elsewhere by its config is
+    found without the flag. ``edge run`` passes ``default=None``: it reads the config
+    itself.
+    """
+    parser.add_argument("--control", type=address, metavar="HOST:PORT", default=None, help=help)
+    if default is not None:
+        parser.set_defaults(control_from_config=True)
+
+
+def configured_control(config_file: Path | None) -> str:
+    """The control API's ``HOST:PORT`` by the config: ``[control] listen`` of ``config_file``
+    (else of the default config file, if it exists), else ``DEFAULT_CONTROL``.
+
+    Only that file is read (not the token file, not the environment), so a command
+    that just asks the daemon something does not fail on what it does not use.
+
+    Raises:
+        ConfigError: the file does not load, or ``listen`` is not ``HOST:PORT``.
+    """
+    from ..config import default_paths, load_file
+
+    path = config_file
+    if path is None:
+        default_file = default_paths()[0]
+        path = default_file if default_file.exists() else None
+    if path is None:
+        return DEFAULT_CONTROL
+    listen = load_file(path.expanduser()).get("control", {}).get("listen")
+    if not isinstance(listen, str):
+        return DEFAULT_CONTROL
+    return reachable(parse_hostport(listen))
+
+
+def reachable(address: tuple[str, int] | None) -> str:
+    """``HOST:PORT`` where this machine reaches a control API listening on ``address``: a
+    wildcard address (``0.0.0.0``, ``::``) is reached on loopback; ``None`` (no control
+    API configured) is ``DEFAULT_CONTROL``."""
+    if address is None:
+        return DEFAULT_CONTROL
+    host, port = address
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- config and logging ----------------------------------------------------------------
@@ -445,10 +523,14 @@ def control_get(control: str, *paths: str, timeout: float) -> list[Any]:
 
 def key_headers(control: str, state_dir: Path | None) -> dict[str, str]:
     """The local-key header (``edge.control.key``) for the daemon at ``control``, read from
-    ``state_dir``; empty when there is no key there (the daemon then answers 403)."""
+    ``state_dir``; empty when there is no key there (the daemon then answers 403) or
+    ``control`` is not a loopback address (the key is never sent off this machine)."""
+    from ..config import is_loopback
     from ..control.key import KEY_HEADER, read_key
 
-    _, port = parse_hostport(control)
+    host, port = parse_hostport(control)
+    if not is_loopback(host):  # the key travels in clear: only to this machine
+        return {}
     key = read_key(state_dir, port)
     return {} if key is None else {KEY_HEADER: key}
 
@@ -473,5 +555,6 @@ def control_post(
         status, raw = client.request("POST", path, body if body is not None else {}, headers)
     try:
         return status, json.loads(raw)
-    except ValueError:
-        return status, {"error": raw.decode("utf-8", "replace")[:500]}
+    except ValueError:  # an HTML error page, say: not edge's answer, not worth printing
+        return status, {"error": f"what answers on {control} is not an edge daemon "
+                                 f"(HTTP {status}, an answer that is not JSON)"}  # fmt: skip

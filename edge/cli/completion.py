@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
+from .common import ParagraphFormatter
+
 #: The shells a script is made for.
 SHELLS: Final = ("bash", "zsh", "fish")
 
@@ -28,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
         allow_abbrev=False,
         description="Print the completion script of edge's commands and options for SHELL.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     parser.add_argument("shell", choices=SHELLS, metavar="SHELL", help=", ".join(SHELLS))
     parser.set_defaults(handler=handle)

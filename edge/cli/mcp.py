@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .common import (
-    DEFAULT_CONTROL,
     ControlUnreachable,
+    ParagraphFormatter,
     add_config_option,
     add_control_option,
     control_get,
     fail,
     load,
     plural,
+    reachable,
     seconds,
 )
 
@@ -56,7 +57,7 @@ def add_parser(subparsers: Any) -> None:
         description="MCP servers listed in mcp.json (default: in the user config dir) are "
         "started by 'edge run'; their tools are offered to the cloud like the built-ins.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     actions = mcp.add_subparsers(dest="mcp_command", metavar="ACTION", required=True)
     ma = actions.add_parser(
@@ -95,14 +96,9 @@ def add_parser(subparsers: Any) -> None:
     for p in (ma, ml, mt, mr):
         p.add_argument("--file", type=Path, metavar="FILE", help="the servers file (mcp.json)")
         add_config_option(p, help="TOML config naming it")
-    add_control_option(ml, help="where to ask a running daemon for live status")
+    add_control_option(ml)
     for p in (ma, mr):
-        add_control_option(
-            p,
-            help="the running daemon to tell (default: [control] listen of the config, "
-            f"else {DEFAULT_CONTROL})",
-            default=None,
-        )
+        add_control_option(p, default=None)  # _daemon_control: the config these commands load
 
 
 def _mcp_file(args: argparse.Namespace) -> Path:
@@ -122,12 +118,7 @@ def _daemon_control(args: argparse.Namespace) -> str:
     listen`` (a wildcard address reached on loopback)."""
     if args.control is not None:
         return str(args.control)
-    listen = load(args, force_bind=True).control
-    if listen is None:
-        return DEFAULT_CONTROL
-    host, port = listen
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return reachable(load(args, force_bind=True).control)
 
 
 def _tell_daemon(args: argparse.Namespace, path: Path) -> dict[str, Any] | None:

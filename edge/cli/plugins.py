@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from .common import (
     ControlUnreachable,
+    ParagraphFormatter,
     add_config_option,
     add_control_option,
     control_get,
@@ -38,17 +39,17 @@ def add_parser(subparsers: Any) -> None:
         description="Each plugin runs in a runner process of its own, supervised by 'edge "
         "run'; its tools join edge's tools (named PLUGIN__TOOL).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     actions = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
     pl = actions.add_parser("list", help="every plugin: status, runner PID, tools, last error")
     add_config_option(pl)
-    add_control_option(pl, help="the running daemon's control API (default %(default)s)")
+    add_control_option(pl)
     pl.add_argument("--json", action="store_true", help="print the list as JSON")
     pl.set_defaults(handler=handle_list)
     pr = actions.add_parser("reload", help="restart one plugin's runner, its manifest read again")
     pr.add_argument("name", help="the plugin's id")
-    add_control_option(pr, help="the running daemon's control API (default %(default)s)")
+    add_control_option(pr)
     pr.set_defaults(handler=handle_reload)
     pn = actions.add_parser("new", help="write a working plugin skeleton, with a test")
     pn.add_argument("name", help="the plugin's id: lower-case letters, digits, - or _")
@@ -66,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
     pc.add_argument("name", help="the plugin's id")
     pc.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
     add_config_option(pc)
-    add_control_option(pc, help="the running daemon's control API (default %(default)s)")
+    add_control_option(pc)
     pc.set_defaults(handler=handle_config)
 
 

@@ -57,7 +57,6 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=ParagraphFormatter,
     )
     actions = record.add_subparsers(dest="record_command", metavar="ACTION", required=True)
-    control_help = "the running daemon's control API (default %(default)s)"
 
     start = actions.add_parser("start", help="start recording a source")
     start.add_argument("--source", required=True, metavar="SRC", help="mic, system, tone:440, ...")
@@ -68,12 +67,12 @@ def add_parser(subparsers: Any) -> None:
     asr.add_argument("--asr", metavar="URL", help="stream to this ASR WebSocket (ws:// or wss://)")
     asr.add_argument("--no-asr", action="store_true", help="record locally only")
     start.add_argument("--format", choices=["flac", "wav"], help="the file's format (default flac)")
-    add_control_option(start, help=control_help)
+    add_control_option(start)
     start.set_defaults(handler=handle_start)
 
     stop = actions.add_parser("stop", help="stop one capture (--chat) or all of them")
     stop.add_argument("--chat", metavar="ID", help="the capture to stop (default: every capture)")
-    add_control_option(stop, help=control_help)
+    add_control_option(stop)
     stop.set_defaults(handler=handle_stop)
 
     status = actions.add_parser("status", help="every live capture: level, time, drops, ASR")
@@ -81,7 +80,7 @@ def add_parser(subparsers: Any) -> None:
         "--watch", action="store_true", help="a live view, refreshed 4 times a second"
     )
     status.add_argument("--json", action="store_true", help="print the JSON (a line per refresh)")
-    add_control_option(status, help=control_help)
+    add_control_option(status)
     status.set_defaults(handler=handle_status)
 
 
@@ -91,7 +90,7 @@ def _no_daemon(exc: ControlUnreachable) -> int:
 
 def _daemon_error(answer: Any) -> int:
     message = answer.get("error", answer) if isinstance(answer, dict) else answer
-    return fail(str(message), code=1)
+    return fail(str(message) or "the daemon answered with an error and no message", code=1)
 
 
 def default_chat_id(attempt: int = 1) -> str:
@@ -118,12 +117,17 @@ def handle_start(args: argparse.Namespace) -> int:
             status, answer = control_post(args.control, "/record/start", body, timeout=30.0)
         except ControlUnreachable as exc:
             return _no_daemon(exc)
-        taken = status == 409 and "already recording" in str(answer.get("error"))
+        error = answer.get("error") if isinstance(answer, dict) else answer
+        taken = status == 409 and "already recording" in str(error)
         if not taken or args.chat:  # a made-up id that records already: the next one
             break
     if status != 201:
         return _daemon_error(answer)
-    print(start_line(answer))
+    try:
+        line = start_line(answer)
+    except (KeyError, TypeError, AttributeError, ValueError):  # an answer of another shape
+        return fail(f"what answers on {args.control} is not an edge daemon", code=1)
+    print(line)
     return 0
 
 
@@ -149,11 +153,12 @@ def handle_stop(args: argparse.Namespace) -> int:
         return _no_daemon(exc)
     if status != 200:
         return _daemon_error(answer)
-    stopped = answer.get("stopped") or []
-    if not stopped:
-        print("nothing was recording")
-    for summary in stopped:
-        print(stop_line(summary))
+    try:
+        stopped = answer.get("stopped") or []
+        lines = [stop_line(summary) for summary in stopped] or ["nothing was recording"]
+    except (KeyError, TypeError, AttributeError, ValueError):  # an answer of another shape
+        return fail(f"what answers on {args.control} is not an edge daemon", code=1)
+    print("\n".join(lines))
     return 0
 
 

@@ -16,7 +16,7 @@ from .common import ControlUnreachable, add_control_option, control_get, fail, p
 
 def add_parser(subparsers: Any) -> None:
     status = subparsers.add_parser("status", help="ask the running daemon how it is")
-    add_control_option(status, help="the daemon's control API (default 127.0.0.1:8660)")
+    add_control_option(status)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(handler=handle)
 
@@ -33,11 +33,15 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"health": health, "tunnel": tunnel}, indent=2))
         return 0
-    print(f"edge {health['version']}, up {for_how_long(health['uptime'])}")
-    print("\n".join(describe(tunnel)))
-    print(
-        f"tools: {health['tools']} effective of {health['offeredTools']} offered; "
-        f"{plural(health['callsInFlight'], 'call')} in flight; "
-        f"{plural(tunnel['outbox'], 'result')} waiting"
-    )
+    try:
+        lines = [
+            f"edge {health['version']}, up {for_how_long(health['uptime'])}",
+            *describe(tunnel),
+            f"tools: {health['tools']} effective of {health['offeredTools']} offered; "
+            f"{plural(health['callsInFlight'], 'call')} in flight; "
+            f"{plural(tunnel['outbox'], 'result')} waiting",
+        ]
+    except (KeyError, TypeError, AttributeError, ValueError):  # an answer of another shape
+        return fail(f"what answers on {args.control} is not an edge daemon", code=1)
+    print("\n".join(lines))
     return 0

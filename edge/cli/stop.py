@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Final
 
 from .common import (
@@ -38,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
     )
     add_config_option(stop, help="the daemon's config.toml, for its state directory (default: "
                       "config.toml in the user config dir, if any)")  # fmt: skip
-    add_control_option(stop, help="the running daemon's control API (default %(default)s)")
+    add_control_option(stop)
     stop.add_argument(
         "--timeout",
         type=seconds,
@@ -80,7 +81,10 @@ def handle(args: argparse.Namespace) -> int:
     if status != 202:
         message = answer.get("error", answer) if isinstance(answer, dict) else answer
         return fail(str(message), code=1)
-    if not _wait_gone(args.control, args.timeout):
+    key_path = None
+    if state_dir is not None and headers:
+        key_path = key_file(state_dir, parse_hostport(args.control)[1])
+    if not _wait_gone(args.control, args.timeout, key_path):
         return fail(
             f"the daemon on {args.control} still answers after {args.timeout:g} s "
             "(still finishing captures or calls?); see its log",
@@ -90,9 +94,10 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_gone(control: str, timeout: float) -> bool:
-    """Whether the daemon at ``control`` stopped answering within ``timeout`` seconds; shows
-    that it waits on stderr (dots on a terminal)."""
+def _wait_gone(control: str, timeout: float, key_path: Path | None = None) -> bool:
+    """Whether the daemon at ``control`` stopped within ``timeout`` seconds: it no longer
+    answers and, when its key file is known (``key_path``), has removed it, the last thing
+    it does before it exits. Shows that it waits on stderr (dots on a terminal)."""
     import time
 
     from .common import ControlClient
@@ -104,12 +109,16 @@ def _wait_gone(control: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     next_dot = time.monotonic() + DOT_EVERY
     gone = False
+    key = _read(key_path)
     while time.monotonic() < deadline:
         try:
             with ControlClient(control, timeout=2.0) as client:
                 client.request("GET", "/health")
         except ControlUnreachable as exc:
-            if isinstance(exc.__cause__, ConnectionRefusedError):  # nothing listens any more
+            # Nothing listens any more, and the key file this run wrote is gone (or another
+            # run's replaced it): the daemon has finished.
+            refused = isinstance(exc.__cause__, ConnectionRefusedError)
+            if refused and (key is None or _read(key_path) != key):
                 gone = True
                 break
             # slow, or a connection closed mid-answer: still stopping
@@ -122,3 +131,13 @@ def _wait_gone(control: str, timeout: float) -> bool:
         sys.stderr.write("\n")
         sys.stderr.flush()
     return gone
+
+
+def _read(path: Path | None) -> str | None:
+    """The key file's text, or ``None`` when there is none (or no path)."""
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .common import (
-    DEFAULT_CONTROL,
+    ParagraphFormatter,
     add_config_option,
     add_control_option,
     add_policy_options,
@@ -20,6 +20,7 @@ from .common import (
     load,
     plural,
     progress,
+    reachable,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def add_parser(subparsers: Any) -> None:
         description="Write a small working tool (tool.toml, the entry, a README) into "
         "DIR/NAME, to edit into your own. See docs/tools.md for every tool.toml key.",
         epilog=NEW_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     tn.add_argument(
         "name", metavar="NAME", help="the tool's name (a letter, then letters, digits, _ or -)"
@@ -98,12 +99,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _add_where_options(parser: argparse.ArgumentParser) -> None:
-    add_control_option(
-        parser,
-        help="the running daemon's control API (default: [control] listen of the config, "
-        f"else {DEFAULT_CONTROL})",
-        default=None,
-    )
+    add_control_option(parser, default=None)  # _control_of: the config this command loads
     parser.add_argument(
         "--local", action="store_true", help="do it here even when a daemon runs"
     )
@@ -127,11 +123,7 @@ def _control_of(args: argparse.Namespace, config: Config) -> str:
     this config listens (a wildcard address is reached on loopback)."""
     if args.control is not None:
         return str(args.control)
-    if config.control is None:
-        return DEFAULT_CONTROL
-    host, port = config.control
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return reachable(config.control)
 
 
 def _here_only(args: argparse.Namespace) -> bool:

@@ -57,11 +57,10 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=ParagraphFormatter,
     )
     actions = tunnel.add_subparsers(dest="tunnel_command", metavar="ACTION", required=True)
-    control_help = "the running daemon's control API (default %(default)s)"
 
     status = actions.add_parser("status", help="state, since when, reason, next retry, outbox")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
-    add_control_option(status, help=control_help)
+    add_control_option(status)
     status.set_defaults(handler=handle_status)
 
     connect = actions.add_parser(
@@ -74,13 +73,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="FILE",
         help="file holding the token (else it is asked for on the terminal)",
     )
-    add_control_option(connect, help=control_help)
+    add_control_option(connect)
     connect.set_defaults(handler=handle_connect)
 
     disconnect = actions.add_parser(
         "disconnect", help="drop the tunnel (calls in flight are cancelled)"
     )
-    add_control_option(disconnect, help=control_help)
+    add_control_option(disconnect)
     disconnect.set_defaults(handler=handle_disconnect)
 
 

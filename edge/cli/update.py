@@ -21,14 +21,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..exitcodes import CONFIG, FAILURE, OK
 from .common import (
-    DEFAULT_CONTROL,
     ControlUnreachable,
+    ParagraphFormatter,
     add_config_option,
     add_control_option,
     control_get,
     control_post,
     fail,
     load,
+    progress,
+    reachable,
+    verbosity,
 )
 
 if TYPE_CHECKING:
@@ -67,7 +70,7 @@ def add_parser(subparsers: Any) -> None:
         description="Update this edge from the signed versions manifest: the wheel it lists, "
         "its sha256 checked, installed with pipx, uv or pip, as edge was installed.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     parser.add_argument(
         "--check", action="store_true", help="only say what would be installed, and how"
@@ -82,12 +85,7 @@ def add_parser(subparsers: Any) -> None:
         help="a running daemon stops its calls and captures instead of letting them finish",
     )
     add_config_option(parser)
-    add_control_option(
-        parser,
-        help="the running daemon's control API (default: [control] listen of the config, "
-        f"else {DEFAULT_CONTROL})",
-        default=None,
-    )
+    add_control_option(parser, default=None)  # _control_of: the config this command loads
     parser.set_defaults(handler=handle)
 
 
@@ -112,11 +110,7 @@ def handle(args: argparse.Namespace) -> int:
 def _control_of(config: Config) -> str:
     """``HOST:PORT`` of the control API ``edge run`` with ``config`` listens on (a wildcard
     address is reached on loopback)."""
-    if config.control is None:
-        return DEFAULT_CONTROL
-    host, port = config.control
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return reachable(config.control)
 
 
 def _daemon(control: str) -> dict[str, Any] | None:
@@ -141,8 +135,7 @@ def _via_daemon(args: argparse.Namespace) -> int:
     if args.to is not None:
         body["to"] = args.to
     how = "stops its calls and captures" if args.now else "lets its calls and captures finish"
-    print(f"edge update: the daemon on {args.control} updates itself (it {how} first)...",
-          file=sys.stderr)  # fmt: skip
+    progress(f"edge update: the daemon on {args.control} updates itself (it {how} first)...")
     try:
         status, answer = control_post(args.control, "/update", body, timeout=DAEMON_TIMEOUT)
     except ControlUnreachable as exc:
@@ -259,10 +252,10 @@ def _here(
         return fail(str(exc), FAILURE)
     if found is None:
         return OK
-    print(f"installing with {found.command.describe()}", file=sys.stderr)
+    progress(f"installing with {found.command.describe()}")
     try:
         with _no_interrupt():
-            install(found, lambda line: print(f"  {line}", file=sys.stderr))
+            install(found, lambda line: progress(f"  {line}"))
     except UpdateError as exc:
         return fail(str(exc), FAILURE)
     print(f"edge {found.version} installed (was {found.checked.plan.current})")
@@ -292,11 +285,11 @@ async def _prepare(
     if checked.plan.target is None:
         print(checked.plan.note)
         return None
-    print(f"edge {checked.plan.note} ({installation.describe()})", file=sys.stderr)
+    progress(f"edge {checked.plan.note} ({installation.describe()})")
     bar = _Progress()
     prepared = await prepare(checked, installation, downloads_dir(config.state_dir), progress=bar)
     bar.done(prepared.artifact.filename)
-    print(f"verified   sha256 {prepared.artifact.sha256}", file=sys.stderr)
+    progress(f"verified   sha256 {prepared.artifact.sha256}")
     return prepared
 
 
@@ -305,11 +298,14 @@ class _Progress:
 
     def __init__(self) -> None:
         self._tty = sys.stderr.isatty()
+        self._quiet = verbosity() < 0  # -q: no progress lines
         self._shown = -1
         self._bytes = 0
 
     def __call__(self, done: int, total: int | None) -> None:
         self._bytes = done
+        if self._quiet:
+            return
         percent = done * 100 // total if total else None
         if not self._tty:
             if self._shown < 0:
@@ -326,7 +322,7 @@ class _Progress:
     def done(self, name: str) -> None:
         if self._tty and self._shown >= 0:
             print(file=sys.stderr)
-        print(f"downloaded {name} ({_size(self._bytes)})", file=sys.stderr)
+        progress(f"downloaded {name} ({_size(self._bytes)})")
 
 
 def _size(count: int | None) -> str:
@@ -349,7 +345,7 @@ def _no_interrupt() -> Iterator[None]:
     except ValueError:  # not the main thread: no signal handlers to change
         yield
         return
-    print("(Ctrl-C is ignored until the installer finishes)", file=sys.stderr)
+    progress("(Ctrl-C is ignored until the installer finishes)")
     try:
         yield
     finally:

@@ -320,8 +320,11 @@ class Tunnel:
         self._backoff.failures = 0
         self.attempts = 0
         self._last_problem = None
+        # What went wrong with the last attempt of these credentials (another session's
+        # failure, a refused token say, is not this one's reason).
+        reason: str | None = None
         while True:
-            self._set_status(TunnelStatus.CONNECTING, self.reason)
+            self._set_status(TunnelStatus.CONNECTING, reason)
             self._handshake_at = None
             problem: str | None = None
             try:
@@ -340,7 +343,7 @@ class Tunnel:
                     return
                 if kind == "bug":
                     log.error("tunnel: unexpected error, reconnecting", exc_info=exc)
-                problem = message
+                problem = reason = message
                 self._set_status(TunnelStatus.CONNECTING, message)
             if self._was_stable():
                 self._backoff.reset()

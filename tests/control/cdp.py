@@ -160,7 +160,8 @@ class Page:
         answer = await self.send("Page.navigate", url=url)
         if answer.get("errorText"):
             raise CdpError(f"navigating to {url}: {answer['errorText']}")
-        await self.wait_event("Page.loadEventFired", after=mark)
+        with trio.fail_after(COMMAND_WITHIN):  # a bound on failure: a page that never loads
+            await self.wait_event("Page.loadEventFired", after=mark)
 
     async def screenshot(self, path: Path) -> int:
         """Save a PNG of the whole page to ``path``; its size in bytes."""

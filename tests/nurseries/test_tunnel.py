@@ -216,6 +216,11 @@ async def test_unauthorized_stops_retrying_until_a_new_token(
         daemon.targets.tunnel.activate(TOKEN, cloud.url)
         await cloud.wait_connected()
         assert (await cloud.call("terminal", {"command": "echo ok"}))["output"] == "ok\n"
+    # The new token's attempt does not carry the old token's refusal as its reason.
+    history = daemon.tunnel.info()["history"]
+    refused = max(i for i, h in enumerate(history) if h["status"] == "unauthorized")
+    after = history[refused + 1 :]
+    assert after and after[0]["status"] == "connecting" and after[0]["reason"] is None
 
 
 @pytest.mark.parametrize("code", [4401, 1008])
