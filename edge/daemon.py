@@ -200,6 +200,8 @@ class _TunnelDesk:
     tunnel: Tunnel
     gate: ToolGate
     workers: ToolWorkers
+    #: The calls edge itself runs (``/ask``, ``/tools/call``): a disconnect leaves them be.
+    own_calls: set[str]
     #: Forgets what the last cloud named (its ASR endpoint, gateway, manifest): they must not
     #: get the token of another cloud.
     forget_cloud: Callable[[], None]
@@ -216,7 +218,7 @@ class _TunnelDesk:
         log.info("tunnel: disconnect requested")
         self.forget_cloud()
         self.tunnel.disconnect()
-        self.workers.cancel_all("cancelled: the tunnel was disconnected")
+        self.workers.cancel_all("cancelled: the tunnel was disconnected", keep=self.own_calls)
 
 
 class Daemon:
@@ -265,6 +267,9 @@ class Daemon:
         self.cloud_versions_url: str | None = None
         #: Ids of /ask's tool calls: not guessable, so a cloud's cancel never meets them.
         self._ask_ids = (f"ask-{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
+        #: Ids of the calls edge itself runs on the workers (``_own_call``): not the cloud's to
+        #: cancel, by id or by disconnecting.
+        self._own_calls: set[str] = set()
         self._gateway_clients = GatewayClients()
         self._tunnel: Tunnel | None = None
         self._workers: ToolWorkers | None = None
@@ -337,7 +342,6 @@ class Daemon:
                 task_status.started(self)
         finally:
             self._root = None
-            self.key.remove()
             try:
                 with trio.CancelScope(shield=True):
                     await self._gateway_clients.aclose()
@@ -345,6 +349,8 @@ class Daemon:
             finally:
                 if self.executor.processes is not None:
                     self.executor.processes.close()
+                # Last: ``edge stop`` takes the key file's going as the sign that all is done.
+                self.key.remove()
                 self.stopped.set()
 
     async def _open_journal(self) -> Journal:
@@ -423,7 +429,9 @@ class Daemon:
         )
         self._targets = ControlTargets(
             health=self.health,
-            tunnel=_TunnelDesk(self._tunnel, self.gate, self._workers, self._forget_cloud),
+            tunnel=_TunnelDesk(
+                self._tunnel, self.gate, self._workers, self._own_calls, self._forget_cloud
+            ),
             record=self._captures,
             mcp=self._mcp,
             tools=self.gate,
@@ -462,7 +470,11 @@ class Daemon:
 
     def _announce_start(self) -> None:
         cfg = self.config
-        control = f"control API on {self.control_url}" if self.control_url else "no control API"
+        control = (
+            f"control API on {self.control_url} (dashboard: {self.control_url}/)"
+            if self.control_url
+            else "no control API"
+        )
         if cfg.cloud_url and cfg.token:
             tunnel = f"tunnel connecting to {cfg.cloud_url}"
         elif cfg.cloud_url:
@@ -572,7 +584,7 @@ class Daemon:
                 progress=self.tunnel.send_progress,
             )
         elif isinstance(frame, Cancel):
-            if not self.workers.cancel(frame.id):
+            if frame.id in self._own_calls or not self.workers.cancel(frame.id):
                 log.debug("cancel for %r: no such call in flight", frame.id)
         elif isinstance(frame, Connected):
             self.cloud_asr_url = frame.asr_url
@@ -596,12 +608,16 @@ class Daemon:
             self._plugins.hook(event)
 
     def _on_call(self, record: CallRecord) -> None:
-        """A tool call started or finished: ``call_started`` / ``call_finished`` for /events
-        and the plugins (built only when someone may hear it: a call costs no more)."""
-        if not len(self.events) and not (self._plugins is not None and len(self._plugins)):
+        """A tool call started or finished: ``call_started`` / ``call_finished`` for the
+        control API's event streams (built only when someone listens: a call costs no more).
+
+        Not for plugins' hooks: a plugin calling a tool from such a hook would start a
+        chain without end.
+        """
+        if not len(self.events):
             return
         kind = "call_started" if record.outcome is None else "call_finished"
-        self._publish({"type": kind, **record.to_json()})
+        self.events.publish({"type": kind, **record.to_json()})
 
     def _on_plugin_event(self, event: dict[str, Any]) -> None:
         self._publish(event)
@@ -618,32 +634,33 @@ class Daemon:
     async def _ask_tool(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
         """A tool call the model asked for through ``/ask``: the tunnel's path (the workers,
         the cloud's approval, the local policy); cancelled with the question."""
-        if self._refusing is not None:
-            return self.executor.refuse(tool, self._refusing, busy=True)
-        call_id = next(self._ask_ids)
-        done = trio.Event()
-        box: list[dict[str, Any]] = []
-
-        def reply(_id: Any, result: dict[str, Any]) -> None:
-            box.append(result)
-            done.set()
-
-        log.debug("ask: %s calls %s", call_id, tool)  # the call's own line is INFO
-        self.workers.submit(call_id, tool, args, approved=self.gate.approved, reply=reply)
-        try:
-            await done.wait()
-        finally:
-            if not done.is_set():
-                self.workers.cancel(call_id, "cancelled: the question was stopped")
-        return box[0]
+        return await self._own_call(
+            next(self._ask_ids), tool, args, self.gate.approved, "the question was stopped"
+        )
 
     async def _local_tool(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
         """``POST /tools/call`` (``edge tools call`` holding the local key): the workers and
         the local policy, without the cloud's approval, as a local call runs; cancelled
         when the client goes away."""
+        call_id = f"local-{secrets.token_hex(8)}"
+        return await self._own_call(call_id, tool, args, None, "the caller went away")
+
+    async def _own_call(
+        self,
+        call_id: str,
+        tool: str,
+        args: dict[str, Any],
+        approved: frozenset[str] | None,
+        gone: str,
+    ) -> dict[str, Any]:
+        """Run a call edge itself makes (``/ask``, ``/tools/call``) on the workers and wait for
+        its result; cancelled with the caller (the result then says ``gone``).
+
+        The cloud's cancels and a tunnel disconnect do not reach it: its id is in
+        ``_own_calls`` while it runs (ids are shown on ``/calls``, so not secret).
+        """
         if self._refusing is not None:
-            return self.executor.refuse(tool, self._refusing, busy=True)
-        call_id = f"local-{secrets.token_hex(8)}"  # not guessable: no cloud cancel meets it
+            return self.executor.refuse(tool, self._refusing, call_id=call_id, busy=True)
         done = trio.Event()
         box: list[dict[str, Any]] = []
 
@@ -651,13 +668,17 @@ class Daemon:
             box.append(result)
             done.set()
 
-        log.info("local: %s calls %s", call_id, tool)
-        self.workers.submit(call_id, tool, args, approved=None, reply=reply)
+        log.debug("%s calls %s", call_id, tool)  # the call's own line is INFO
+        self._own_calls.add(call_id)
         try:
-            await done.wait()
+            self.workers.submit(call_id, tool, args, approved=approved, reply=reply)
+            try:
+                await done.wait()
+            finally:
+                if not done.is_set():
+                    self.workers.cancel(call_id, f"cancelled: {gone}")
         finally:
-            if not done.is_set():
-                self.workers.cancel(call_id, "cancelled: the caller went away")
+            self._own_calls.discard(call_id)
         return box[0]
 
     def _unavailable_tools(self) -> list[dict[str, Any]]:

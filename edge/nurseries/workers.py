@@ -12,7 +12,7 @@ slot is noted through the executor as well).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, Final
 
 import trio
@@ -104,9 +104,11 @@ class ToolWorkers:
         scope.cancel()
         return True
 
-    def cancel_all(self, why: str) -> int:
+    def cancel_all(self, why: str, *, keep: Container[CallId] = ()) -> int:
+        """Cancel every call in flight but those in ``keep``; how many were in flight."""
         for call_id in list(self._scopes):
-            self.cancel(call_id, why)
+            if call_id not in keep:
+                self.cancel(call_id, why)
         return len(self._scopes)
 
     async def wait_idle(self) -> None:
