@@ -53,7 +53,9 @@ def call_handler(args: argparse.Namespace) -> int:
             setup_logging("DEBUG")  # also for a command that sets up no logging itself
         if getattr(args, "control_from_config", False) and args.control is None:
             args.control = configured_control(getattr(args, "config", None))
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is seen below
+        return code
     except BrokenPipeError:
         # stdout's reader went away (``edge config show | head``): no traceback, and no
         # second error when the interpreter flushes stdout at exit.
