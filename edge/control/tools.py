@@ -6,8 +6,9 @@
                             (local policy), approved (the cloud), effective (both); then
                             the tools that cannot run, with status and problem
     GET  /tools/openai      the effective tools in OpenAI function-calling form
-    POST /tools/batch       {"toolCalls": [OpenAI tool calls], "concurrency"?}: run them
-                            under the cloud's approval and the local policy
+    POST /tools/batch       {"toolCalls": [OpenAI tool calls], "concurrency"?, "deadline"?}:
+                            run them under the cloud's approval and the local policy; a
+                            malformed entry gets an error result, the others still run
     POST /tools/call        {"name", "args"?}: one call under the local policy alone, as
                             ``edge tools call`` runs it; needs the local key
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import trio
 
 from ..errors import BadRequest
+from ..protocol import error_result
 from ..protocol.openai import from_openai_call, to_openai_message
 from ..tools.batch import BATCH_CONCURRENCY
 from .body import json_reply, read_json
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Calls in one /tools/batch request at most.
 MAX_BATCH: Final = 64
+#: The longest "deadline" a /tools/batch request may give (seconds).
+MAX_BATCH_DEADLINE: Final = 3600.0
 #: Largest /tools/call body (a file_write's content fits): bytes.
 MAX_CALL_BODY: Final = 8 * 1024 * 1024
 
@@ -63,9 +67,13 @@ class ToolsControl(Protocol):
         """The effective tools (approved and allowed) as OpenAI ``tools`` entries."""
 
     async def call_batch(
-        self, calls: list[tuple[str, dict[str, Any]]], concurrency: int
+        self,
+        calls: list[tuple[str, dict[str, Any]] | dict[str, Any]],
+        concurrency: int,
+        deadline: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Run ``(name, arguments)`` calls, ``concurrency`` at once; one edge result each."""
+        """Run ``(name, arguments)`` calls, ``concurrency`` at once, within ``deadline``
+        seconds; one edge result each (an entry that is a result already is kept)."""
 
 
 def routes(
@@ -98,10 +106,10 @@ def routes(
         return json_reply({"tools": target.openai_tools()})
 
     async def batch(request: Request) -> Response:
-        raw, calls, concurrency = _batch_request(await read_json(request))
-        results = await target.call_batch(calls, concurrency)
+        raw, calls, concurrency, deadline = _batch_request(await read_json(request))
+        results = await target.call_batch(calls, concurrency, deadline)
         messages = [
-            to_openai_message(str(entry.get("id", i)), result)
+            to_openai_message(_entry_id(entry, i), result)
             for i, (entry, result) in enumerate(zip(raw, results, strict=True))
         ]
         return json_reply({"results": results, "messages": messages})
@@ -136,20 +144,44 @@ async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> No
 
 def _batch_request(
     data: dict[str, Any],
-) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]], int]:
-    """A batch body's raw OpenAI calls, the same as (name, arguments), and the concurrency."""
+) -> tuple[
+    list[Any], list[tuple[str, dict[str, Any]] | dict[str, Any]], int, float | None
+]:
+    """A batch body's raw entries; each as (name, arguments), or as an error result when it
+    is malformed (the others still run); the concurrency; the deadline (seconds) or ``None``.
+
+    Raises:
+        BadRequest: the body itself is wrong (no list, too many calls, a bad
+            ``concurrency`` or ``deadline``): then nothing runs.
+    """
     raw = data.get("toolCalls")
     if not isinstance(raw, list) or not raw or len(raw) > MAX_BATCH:
         raise BadRequest(f'"toolCalls" must be a list of 1 to {MAX_BATCH} OpenAI tool calls')
     concurrency = data.get("concurrency", BATCH_CONCURRENCY)
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise BadRequest('"concurrency" must be a positive integer')
-    calls = []
+    deadline = data.get("deadline")
+    if deadline is not None and (
+        isinstance(deadline, bool)
+        or not isinstance(deadline, int | float)
+        or not 0 < deadline <= MAX_BATCH_DEADLINE
+    ):
+        raise BadRequest(f'"deadline" must be a number of seconds above 0, at most '
+                         f"{MAX_BATCH_DEADLINE:g}")  # fmt: skip
+    calls: list[tuple[str, dict[str, Any]] | dict[str, Any]] = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
-            raise BadRequest(f"toolCalls[{i}] is not an object")
+            calls.append(error_result(f"toolCalls[{i}] is not an object"))
+            continue
         try:
             calls.append(from_openai_call(entry))
         except ValueError as exc:
-            raise BadRequest(f"toolCalls[{i}]: {exc}") from None
-    return raw, calls, min(concurrency, MAX_BATCH)
+            calls.append(error_result(f"toolCalls[{i}]: {exc}"))
+    return raw, calls, min(concurrency, MAX_BATCH), None if deadline is None else float(deadline)
+
+
+def _entry_id(entry: Any, i: int) -> str:
+    """The OpenAI tool-call id of a batch entry (its index when it has none)."""
+    if isinstance(entry, dict) and isinstance(entry.get("id"), str | int):
+        return str(entry["id"])
+    return str(i)

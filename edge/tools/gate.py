@@ -198,7 +198,11 @@ class ToolGate:
         return await self.executor.call(tool, args, approved=self.approved)
 
     async def call_batch(
-        self, calls: list[tuple[str, dict[str, Any]]], concurrency: int
+        self,
+        calls: list[tuple[str, dict[str, Any]] | ToolResult],
+        concurrency: int,
+        deadline: float | None = None,
     ) -> list[ToolResult]:
-        """Run a batch of calls under the approval, ``concurrency`` at once, in order."""
-        return await call_batch(self.call, calls, concurrency=concurrency)
+        """Run a batch of calls under the approval, ``concurrency`` at once, in order; an
+        entry that is a result already (a malformed call's error) is kept (``call_batch``)."""
+        return await call_batch(self.call, calls, concurrency=concurrency, deadline=deadline)
