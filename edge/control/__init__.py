@@ -35,19 +35,24 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     POST /update            {"to"?, "allowDowngrade"?, "now"?}: verify, drain, install, restart
     POST /stop              a clean stop, as on SIGTERM (needs the local key: ``edge stop``)
 
-Browser safety, in ``BrowserGuard`` in front of everything: the Host header must
-be a loopback name (a DNS-rebinding page arrives with its own host name), and a
-request carrying an Origin must come from a configured origin, preflights
-included. Starlette's CORS middleware answers the allowed preflights; the
-guard adds ``Access-Control-Allow-Private-Network`` for browsers that ask
-before a public page may call a loopback address. The dashboard is of the API's
-own origin; what it POSTs must carry this run's CSRF token (``X-Edge-CSRF``),
-and what a browser loads for another site's page is refused.
+Who may call, in ``BrowserGuard`` in front of everything: on Linux only
+processes of the user edge runs as (or root), the owner of the peer's socket
+found by the kernel (``peer``; another user's request gets 403, and so does one
+whose connection is closed before it is checked). Then browser safety: the
+Host header must be a loopback name (a DNS-rebinding page arrives with its own
+host name), and a request carrying an Origin must come from a configured
+origin, preflights included. Starlette's CORS middleware answers the allowed
+preflights; the guard adds ``Access-Control-Allow-Private-Network`` for
+browsers that ask before a public page may call a loopback address. The
+dashboard is of the API's own origin (``http://`` and the Host it was reached
+at); what it POSTs must carry this run's CSRF token (``X-Edge-CSRF``), and what
+a browser loads for another site's page is refused.
 
 Modules:
     app     -- ControlTargets, build_app (guard, routes, error answers) and serve_control
-    guard   -- BrowserGuard (Host and Origin checks, the dashboard's CSRF token,
-               private-network header) and CORS
+    guard   -- BrowserGuard (the peer's uid, Host and Origin checks, the dashboard's CSRF
+               token, private-network header) and CORS
+    peer    -- the owner uid of a loopback connection's peer socket (netlink, /proc/net/tcp)
     body    -- reading requests: size-limited JSON objects, query parameters
     key     -- LocalKey: the per-run key in the state directory that CLI-only routes need
     tunnel  -- /tunnel/*: status, activate, disconnect (TunnelControl)

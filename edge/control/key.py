@@ -4,11 +4,13 @@ Most of the control API is what the cloud's web page drives, behind the
 Host/Origin guard. A few routes do more than that page ever needs: they stop
 the daemon, or run a tool under the local policy alone, without the cloud's
 approval (``edge stop``, ``edge tools call``). Any local process can reach
-127.0.0.1, other users' included, so those routes also want proof that the
-caller can read this user's state directory: the key, a random value made at
-each start and written there (``control-PORT.key``, mode 0600), sent back in the
+127.0.0.1, other users' included; on Linux the guard already refuses other
+users' processes (``edge.control.peer``), and the key is a second lock there and
+the only one where the peer's owner cannot be found (macOS): proof that the
+caller can read this user's state directory. It is a random value made at each
+start and written there (``control-PORT.key``, mode 0600), sent back in the
 ``X-Edge-Key`` header. The CLI reads it from the same state directory; the
-dashboard page never has it.
+dashboard page never has it, nor does anything a browser loads.
 """
 
 from __future__ import annotations

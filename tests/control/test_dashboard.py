@@ -134,8 +134,14 @@ async def test_another_origin_gets_nothing(client: httpx.AsyncClient, daemon: Da
 async def test_the_page_origin_needs_the_csrf_token_to_change_state(
     client: httpx.AsyncClient, daemon: Daemon
 ) -> None:
-    for origin in (own_origin(daemon), own_origin(daemon, "localhost")):
-        same = {"origin": origin, "sec-fetch-site": "same-origin"}
+    # The page's origin is "http://" + the Host it was reached at: a port forward (ssh -L)
+    # shows another port than the one served, the same in both headers.
+    port = own_origin(daemon).rsplit(":", 1)[1]
+    pages = [(f"127.0.0.1:{port}", own_origin(daemon)),
+             (f"localhost:{port}", own_origin(daemon, "localhost")),
+             ("localhost:9999", "http://LocalHost:9999")]  # fmt: skip
+    for host, origin in pages:
+        same = {"host": host, "origin": origin, "sec-fetch-site": "same-origin"}
         assert (await client.get("/health", headers=same)).status_code == 200
         assert (await client.get("/record/status", headers=same)).status_code == 200
         for headers in (same, {**same, "x-edge-csrf": "wrong"}, {**same, "x-edge-csrf": ""}):
@@ -149,6 +155,12 @@ async def test_the_page_origin_needs_the_csrf_token_to_change_state(
             "status": "disconnected"
         }
         assert (await client.post("/record/stop", headers=token)).json() == {"stopped": []}
+    # An Origin of another loopback port or name than the Host is another origin.
+    for host in ("localhost:9999", "127.0.0.1:9999", "127.0.0.1", f"localhost:{port}"):
+        origin = own_origin(daemon)
+        answer = await client.get("/health", headers={"host": host, "origin": origin})
+        assert answer.status_code == 403, (host, origin)
+        assert answer.json() == {"error": ORIGIN_REFUSED}
     # The CLI sends no Origin and no token, as before; configured origins work as before.
     assert (await client.post("/record/stop")).status_code == 200
     answer = await client.post("/record/stop", headers={"origin": ALLOWED})
@@ -175,18 +187,22 @@ def test_the_files_ship_as_package_data() -> None:
 
 
 def test_own_origin_parsing() -> None:
-    assert is_own_origin("http://127.0.0.1:8660", 8660)
-    assert is_own_origin("http://localhost:8660", 8660)
-    assert is_own_origin("http://[::1]:8660", 8660)
-    assert is_own_origin("http://127.0.0.1", 80)
-    assert not is_own_origin("http://127.0.0.1:8661", 8660)
-    assert not is_own_origin("https://127.0.0.1:8660", 8660)
-    assert not is_own_origin("http://evil.example:8660", 8660)
-    assert not is_own_origin("http://127.0.0.1:8660/x", 8660)
-    assert not is_own_origin("http://u@127.0.0.1:8660", 8660)
-    assert not is_own_origin("http://127.0.0.1:99999", 8660)
-    assert not is_own_origin("null", 8660)
-    assert not is_own_origin("http://127.0.0.1:8660", None)
+    assert is_own_origin("http://127.0.0.1:8660", "127.0.0.1:8660")
+    assert is_own_origin("http://localhost:8660", "localhost:8660")
+    assert is_own_origin("http://LOCALHOST:8660", "localhost:8660")
+    assert is_own_origin("http://[::1]:8660", "[::1]:8660")
+    assert is_own_origin("http://127.0.0.1", "127.0.0.1")
+    assert is_own_origin("http://localhost:9000", "localhost:9000")  # through ssh -L 9000:...
+    assert not is_own_origin("http://127.0.0.1:8661", "127.0.0.1:8660")
+    assert not is_own_origin("http://localhost:8660", "127.0.0.1:8660")
+    assert not is_own_origin("http://127.0.0.1", "127.0.0.1:80")
+    assert not is_own_origin("https://127.0.0.1:8660", "127.0.0.1:8660")
+    assert not is_own_origin("http://evil.example:8660", "evil.example:8660")
+    assert not is_own_origin("http://127.0.0.1:8660/x", "127.0.0.1:8660")
+    assert not is_own_origin("http://u@127.0.0.1:8660", "127.0.0.1:8660")
+    assert not is_own_origin("null", "127.0.0.1:8660")
+    assert not is_own_origin("http://", "")
+    assert not is_own_origin("http://127.0.0.1:8660", "")
 
 
 # -- live levels -----------------------------------------------------------------------
