@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -22,14 +24,31 @@ import trio
 
 from edge.cli import _parser
 from edge.cli.common import call_handler, progress, setup_logging, verbosity
+from edge.cli.run import EPILOG as RUN_EPILOG
 from edge.config import load_config
 from edge.daemon import Daemon, build_executor
 from edge.dev.cloud import FakeCloud
 from edge.errors import ConfigError
-from edge.logs import NOISY, LogOptions, configure, default_log_file, remove_handlers
+from edge.logs import (
+    KEEP,
+    MAX_BYTES,
+    NOISY,
+    LogOptions,
+    configure,
+    default_log_file,
+    remove_handlers,
+)
 from edge.service.systemd import log_file as service_log_file
 
-from .conftest import CONNECT_WITHIN, TOKEN, fast_tunnel, make_config, start_edge, until
+from .conftest import (
+    CONNECT_WITHIN,
+    TOKEN,
+    edge_cmd,
+    fast_tunnel,
+    make_config,
+    start_edge,
+    until,
+)
 
 #: A text line's start: date, time to the millisecond, UTC offset, level.
 TEXT_LINE: Final = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d (\w+) +")
@@ -124,6 +143,107 @@ def test_the_file_is_opened_again_after_a_rotation(tmp_path: Path, restore_loggi
     assert "again" in path.read_text(encoding="utf-8")
 
 
+def test_a_removed_log_directory_is_made_again_and_a_failed_line_never_raises(
+    tmp_path: Path, restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "log"
+    path = folder / "edge.log"
+    configure(LogOptions(file=path), stream=io.StringIO())
+    log = logging.getLogger("edge.test")
+    log.info("first")
+    shutil.rmtree(folder)  # rm -rf while edge runs
+    log.info("second")
+    assert "second" in path.read_text(encoding="utf-8")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    shutil.rmtree(folder)
+    folder.write_text("")  # in the way: the directory cannot be made again
+    log.info("lost 1")
+    log.warning("lost 2")  # no exception reaches the caller, for any line
+    noted = capsys.readouterr().err
+    assert noted.count("cannot write the log file") == 1, noted  # one note, not one a line
+    assert f"{folder} is not a directory" in noted
+    assert "Traceback" not in noted
+    assert "Logging error" not in noted
+    folder.unlink()
+    log.info("third")  # tried again: it gets through, after a line that counts the gap
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(f"WARNING 2 log lines could not be written to this file: {folder} "
+                             "is not a directory")
+    assert lines[1].endswith("INFO    third")
+    assert "writing the log file" in capsys.readouterr().err
+
+
+def test_the_file_is_rotated_at_its_cap_and_keeps_its_mode(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    path = tmp_path / "edge.log"
+    configure(LogOptions(file=path, max_bytes=300, keep=2), stream=io.StringIO())
+    log = logging.getLogger("edge.test")
+    for n in range(20):
+        log.info("line %02d %s", n, "x" * 40)  # about 90 bytes a line: 3 a file
+    kept = [path.with_name(name) for name in ("edge.log.2", "edge.log.1", "edge.log")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+    numbers = [int(line.split()[3]) for p in kept for line in p.read_text().splitlines()]
+    assert numbers == list(range(20 - len(numbers), 20))  # the newest lines, none lost between
+    assert len(numbers) > 6
+    for p in kept:
+        assert 0 < p.stat().st_size <= 300
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    path.rename(tmp_path / "moved")  # an outside rotation still works alongside
+    log.info("after")
+    assert path.read_text().endswith("after\n")
+    assert (MAX_BYTES, KEEP) == (10 * 1024 * 1024, 3)  # what the docs and --help say
+    assert "rotates the file at 10 MiB (FILE.1 to FILE.3 kept)" in " ".join(RUN_EPILOG.split())
+
+
+def test_an_old_file_is_made_private_and_an_unencodable_line_is_written(
+    tmp_path: Path, restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "edge.log"
+    path.write_text("old line\n")
+    path.chmod(0o644)  # as launchd made it when it was the agent's stdout
+    configure(LogOptions(file=path, format="json"), stream=io.StringIO())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    logging.getLogger("edge.test").warning("name %s", "a\udcffb")  # a lone surrogate
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "old line"
+    assert "name a\\udcffb" in lines[1]  # escaped as it is written, not dropped
+    assert json.loads(lines[1])["msg"] == "name a\udcffb"
+    assert "Logging error" not in capsys.readouterr().err
+
+
+def test_edge_run_names_a_log_file_it_cannot_use_in_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    cases = {
+        "~nosuchuser/x.log": "--log-file '~nosuchuser/x.log': cannot expand '~nosuchuser'",
+        str(blocker / "x.log"): f"cannot open the log file {blocker}/x.log: {blocker} is not a dir",
+    }
+    # Both at once: each is an interpreter's start-up.
+    procs = [
+        subprocess.Popen(
+            edge_cmd("run", "--no-control", "--workspace", str(tmp_path), "--log-file", log_file),
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for log_file in cases
+    ]  # fmt: skip
+    try:
+        for proc, said in zip(procs, cases.values(), strict=True):
+            _, err = proc.communicate(timeout=SOON)
+            assert proc.returncode == 2, err
+            assert err.startswith("edge: error: "), err
+            assert said in err, err
+            assert err.count("\n") == 1, err  # one line, no traceback
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_the_service_log_is_where_edge_logs_find_it() -> None:
     assert service_log_file(Path.home(), os.environ) == default_log_file()
 
@@ -192,11 +312,12 @@ def test_log_level_is_any_case_and_its_help_lists_the_levels_once() -> None:
     assert text.count("WARNING") == 1 + text.count("-q (WARNING)")
 
 
-async def test_edge_run_logs_to_its_file_in_local_time_and_reopens_it_after_rotation(
+async def test_edge_run_logs_to_its_file_in_local_time_and_outlives_its_log_directory(
     nursery: trio.Nursery, tmp_path: Path, env: dict[str, str]
 ) -> None:
     """A real ``edge run``: its lines carry this machine's offset (+05:30 here), the file is
-    0600, stderr gets warnings only, and a rotated file is made again."""
+    0600, stderr gets warnings only, and with its log directory removed (``rm -rf``) it
+    keeps running and logging: the directory and the file are made again."""
     env["TZ"] = "Asia/Kolkata"
     path = tmp_path / "state" / "log" / "edge.log"
     edge = await start_edge(
@@ -210,7 +331,7 @@ async def test_edge_run_logs_to_its_file_in_local_time_and_reopens_it_after_rota
         assert all(TEXT_LINE.match(line) for line in first), first
         assert any("+05:30 INFO    edge " in line for line in first), first
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        path.rename(path.with_name("edge.log.1"))
+        shutil.rmtree(path.parent)
         edge.proc.send_signal(signal.SIGTERM)
         with trio.fail_after(SOON):
             assert await edge.proc.wait() == 0
@@ -221,7 +342,9 @@ async def test_edge_run_logs_to_its_file_in_local_time_and_reopens_it_after_rota
                 await edge.proc.wait()
     assert "SIGTERM: stopping" in path.read_text(encoding="utf-8")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert f"logging to {path}" in edge.log
+    assert "cannot write the log file" not in edge.log
     assert " INFO " not in edge.log  # stderr: warnings and errors only
 
 

@@ -25,9 +25,10 @@ daemon waits for the cloud's web page to POST a token to /tunnel/activate.
 
 Logs: to stderr (the terminal when run by hand, the journal under systemd), at
 INFO unless --log-level, -q (WARNING) or -v (DEBUG) says otherwise; each tool call
-is one line (id, tool, outcome, duration, output size; never its args or output).
+is one line (id, tool, outcome, duration, size; never its args or output).
 With --log-file (or [log] file) every line goes to the file and stderr gets only
-warnings and errors; 'edge service install' logs to ~/.local/state/edge/log/edge.log
+warnings and errors; edge rotates the file at 10 MiB (FILE.1 to FILE.3 kept).
+'edge service install' logs to ~/.local/state/edge/log/edge.log
 (~/Library/Logs/edge/edge.log on macOS).
 
 examples:
@@ -80,8 +81,9 @@ def add_parser(subparsers: Any) -> None:
         "--log-file",
         type=Path,
         metavar="FILE",
-        help="also log to FILE, appended (made 0600, reopened when rotated); stderr then "
-        "gets warnings and errors only (default: [log] file, else no file)",
+        help="also log to FILE, appended (made 0600, rotated at 10 MiB to FILE.1..3, reopened "
+        "when moved); stderr then gets warnings and errors only (default: [log] file, else no "
+        "file)",
     )
     run.add_argument(
         "--log-format",
@@ -115,10 +117,6 @@ def _format(text: str) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
-    import trio
-
-    from ..daemon import run_until_signalled
-
     setup_logging(args.log_level or "INFO", format=args.log_format or "text")  # until loaded
     config = load(
         args,
@@ -132,13 +130,32 @@ def handle(args: argparse.Namespace) -> int:
     )
     if config.cloud_url:
         check_ws_url("--cloud" if args.cloud else "tunnel.url", config.cloud_url)
-    log_file = args.log_file.expanduser() if args.log_file else config.log_file
+    log_file = config.log_file
+    if args.log_file is not None:
+        try:
+            log_file = args.log_file.expanduser()
+        except RuntimeError:  # ~user that is not known here, or no home directory
+            home = str(args.log_file).split("/", 1)[0]
+            return fail(f"--log-file {str(args.log_file)!r}: cannot expand {home!r}: "
+                        "no such user, or no home directory")  # fmt: skip
     try:
         setup_logging(
             config.log_level, file=log_file, format=args.log_format or config.log_format
         )
     except OSError as exc:
-        return fail(f"cannot open the log file {log_file}: {exc.strerror or exc}")
+        return fail(f"cannot open the log file {log_file}: {_why(exc)}")
     if log_file is not None:
         progress(f"edge: logging to {log_file} (here: warnings and errors only)")
+    import trio  # only now: a wrong option or config is said without the daemon's imports
+
+    from ..daemon import run_until_signalled
+
     return trio.run(run_until_signalled, config)
+
+
+def _why(exc: OSError) -> str:
+    """Why the log file could not be opened: a parent that is a file is named as such
+    (``make_private_dir`` meets it as "File exists")."""
+    if isinstance(exc, FileExistsError) and exc.filename is not None:
+        return f"{exc.filename} is not a directory"
+    return exc.strerror or str(exc)

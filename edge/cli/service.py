@@ -23,10 +23,14 @@ examples:
   edge service logs -f                       follow the log
   edge service uninstall                     stop it and remove it
 
-Linux: a systemd user unit, ~/.config/systemd/user/edge.service, logging to the
-journal (journalctl --user -u edge.service); start at boot needs
-'loginctl enable-linger USER'. macOS: a launchd agent,
-~/Library/LaunchAgents/local.edge.plist, logging to ~/Library/Logs/edge/edge.log.
+Linux: a systemd user unit, ~/.config/systemd/user/edge.service, that runs
+'edge run --log-file ~/.local/state/edge/log/edge.log' (the config's [log] file
+if it names one); warnings and errors reach the journal too (journalctl --user
+-u edge.service); start at boot needs 'loginctl enable-linger USER'. macOS: a
+launchd agent, ~/Library/LaunchAgents/local.edge.plist, logging to
+~/Library/Logs/edge/edge.log (stdout and stderr: edge.stderr.log beside it).
+edge rotates its log file itself at 10 MiB, keeping edge.log.1 to edge.log.3;
+'edge service logs' reads the file.
 The service restarts edge when it fails and when it installed an update (exit 11).
 No token is written into the unit: give a token file (--token-file, or
 [tunnel] token_file in the config). See docs/service.md.
@@ -39,8 +43,8 @@ def add_parser(subparsers: Any) -> None:
         help="run edge as a user service: install, uninstall, status, logs",
         description="edge as a service of this user: a systemd user unit on Linux, a\n"
         "launchd agent on macOS. It runs 'edge run' of this installation, starts it\n"
-        "again when it fails or has installed an update, and logs to the journal\n"
-        "(Linux) or to a log file (macOS).",
+        "again when it fails or has installed an update, and logs to a file:\n"
+        "~/.local/state/edge/log/edge.log (Linux), ~/Library/Logs/edge/edge.log (macOS).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,7 +73,9 @@ def add_parser(subparsers: Any) -> None:
     )
     ss.add_argument("--json", action="store_true", help="print the status as JSON")
     ss.set_defaults(handler=handle_status)
-    sl = actions.add_parser("logs", help="the service's log (journal on Linux, file on macOS)")
+    sl = actions.add_parser(
+        "logs", help="the service's log: its log file (the journal while there is none)"
+    )
     sl.add_argument(
         "-n",
         "--lines",

@@ -5,8 +5,9 @@ gave it a ``CallLog``: ``begin`` when the call starts, ``end`` when it is over,
 whatever its outcome. A ``CallRecord`` holds the call's id, tool, the tool's
 source (``builtin``, ``mcp:time``, ``plugin:notes``...), when it started (wall
 time), how long it took, its outcome (``OUTCOMES``), the size of its output in
-characters and a short summary of why it failed, in edge's own words (never a
-tool's error text, which may hold output). ``CallLog`` keeps the ones in flight
+characters (of its error text, the caller's, when it has no output) and a short
+summary of why it failed, in edge's own words (never a tool's error text, which
+may hold output). ``CallLog`` keeps the ones in flight
 and the last ``KEEP_RECENT`` finished (``GET /calls``, ``edge.control.calls``)
 and tells its listeners of each start and end (the daemon turns them into
 ``call_started`` and ``call_finished`` events).

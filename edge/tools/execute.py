@@ -9,11 +9,12 @@ logger and, when the executor has a ``CallLog`` (``edge.tools.audit``), a record
 there; both are written in a ``finally``, so a cancelled call has them too::
 
     call 17 terminal ok in 0.532 s, 1234 chars
-    call 18 file_read timeout in 60.002 s, 0 chars: limit 60 s
-    call 19 nope refused in 0.000 s, 0 chars: unknown tool 'nope'
+    call 18 file_read timeout in 60.002 s, 30 chars: limit 60 s
+    call 19 nope refused in 0.000 s, 19 chars: unknown tool 'nope'
 
 The line holds the call's id, tool, outcome (``ok``, ``error``, ``timeout``,
-``cancelled``, ``refused``), duration and output size, never its args or output;
+``cancelled``, ``refused``), duration and size (the characters of the output, or of
+the error text the caller got when there is no output), never its args or output;
 for a call that did not succeed, edge's own words for why (a refusal, a timeout,
 the kind of error), never a tool's error text, which may quote what it read. The
 same fields go with the log record as ``edge_call`` (``edge.logs`` writes them out
