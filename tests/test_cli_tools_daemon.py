@@ -115,6 +115,12 @@ async def test_list_and_call_through_a_running_edge(
         assert re.search(r"call local-\w+ terminal ok in ", edge.log)
         added = await cli("tools", "call", "behave__add", "--args", '{"a": 40, "b": 2}', "--control", control, env=env)
         assert json.loads(added.stdout)["structured"] == {"result": 42}
+        # Per-tool figures of the running edge: calls, failures, average and p95 latency.
+        figures = await cli("mcp", "list", "--tools", "--control", control, env=env)
+        assert figures.returncode == 0, figures.stderr
+        [add_row] = [line.split() for line in figures.stdout.splitlines() if line.split()[:1] == ["add"]]
+        assert add_row[1:3] == ["1", "0"] and float(add_row[3]) > 0 and float(add_row[4]) > 0
+        assert "tool  " in figures.stdout and "p95 ms" in figures.stdout
         refused = await cli("tools", "call", "grep", "--args", '{"pattern": "x"}', "--control", control, env=env)
         assert refused.returncode == 1
         assert json.loads(refused.stdout)["error"] == "tool 'grep' is not allowed by the local policy"

@@ -83,6 +83,11 @@ def add_parser(subparsers: Any) -> None:
     ma.set_defaults(handler=handle_add, server_command=[])
     ml = actions.add_parser("list", help="the configured servers (with live status if edge runs)")
     ml.add_argument("--json", action="store_true", help="print the raw JSON")
+    ml.add_argument(
+        "--tools",
+        action="store_true",
+        help="also each tool's calls, failures, average and p95 latency (from the running edge)",
+    )
     ml.set_defaults(handler=handle_list)
     mt = actions.add_parser("test", help="connect to a server, list its tools, time it")
     mt.add_argument("name", help="the server's name in mcp.json (see edge mcp list)")
@@ -302,6 +307,28 @@ def handle_list(args: argparse.Namespace) -> int:
         print(f"{name:<16} {s.transport:<5} {target}  {status}".rstrip())
         if state and state.get("lastError") and state["status"] != "active":
             print(f"{'':<16} last error: {state['lastError']}")
+        if args.tools and state:
+            for line in tool_lines(state.get("toolMetrics") or {}):
+                print(f"{'':<16} {line}")
     if not live:
-        print("(edge is not running here: statuses are shown while 'edge run' is up)")
+        note = " and per-tool figures" if args.tools else ""
+        print(f"(edge is not running here: statuses{note} are shown while 'edge run' is up)")
     return 0
+
+
+def tool_lines(metrics: dict[str, Any]) -> list[str]:
+    """One line per tool of a server's ``toolMetrics``: calls, failures, average, p95."""
+    if not metrics:
+        return ["no tool called yet"]
+    width = max(len(name) for name in metrics)
+    lines = [f"{'tool':<{width}}  {'calls':>6}  {'failed':>6}  {'avg ms':>8}  {'p95 ms':>8}"]
+    for name, m in sorted(metrics.items()):
+
+        def ms(value: Any) -> str:
+            return "-" if value is None else f"{float(value):.1f}"
+
+        lines.append(
+            f"{name:<{width}}  {int(m.get('calls') or 0):>6}  {int(m.get('failures') or 0):>6}  "
+            f"{ms(m.get('avgMs')):>8}  {ms(m.get('p95Ms')):>8}"
+        )
+    return lines
