@@ -319,7 +319,8 @@ FLAGS: Final[Mapping[str, str]] = {
     "no_control": "--no-control", "force_bind": "--force-bind", "workspace": "--workspace",
     "allow_tools": "--allow-tool", "roots": "--root", "max_calls": "--max-calls",
     "recordings": "--recordings", "mcp_file": "--mcp-file", "plugin_dirs": "--plugin-dir",
-    "tool_dirs": "--tool-dir", "log_level": "--log-level",
+    "tool_dirs": "--tool-dir", "log_level": "--log-level", "log_file": "--log-file",
+    "log_format": "--log-format",
 }  # fmt: skip
 
 
@@ -437,6 +438,8 @@ def load_config_traced(
     roots: list[Path] | None = None,
     max_calls: int | None = None,
     log_level: str | None = None,
+    log_file: Path | None = None,
+    log_format: str | None = None,
     recordings: Path | None = None,
     mcp_file: Path | None = None,
     plugin_dirs: list[Path] | None = None,
@@ -447,8 +450,9 @@ def load_config_traced(
 ) -> TracedConfig:
     """``load_config``, and where each value came from (``edge config show``, ``edge doctor``).
 
-    The arguments are ``load_config``'s, and two more for callers that look at a
-    configuration rather than run it:
+    The arguments are ``load_config``'s, ``log_file`` and ``log_format`` (``edge run``'s
+    ``--log-file`` and ``--log-format``, which win over ``[log] file`` and ``format``),
+    and two more for callers that look at a configuration rather than run it:
 
     Args:
         read_token: ``False``: the token file is named (``token_file``) but not
@@ -504,8 +508,9 @@ def load_config_traced(
         queue_size=work.get("queue", 256),
         call_timeout=float(work.get("timeout", 60.0)),
         log_level=_log_choice(parse_level, log_level, logcfg.get("level"), path, "INFO"),
-        log_file=_path_or_none(logcfg.get("file"), "log.file"),
-        log_format=_log_choice(parse_format, None, logcfg.get("format"), path, "text"),
+        log_file=_path_or_none(log_file, "--log-file")
+        or _path_or_none(logcfg.get("file"), "log.file"),
+        log_format=_log_choice(parse_format, log_format, logcfg.get("format"), path, "text"),
         state_dir=state_dir,
         recordings=_path_or_none(recordings or cap.get("recordings"), "capture.recordings"),
         mcp_file=_path_or_none(mcp_file or mcp.get("servers"), "mcp.servers")
@@ -530,7 +535,8 @@ def load_config_traced(
         "allow_tools": bool(allow_tools), "max_calls": max_calls is not None,
         "recordings": bool(recordings), "mcp_file": bool(mcp_file),
         "plugin_dirs": bool(plugin_dirs), "tool_dirs": bool(tool_dirs),
-        "log_level": bool(log_level),
+        "log_level": bool(log_level), "log_file": bool(log_file),
+        "log_format": bool(log_format),
     }  # fmt: skip
     #: Each key's flag (the ``load_config`` argument that overrides it), if it has one.
     overridden_by = {
@@ -539,6 +545,7 @@ def load_config_traced(
         "policy.allow_tools": "allow_tools", "workers.max_calls": "max_calls",
         "capture.recordings": "recordings", "mcp.servers": "mcp_file",
         "plugins.dirs": "plugin_dirs", "tools.dirs": "tool_dirs", "log.level": "log_level",
+        "log.file": "log_file", "log.format": "log_format",
     }  # fmt: skip
     in_file = Origin("file", str(path))
     origins: dict[str, Origin] = {}
@@ -704,10 +711,10 @@ def _log_choice(
 ) -> str:
     """``[log] level`` or ``format`` (``flag`` wins over ``file``), checked by ``parse``
     (``edge.logs.parse_level`` or ``parse_format``; a ``ConfigError`` names the key)."""
+    what = "level" if parse is parse_level else "format"
     if flag:
-        return parse(flag, "--log-level")
+        return parse(flag, f"--log-{what}")
     if file:
-        what = "level" if parse is parse_level else "format"
         return parse(file, f"{path}: `log.{what}`")
     return default
 

@@ -11,6 +11,13 @@ the blocking ones in worker threads, so the whole examination takes about as
 long as its slowest check. The modules the checks use are imported before the
 clocks start: importing is not what a check times.
 
+An MCP server that does not answer in time fails its check at the deadline, but
+the SDK stops a stdio server on its own clock, shielded from cancellation (stdin
+closed, SIGTERM two seconds later, SIGKILL two after that). ``examination``
+therefore hands the checks over at once and lets that stopping finish in the
+background: leaving its block waits for it, so no server outlives ``edge doctor``,
+which prints its report first.
+
 The checks: the native audio shim; the sound server and its default source
 and monitor; the control port (free, or held by a running edge); the config
 files (``config.toml``, ``mcp.json``, declared tools' ``tool.toml`` and plugins'
@@ -24,6 +31,7 @@ either, and no process is moved between cgroups.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -31,7 +39,7 @@ import shutil
 import socket
 import stat
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,7 +54,7 @@ if TYPE_CHECKING:
     from .mcp.config import McpServerConfig
     from .tools.runtimes.load import DeclaredTool
 
-__all__ = ["CHECK_TIMEOUT", "Check", "Subject", "examine"]
+__all__ = ["CHECK_TIMEOUT", "Check", "Subject", "examination", "examine"]
 
 #: Seconds each check may take by default (``edge doctor --timeout``); then it fails.
 CHECK_TIMEOUT: Final = 10.0
@@ -54,6 +62,11 @@ CHECK_TIMEOUT: Final = 10.0
 HEALTH_TIMEOUT: Final = 2.0
 #: Commands that make an MCP server a Node program (``node`` must be installed).
 NODE_COMMANDS: Final = frozenset({"node", "npx", "npm"})
+#: Keys of edge's own ``GET /health`` (``edge.daemon``): ``status`` and ``version``
+#: alone are what many other programs' health endpoints answer.
+EDGE_HEALTH_KEYS: Final = frozenset(
+    {"status", "version", "tunnel", "offeredTools", "callsInFlight"}
+)
 
 FIX_SHIM: Final = (
     "install a C compiler and reinstall edge, which builds it with cffi "
@@ -202,7 +215,7 @@ async def check_control_port(address: tuple[str, int] | None) -> Check:
         body = reply.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and "version" in body and "status" in body:  # edge's /health
+    if isinstance(body, dict) and body.keys() >= EDGE_HEALTH_KEYS:  # edge's /health
         return Check(name, True, f"edge {body['version']} is running there ({text})")
     return Check(
         name, False, f"{text} is held by another program (HTTP {reply.status_code}, not edge)", fix
@@ -370,16 +383,34 @@ def check_token_file(path: Path | None) -> Check:
 
 
 async def check_mcp_server(
-    server: McpServerConfig, mcp_file: Path | None, within: float = CHECK_TIMEOUT
+    server: McpServerConfig,
+    mcp_file: Path | None,
+    within: float = CHECK_TIMEOUT,
+    on_check: Callable[[Check], None] | None = None,
 ) -> Check:
     """One MCP server connects and lists its tools (``probe_server``, on a connection
-    of its own, within ``within`` seconds)."""
+    of its own, within ``within`` seconds).
+
+    ``on_check`` is given the check as soon as it is known: for a server that
+    answered, before the SDK has finished stopping it.
+    """
     from .mcp.session import probe_server
 
     name = f"mcp {server.name}"
     if server.disabled:
         return Check(name, True, "disabled")
-    answer = await probe_server(server, within=within)
+
+    def answered(answer: dict[str, Any]) -> None:
+        if on_check is not None:
+            on_check(_mcp_check(server, mcp_file, answer))
+
+    answer = await probe_server(server, within=within, on_answer=answered)
+    return _mcp_check(server, mcp_file, answer)
+
+
+def _mcp_check(server: McpServerConfig, mcp_file: Path | None, answer: dict[str, Any]) -> Check:
+    """``probe_server``'s report as the server's check."""
+    name = f"mcp {server.name}"
     if answer["ok"]:
         info, tools = answer["server"], _count(len(answer["tools"]), "tool")
         detail = f"{info['name']} {info['version']}: {tools} in {answer['ms']:.0f} ms"
@@ -388,6 +419,8 @@ async def check_mcp_server(
     error = str(answer["error"])
     if server.transport == "stdio" and error.startswith("command not found"):
         fix = f"install {server.command}, or correct its command in {where}"
+    elif server.transport == "stdio" and error.startswith("working directory"):
+        fix = f"make the directory {server.cwd}, or correct its cwd in {where}"
     else:
         fix = (
             f'`edge mcp test {server.name}` tries it again; "disabled": true in {where} '
@@ -535,8 +568,67 @@ def _in_thread(function: Callable[[], Check]) -> Job:
     return run
 
 
+def _mcp_job(
+    server: McpServerConfig, mcp_file: Path | None, within: float, stopping: trio.Nursery
+) -> Job:
+    """``check_mcp_server`` as a job that is done as soon as its check is known.
+
+    The probe runs in ``stopping``: when the job is done, or cancelled at its
+    deadline, what remains of the probe (the SDK stopping the server) goes on
+    there without holding the job up.
+    """
+    name = f"mcp {server.name}"
+
+    async def run() -> Check:
+        outcome: list[Check] = []
+        known = trio.Event()
+        probe_scope = trio.CancelScope()
+
+        def found(check: Check) -> None:
+            if not outcome:
+                outcome.append(check)
+            known.set()
+
+        async def probe() -> None:
+            with probe_scope:
+                try:
+                    found(await check_mcp_server(server, mcp_file, within, on_check=found))
+                except Exception as exc:
+                    found(Check(name, False, f"the check failed: {type(exc).__name__}: {exc}"))
+
+        stopping.start_soon(probe)
+        try:
+            await known.wait()
+        finally:
+            if not known.is_set():  # out of time: the probe gives up, the server is stopped
+                probe_scope.cancel()
+        return outcome[0]
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def examination(subject: Subject) -> AsyncIterator[list[Check]]:
+    """Every check for ``subject`` (``examine``), yielded as soon as each has its outcome.
+
+    Leaving the block waits for the MCP servers still being stopped (those that
+    did not answer in time; the SDK's own bounded clock, a few seconds), so a
+    caller reports inside the block and leaves no process behind.
+    """
+    async with trio.open_nursery() as stopping:
+        yield await _examine(subject, stopping)
+
+
 async def examine(subject: Subject) -> list[Check]:
-    """Every check for ``subject``, in a fixed order; those that wait run at once."""
+    """Every check for ``subject``, in a fixed order; those that wait run at once.
+
+    Returns once every MCP server probed has stopped (see ``examination``).
+    """
+    async with examination(subject) as checks:
+        return checks
+
+
+async def _examine(subject: Subject, stopping: trio.Nursery) -> list[Check]:
     config_check, setup = await trio.to_thread.run_sync(load_setup, subject)
     cfg = setup.config
     mcp_check, servers = await trio.to_thread.run_sync(check_mcp_file, cfg.mcp_file)
@@ -551,10 +643,7 @@ async def examine(subject: Subject) -> list[Check]:
         ("declared tools", _done(tools_check)),
         ("plugins", _in_thread(partial(check_plugins, setup))),
         ("token file", _in_thread(partial(check_token_file, setup.token_file))),
-        *[
-            (f"mcp {s.name}", partial(check_mcp_server, s, cfg.mcp_file, subject.timeout))
-            for s in servers
-        ],
+        *[(f"mcp {s.name}", _mcp_job(s, cfg.mcp_file, subject.timeout, stopping)) for s in servers],
         ("node", partial(check_node, node_needs(tools, servers))),
         ("containment", _in_thread(check_containment)),
         ("service manager", check_service_manager),

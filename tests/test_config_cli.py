@@ -5,6 +5,7 @@ Subprocess runs have HOME and the XDG directories in the test's own directory.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Final
 import pytest
 
 from edge.config import TOKEN_ROW, load_config, load_config_traced, starter_config
+from edge.errors import ConfigError
 from edge.settings import SETTINGS, check_settings
 
 from .conftest import edge_cmd
@@ -168,3 +170,51 @@ def test_load_config_is_the_traced_config(tmp_path: Path) -> None:
     assert traced.values()[TOKEN_ROW] == "(set)"
     assert traced.origins["workers.max_calls"].source == "flag"
     assert str(traced.origins["workers.timeout"]) == f"file {config}"
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for action in parser._actions for o in action.option_strings}
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise AssertionError(f"no subcommand {name}")
+
+
+def test_show_takes_every_flag_edge_run_takes_and_names_them_as_origins(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    from edge.cli import _parser
+
+    root = _parser()
+    run = _subparser(root, "run")
+    show = _subparser(_subparser(root, "config"), "show")
+    assert _options(run) - _options(show) == set()
+
+    config = tmp_path / "edge.toml"
+    config.write_text('[log]\nfile = "/var/log/from-file.log"\nformat = "text"\n')
+    flags = ["--config", str(config), "--control", "0.0.0.0:8660", "--force-bind"]
+    flags += ["--max-calls", "7", "--log-file", str(tmp_path / "edge.log"), "--log-format", "json"]
+    done = edge("config", "show", "--json", *flags, env=env)
+    assert done.returncode == 0, done.stderr
+    settings = json.loads(done.stdout)["settings"]
+
+    def flag(name: str) -> dict[str, str]:
+        return {"source": "flag", "flag": name}
+
+    assert settings["control.force_bind"] == {"value": True, "origin": flag("--force-bind")}
+    assert settings["workers.max_calls"] == {"value": 7, "origin": flag("--max-calls")}
+    assert settings["log.file"] == {"value": str(tmp_path / "edge.log"), "origin": flag("--log-file")}
+    assert settings["log.format"] == {"value": "json", "origin": flag("--log-format")}
+    off = edge("config", "show", "--json", "--no-control", env=env)
+    assert json.loads(off.stdout)["settings"]["control.listen"] == {
+        "value": None, "origin": flag("--no-control"),
+    }  # fmt: skip
+    refused = edge("config", "show", "--control", "0.0.0.0:8660", env=env)
+    assert refused.returncode == 2 and "--force-bind" in refused.stderr
+    assert load_config_traced(environ={}, log_format="JSON").config.log_format == "json"
+    with pytest.raises(ConfigError, match="--log-format"):
+        load_config_traced(environ={}, log_format="xml")

@@ -4,6 +4,8 @@ a real edge connecting to it."""
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
 import re
 import signal
@@ -16,11 +18,12 @@ from typing import Final
 import httpx
 import pytest
 import trio
+import trio_websocket
 
 from edge.dev.cloud import FakeCloud
 from edge.dev.commands import COMMANDS, NAMES, epilog
 from edge.dev.console import Console
-from edge.dev.gateway import FakeGateway
+from edge.dev.gateway import FakeGateway, Step
 
 from .conftest import edge_cmd, start_edge, until
 
@@ -240,3 +243,52 @@ def test_help_lists_every_stdin_command_from_the_table_the_console_runs(
     # around it is the formatter's to wrap).
     listed = [line for line in epilog(40).splitlines() if line.startswith("  ")]
     assert all(len(line) <= 40 for line in listed if "EDGE_TOKEN=" not in line), listed
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def test_an_ipv6_host_is_bracketed_in_the_urls_printed_and_sent(nursery: trio.Nursery) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    cloud, gateway = FakeCloud(["demo"]), FakeGateway(["demo"])
+    cloud.gateway_url = await nursery.start(gateway.serve, "::1", 0)
+    await nursery.start(cloud.serve, "::1", 0)
+    assert re.fullmatch(r"ws://\[::1\]:\d+/tunnel", cloud.url), cloud.url
+    assert cloud.asr_url == cloud.url.removesuffix("/tunnel") + "/asr"
+    with trio.fail_after(WITHIN):
+        async with trio_websocket.open_websocket_url(
+            cloud.url, extra_headers=[(b"authorization", b"Bearer demo")]
+        ) as ws:
+            connected = json.loads(await ws.get_message())
+    assert connected["asrUrl"] == cloud.asr_url
+    out = io.StringIO()
+    Console(cloud, gateway, out, prompt=False).banner("demo")
+    assert f"fake cloud on {cloud.url} " in out.getvalue()
+    assert f"edge run --cloud {cloud.url}\n" in out.getvalue()
+
+
+async def test_gw_refuses_seconds_that_are_not_a_finite_number_and_a_call_without_a_tool() -> None:
+    gateway, out = FakeGateway(), io.StringIO()
+    console = Console(FakeCloud(), gateway, out, prompt=False)
+    for line in ("slow nan hi", "slow inf hi", "slow -1 hi", "slow soon hi", "slow", "call", "call no_index"):
+        await console.run("gw", line)
+    assert gateway.steps_left == 0
+    said = out.getvalue().splitlines()
+    assert said[:3] == [
+        "usage: gw slow SECONDS TEXT (SECONDS: a number, 0 or more; not 'nan')",
+        "usage: gw slow SECONDS TEXT (SECONDS: a number, 0 or more; not 'inf')",
+        "usage: gw slow SECONDS TEXT (SECONDS: a number, 0 or more; not '-1')",
+    ]
+    assert said[-2:] == ["usage: gw call [SHAPE] NAME {JSON}"] * 2
+    for delay in (math.nan, math.inf, -0.5):
+        with pytest.raises(ValueError, match="chunk_delay"):
+            Step(chunk_delay=delay)
+    await console.run("gw", "slow 0.25 one two")
+    assert gateway.steps_left == 1

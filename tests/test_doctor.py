@@ -21,10 +21,19 @@ import pytest
 import trio
 
 from edge import __version__
-from edge.doctor import Check, check_token_file, node_needs, sound_fix
+from edge.doctor import (
+    Check,
+    Subject,
+    check_control_port,
+    check_mcp_server,
+    check_token_file,
+    examination,
+    node_needs,
+    sound_fix,
+)
 from edge.mcp.config import parse_server
 
-from .conftest import edge_cmd, start_edge
+from .conftest import _processes, edge_cmd, start_edge
 
 #: What the stand-in systemctl answers to ``systemctl --user show --property=Version --value``.
 SYSTEMCTL: Final = """#!/bin/sh
@@ -248,3 +257,95 @@ def test_check_json_shape() -> None:
     record: dict[str, Any] = Check("x", False, "broken", "mend it").as_json()
     assert record == {"name": "x", "ok": False, "detail": "broken", "fix": "mend it"}
     assert Check("y", True, "fine").as_json()["fix"] is None
+
+
+async def serve_json(
+    body: dict[str, Any], *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """An HTTP server on loopback answering every request with ``body`` as JSON."""
+    payload = json.dumps(body).encode()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    return
+                request += chunk
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(payload), payload)
+            )
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handler, listeners)
+
+
+async def test_a_health_endpoint_is_edge_only_with_the_keys_only_edge_answers(
+    nursery: trio.Nursery,
+) -> None:
+    other = await nursery.start(serve_json, {"status": "ok", "version": "3.2.1"})
+    check = await check_control_port(("127.0.0.1", other))
+    assert not check.ok, check
+    assert check.detail == f"127.0.0.1:{other} is held by another program (HTTP 200, not edge)"
+    edge_like = {"status": "ok", "version": "9.9", "tunnel": "idle", "offeredTools": 0}
+    edge = await nursery.start(serve_json, {**edge_like, "callsInFlight": 0})
+    assert await check_control_port(("127.0.0.1", edge)) == Check(
+        "control port", True, f"edge 9.9 is running there (127.0.0.1:{edge})"
+    )
+
+
+#: An MCP server that never answers and does not stop when its stdin closes: the SDK
+#: stops it with SIGTERM, seconds after the check's deadline.
+STUBBORN: Final = """\
+import time
+while True:
+    time.sleep(60)
+"""
+
+
+def running(script: Path) -> list[int]:
+    """Live processes whose command line names ``script``."""
+    found = []
+    for pid, state, _, _ in _processes():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if state != "Z" and str(script).encode() in cmdline.split(b"\0"):
+            found.append(pid)
+    return found
+
+
+async def test_a_hung_mcp_server_fails_at_the_deadline_and_is_stopped_before_the_end(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.delenv("EDGE_TOKEN", raising=False)
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN)
+    servers = tmp_path / "mcp.json"
+    entry = {"command": sys.executable, "args": [str(script)]}
+    servers.write_text(json.dumps({"mcpServers": {"stuck": entry}}))
+    subject = Subject(mcp_file=servers, control="127.0.0.1:0", timeout=1.0)
+    with trio.fail_after(SLOW_MACHINE):
+        async with examination(subject) as checks:
+            stuck = {c.name: c for c in checks}["mcp stuck"]
+            assert (stuck.ok, stuck.detail) == (False, "no answer within 1 s")
+            assert stuck.fix == "edge doctor --timeout SECONDS waits longer"
+        # Leaving the block waited for the SDK to stop it (stdin closed, then SIGTERM).
+        assert running(script) == []
+
+
+async def test_a_missing_working_directory_is_named_with_its_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    server = parse_server("cw", {"command": sys.executable, "cwd": str(missing)})
+    with trio.fail_after(SLOW_MACHINE):
+        check = await check_mcp_server(server, tmp_path / "mcp.json", within=SLOW_MACHINE)
+    assert check == Check(
+        "mcp cw", False, f"working directory {missing}: No such file or directory",
+        f"make the directory {missing}, or correct its cwd in {tmp_path / 'mcp.json'}",
+    )  # fmt: skip

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
-from .common import add_control_option, add_policy_options, fail
+from .common import add_control_option, add_policy_options, fail, setting
 
 #: Shown after the options in this command's --help.
 EPILOG: Final = """\
@@ -43,9 +43,25 @@ def add_parser(subparsers: Any) -> None:
         "--token-file", type=Path, metavar="FILE", help="the token file, as edge run takes it"
     )
     add_control_option(show, help="the control API's address, as edge run takes it", default=None)
+    show.add_argument("--no-control", action="store_true", help="no control API, as edge run")
+    show.add_argument(
+        "--force-bind", action="store_true",
+        help="a non-loopback control address allowed, as edge run takes it",
+    )  # fmt: skip
+    show.add_argument(
+        "--max-calls", type=setting("workers", "max_calls"), metavar="N",
+        help="tool calls at once, as edge run takes it",
+    )  # fmt: skip
     show.add_argument(
         "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="the log level, as edge run takes it",
+    )  # fmt: skip
+    show.add_argument(
+        "--log-file", type=Path, metavar="FILE", help="the log file, as edge run takes it"
+    )
+    show.add_argument(
+        "--log-format", type=str.lower, choices=["text", "json"],
+        help="the log format, as edge run takes it",
     )  # fmt: skip
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=handle_show)
@@ -79,8 +95,10 @@ def handle_show(args: argparse.Namespace) -> int:
 
     traced = load_config_traced(
         config_file=args.config, cloud=args.cloud, token_file=args.token_file,
-        control=args.control, workspace=args.workspace, allow_tools=args.allow_tools,
-        roots=args.roots, log_level=args.log_level, read_token=False,
+        control=args.control, no_control=args.no_control, force_bind=args.force_bind,
+        workspace=args.workspace, allow_tools=args.allow_tools, roots=args.roots,
+        max_calls=args.max_calls, log_level=args.log_level, log_file=args.log_file,
+        log_format=args.log_format, read_token=False,
     )  # fmt: skip
     values = traced.values()
     if args.json:

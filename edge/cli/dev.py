@@ -29,8 +29,10 @@ def add_parser(subparsers: Any) -> None:
     )
     dev.add_argument(
         "--host",
+        type=_host,
         default="127.0.0.1",
-        help="address to listen on, for the cloud and the gateway (default 127.0.0.1)",
+        help="address to listen on, for the cloud and the gateway (default 127.0.0.1; "
+        "IPv6 with or without brackets: ::1, [::1])",
     )
     dev.add_argument(
         "--port",
@@ -48,6 +50,12 @@ def add_parser(subparsers: Any) -> None:
         help="port of the fake model gateway (default 0: any free port; the URL is printed)",
     )
     dev.set_defaults(handler=handle)
+
+
+def _host(text: str) -> str:
+    """``type=`` for ``--host``: the address, an IPv6 one's brackets taken off (the URLs
+    printed put them back)."""
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
 
 
 def handle(args: argparse.Namespace) -> int:

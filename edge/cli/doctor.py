@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .common import add_config_option, add_control_option, paint, seconds
+
+if TYPE_CHECKING:
+    from ..doctor import Check
 
 #: Shown after the options in this command's --help.
 EPILOG: Final = """\
@@ -57,17 +60,30 @@ def add_parser(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     import trio
 
-    from ..doctor import Subject, examine
-    from ..exitcodes import FAILURE, OK
+    from ..doctor import Subject, examination
 
     subject = Subject(
         config_file=args.config, control=args.control, token_file=args.token_file,
         mcp_file=args.mcp_file, timeout=args.timeout,
     )  # fmt: skip
-    checks = trio.run(examine, subject)
+
+    async def examine_and_report() -> int:
+        # Reported inside the block: an MCP server that did not answer may still be
+        # stopping (the SDK's own clock), and leaving the block waits for it.
+        async with examination(subject) as checks:
+            return print_report(checks, as_json=args.json)
+
+    return trio.run(examine_and_report)
+
+
+def print_report(checks: list[Check], *, as_json: bool) -> int:
+    """Print the checks (a line each, or JSON), flushed; the exit status."""
+    from ..exitcodes import FAILURE, OK
+
     ok = all(check.ok for check in checks)
-    if args.json:
-        print(json.dumps({"ok": ok, "checks": [c.as_json() for c in checks]}, indent=2))
+    if as_json:
+        report = {"ok": ok, "checks": [c.as_json() for c in checks]}
+        print(json.dumps(report, indent=2), flush=True)
         return OK if ok else FAILURE
     out = sys.stdout
     for check in checks:
@@ -79,4 +95,5 @@ def handle(args: argparse.Namespace) -> int:
     failed = sum(not check.ok for check in checks)
     if failed:
         print(f"{failed} of {len(checks)} checks failed")
+    out.flush()  # before any MCP server that did not answer is done stopping
     return OK if ok else FAILURE

@@ -28,6 +28,7 @@ import trio
 import trio_websocket
 import wsproto.events
 
+from ..config import format_hostport
 from ..errors import ConfigError
 from .asr import AsrSession, FakeAsr
 from .commands import count
@@ -121,8 +122,9 @@ class FakeCloud:
                     trio_websocket.serve_websocket, self._handle, host, port, None
                 )
                 bound = True
-                self.url = f"ws://{host}:{server.port}/tunnel"
-                self.asr_url = f"ws://{host}:{server.port}/asr"
+                where = format_hostport((host, server.port))  # [::1]:PORT for IPv6
+                self.url = f"ws://{where}/tunnel"
+                self.asr_url = f"ws://{where}/asr"
                 task_status.started(self)
         except* OSError as group:
             if bound:
@@ -132,7 +134,7 @@ class FakeCloud:
                 exc = exc.exceptions[0]
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ConfigError(
-                f"cannot serve the fake cloud on {host}:{port}: {why} "
+                f"cannot serve the fake cloud on {format_hostport((host, port))}: {why} "
                 "(another edge dev-cloud? --port 0 takes any free port)"
             ) from None
 

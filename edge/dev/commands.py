@@ -47,7 +47,7 @@ COMMANDS: Final = (
     Command("drop", "drop", "cut the connection without a close frame (the edge reconnects)"),
     Command("status", "status", "connection, attempts, results and approvals, as JSON"),
     Command("gw", "gw say TEXT", "the model gateway's next answer is TEXT"),
-    Command("gw", "gw slow SECONDS TEXT", "... streamed a word every SECONDS"),
+    Command("gw", "gw slow SECONDS TEXT", "... streamed a word every SECONDS (0 or more)"),
     Command(
         "gw",
         "gw call [SHAPE] NAME {JSON}",
@@ -67,6 +67,16 @@ NAMES: Final = tuple(dict.fromkeys(c.name for c in COMMANDS))
 
 #: The ``gw`` commands in one line (what a ``gw`` command it cannot read answers).
 GATEWAY_HELP: Final = " | ".join(c.usage for c in COMMANDS if c.name == "gw")
+
+
+def usage_of(typed: str) -> str:
+    """How the command that starts with the words ``typed`` is typed (``gw call`` →
+    ``gw call [SHAPE] NAME {JSON}``), from ``COMMANDS``."""
+    for command in COMMANDS:
+        if command.usage == typed or command.usage.startswith(typed + " "):
+            return command.usage
+    raise KeyError(typed)
+
 
 #: What ``edge dev-cloud`` prompts with, on a terminal only.
 PROMPT: Final = "cloud> "

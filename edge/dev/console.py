@@ -23,6 +23,7 @@ those names.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -34,7 +35,7 @@ import trio
 import trio_websocket
 
 from .cloud import FakeCloud
-from .commands import ALIASES, GATEWAY_HELP, NAMES, PROMPT, count, listing
+from .commands import ALIASES, GATEWAY_HELP, NAMES, PROMPT, count, listing, usage_of
 from .gateway import SHAPES, FakeGateway, Step
 
 #: Commands that wait on the edge: each runs as its own task.
@@ -44,20 +45,32 @@ ERASE_LINE: Final = "\r\x1b[K"
 
 
 def gateway_step(rest: str) -> Step | str:
-    """A ``gw`` command's step for the gateway's script, or the text to print."""
+    """A ``gw`` command's step for the gateway's script, or the text to print (its usage,
+    when it cannot be read: a bare ``gw call``, seconds that are not a finite number)."""
     verb, _, rest = rest.strip().partition(" ")
     if verb == "say" and rest:
         return Step(text=rest)
     if verb == "slow":
         seconds, _, text = rest.partition(" ")
-        return Step(text=text or "a slow answer, one word at a time", chunk_delay=float(seconds))
+        try:
+            delay = float(seconds)
+        except ValueError:
+            delay = math.nan
+        if not math.isfinite(delay) or delay < 0:
+            given = f"; not {seconds!r}" if seconds else ""
+            return f"usage: {usage_of('gw slow')} (SECONDS: a number, 0 or more{given})"
+        return Step(text=text or "a slow answer, one word at a time", chunk_delay=delay)
     if verb == "error":
+        if not rest.strip():
+            return f"usage: {usage_of('gw error')}"
         return Step(status=int(rest))
     if verb == "call":
         first, _, more = rest.partition(" ")
         shape = "standard"
         if first in SHAPES:
             shape, (first, _, more) = first, more.partition(" ")
+        if not first:
+            return f"usage: {usage_of('gw call')}"
         args = json.loads(more) if more.strip() else {}
         return Step(calls=((first, args),), shape=shape)
     if verb == "shapes":

@@ -29,6 +29,7 @@ import hmac
 import itertools
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ..config import format_hostport
 from ..errors import ConfigError
 
 __all__ = ["DEFAULT_MODEL", "SHAPES", "FakeGateway", "Step", "default_step"]
@@ -87,7 +89,7 @@ class Step:
         status: answer this HTTP status with an OpenAI-shaped error body instead.
         error_after: after this many content chunks, send an ``{"error": ...}`` chunk
             and end the stream (no ``[DONE]``); a non-streamed request gets a 500.
-        chunk_delay: seconds between chunks.
+        chunk_delay: seconds between chunks (finite, 0 or more; ``stall`` is the endless wait).
         stall: send the first chunk (nothing, if not streamed) and then nothing
             until the client goes away.
         model: the model named in the answer.
@@ -111,8 +113,8 @@ class Step:
             raise ValueError(f"status {self.status} is not an HTTP status")
         if self.error_after is not None and self.error_after < 0:
             raise ValueError("error_after must be 0 or more")
-        if self.chunk_delay < 0:
-            raise ValueError("chunk_delay must be 0 or more")
+        if not math.isfinite(self.chunk_delay) or self.chunk_delay < 0:
+            raise ValueError(f"chunk_delay must be finite and 0 or more, not {self.chunk_delay}")
 
     @property
     def finish(self) -> str:
@@ -288,8 +290,8 @@ class FakeGateway:
                 raise
             # serve_control's message names the control API and its flags: not this one's.
             raise ConfigError(
-                f"cannot serve the fake model gateway on {host}:{port}: the address is in use "
-                "or not on this machine (--gateway-port 0 takes any free port)"
+                f"cannot serve the fake model gateway on {format_hostport((host, port))}: the "
+                "address is in use or not on this machine (--gateway-port 0 takes any free port)"
             ) from None
 
     def _app(self) -> Starlette:

@@ -2,8 +2,12 @@
 
 ``open_session`` is the one place edge enters the SDK's transports and
 ``ClientSession``; the supervised server handle (``edge.mcp.server``) and the
-one-off probe (``probe_server``, behind ``edge mcp test`` and the control API's
-test route) both go through it.
+one-off probe (``probe_server``, behind ``edge mcp test``, ``edge doctor`` and the
+control API's test route) both go through it.
+
+Failure texts (``describe_failure``) go to statuses, logs and the terminal, so a
+server's URL in them is shown without what may be a secret: its userinfo and its
+query (``redact_url``; hosted servers often take their key as ``?token=...``).
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
 import trio
 
-from ..errors import first_leaf
+from ..errors import ConfigError, first_leaf
 from ..net.errors import describe_error
 from .config import McpServerConfig
 from .sdk import McpSession, create_http_client
@@ -26,7 +31,10 @@ from .timing import INIT_TIMEOUT
 if TYPE_CHECKING:
     from mcp_types import InitializeResult
 
-__all__ = ["ToolList", "describe_failure", "fetch_tools", "open_session", "probe_server"]
+__all__ = [
+    "ToolList", "describe_failure", "fetch_tools", "open_session", "probe_server", "redact_url",
+    "redact_urls",
+]  # fmt: skip
 
 #: The log of MCP servers: the server handle, its sessions, its supervision and its
 #: stderr all write here, so one logger name selects a server's whole story.
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 MAX_TOOL_PAGES: Final = 50
 #: Tools kept of one server at most.
 MAX_TOOLS: Final = 2000
+#: A URL in a text: a scheme, ``://``, then up to a space, a quote or an angle bracket.
+URL_IN_TEXT: Final = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+#: What stands for a redacted part of a URL.
+REDACTED: Final = "***"
 
 
 @contextlib.asynccontextmanager
@@ -53,6 +65,7 @@ async def open_session(
 
     Raises:
         trio.TooSlowError: no answer to ``initialize`` within ``init_timeout``.
+        ConfigError: a stdio server's working directory (``cwd``) cannot be entered.
     """
     from mcp.client.session import ClientSession
 
@@ -67,7 +80,16 @@ async def open_session(
                 command=config.command, args=list(config.args), env=config.child_env(),
                 cwd=config.cwd,
             )  # fmt: skip
-            read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+            try:
+                read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+            except OSError as exc:
+                # The child's chdir failing names the directory (Popen), not the command.
+                if config.cwd is None or exc.filename is None:
+                    raise
+                if os.fspath(exc.filename) != os.fspath(config.cwd):
+                    raise
+                why = exc.strerror or type(exc).__name__
+                raise ConfigError(f"working directory {config.cwd}: {why}") from exc
         elif config.transport == "sse":
             from mcp.client.sse import sse_client
 
@@ -130,12 +152,16 @@ class ToolList:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """A one-line reason for a failed connection or call.
+    """A one-line reason for a failed connection or call, URLs in it redacted (``redact_urls``).
 
-    The MCP cases here (a protocol error's message, a missing command, no
-    answer in time); everything else as ``edge.net.errors.describe_error`` puts it.
+    The MCP cases here (a protocol error's message, a missing command, an HTTP
+    error status, no answer in time); everything else as
+    ``edge.net.errors.describe_error`` puts it.
     """
-    leaf = first_leaf(exc)
+    return redact_urls(_failure_text(first_leaf(exc)))
+
+
+def _failure_text(leaf: BaseException) -> str:
     from mcp.shared.exceptions import MCPError
 
     if isinstance(leaf, trio.TooSlowError):
@@ -144,21 +170,59 @@ def describe_failure(exc: BaseException) -> str:
         return leaf.message
     if isinstance(leaf, FileNotFoundError):
         return f"command not found: {leaf.filename or leaf}"
+    # httpx's HTTPStatusError, or httpx2's (the SDK's transports): an error status.
+    reply, request = getattr(leaf, "response", None), getattr(leaf, "request", None)
+    if type(leaf).__name__ == "HTTPStatusError" and reply is not None and request is not None:
+        return f"HTTP {reply.status_code} {reply.reason_phrase} from {request.url}"
     return describe_error(leaf)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without what may be a secret in it: its userinfo (``user:password@``) and
+    its query or fragment (``?token=...``) each shown as ``***``; scheme, host, port
+    and path as they are."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
+    cut = min((i for i in (tail.find(c) for c in "?#") if i != -1), default=-1)
+    if cut != -1:
+        tail = f"{tail[: cut + 1]}{REDACTED}"
+    return f"{scheme}://{authority}{tail}"
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it redacted (``redact_url``)."""
+    return URL_IN_TEXT.sub(lambda found: redact_url(found.group()), text)
 
 
 def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-async def probe_server(config: McpServerConfig, *, within: float = 30.0) -> dict[str, Any]:
+async def probe_server(
+    config: McpServerConfig,
+    *,
+    within: float = 30.0,
+    on_answer: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Connect on a connection of its own, list the tools, time both; never raises.
+
+    Args:
+        on_answer: called with the report as soon as it is known. For a server
+            that answered, that is before its connection is wound down: the SDK
+            stops a stdio server on its own clock (stdin closed, then SIGTERM,
+            then SIGKILL, seconds apart), which no cancellation cuts short.
 
     Returns:
         ``{"name", "ok": True, "server", "protocolVersion", "connectMs",
         "listToolsMs", "tools", "ms"}``, or ``{"name", "ok": False, "error", "ms"}``.
     """
     started = time.perf_counter()
+    report: dict[str, Any] | None = None
     try:
         with trio.fail_after(within):
             async with open_session(config, init_timeout=within) as (session, init):
@@ -166,20 +230,27 @@ async def probe_server(config: McpServerConfig, *, within: float = 30.0) -> dict
                 listing = time.perf_counter()
                 tools = await fetch_tools(session)
                 listed = _ms_since(listing)
+                report = {
+                    "name": config.name,
+                    "ok": True,
+                    "server": {"name": init.server_info.name, "version": init.server_info.version},
+                    "protocolVersion": init.protocol_version,
+                    "connectMs": connected,
+                    "listToolsMs": listed,
+                    "tools": [t["name"] for t in tools],
+                    "ms": _ms_since(started),
+                }
+                if on_answer is not None:
+                    on_answer(report)
     except Exception as exc:
-        return {
+        if report is not None:  # it answered; only winding the connection down failed
+            return report
+        report = {
             "name": config.name,
             "ok": False,
             "error": describe_failure(exc),
             "ms": _ms_since(started),
         }
-    return {
-        "name": config.name,
-        "ok": True,
-        "server": {"name": init.server_info.name, "version": init.server_info.version},
-        "protocolVersion": init.protocol_version,
-        "connectMs": connected,
-        "listToolsMs": listed,
-        "tools": [t["name"] for t in tools],
-        "ms": _ms_since(started),
-    }
+        if on_answer is not None:
+            on_answer(report)
+    return report

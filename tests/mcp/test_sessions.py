@@ -353,3 +353,80 @@ async def test_tool_pages_are_followed_to_the_end_and_bounded() -> None:
     assert [t["name"] for t in await fetch_tools(session)] == ["t0_0", "t0_1", "t1_0", "t1_1", "t2_0", "t2_1"]
     endless = PagedSession(pages=10**6, per_page=1)
     assert len(await fetch_tools(endless)) == MAX_TOOL_PAGES and endless.calls == MAX_TOOL_PAGES
+
+
+async def serve_401(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """An HTTP server on loopback refusing every request with 401."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    return
+                request += chunk
+            await stream.send_all(
+                b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handler, listeners)
+
+
+@pytest.mark.parametrize("transport", ["sse", "http"])
+async def test_a_failure_shows_the_url_without_its_userinfo_and_query(
+    nursery: trio.Nursery, transport: str
+) -> None:
+    port = await nursery.start(serve_401)
+    url = f"http://someone:pa55word@127.0.0.1:{port}/mcp?token=SEKRIT-9"
+    server = parse_server("hosted", {"url": url, "transport": transport})
+    with trio.fail_after(SOON):
+        report = await probe_server(server, within=SOON)
+    assert report["ok"] is False
+    error = report["error"]
+    assert "SEKRIT-9" not in error and "pa55word" not in error and "someone" not in error
+    if transport == "sse":  # the SDK's http transport says no more than "an error response"
+        assert error == f"HTTP 401 Unauthorized from http://***@127.0.0.1:{port}/mcp?***"
+
+
+def test_redact_url_keeps_scheme_host_port_and_path() -> None:
+    from edge.mcp.session import redact_url, redact_urls
+
+    assert redact_url("https://u:p@h.example:8443/a/b?key=1&x=2#frag") == "https://***@h.example:8443/a/b?***"
+    assert redact_url("https://h.example/sse#k=1") == "https://h.example/sse#***"
+    assert redact_url("http://h.example?token=1") == "http://h.example?***"
+    assert redact_url("http://[::1]:9/mcp") == "http://[::1]:9/mcp"
+    assert redact_url("not a url") == "not a url"
+    text = "for url 'https://a@h/x?t=1' and <http://h2/y?s=2>, not ftp-less words"
+    assert redact_urls(text) == "for url 'https://***@h/x?***' and <http://h2/y?***>, not ftp-less words"
+
+
+async def test_a_missing_working_directory_is_named_not_the_command(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    report = await probe_server(parse_server("cw", {"command": sys.executable, "cwd": str(missing)}))
+    assert report["ok"] is False
+    assert report["error"] == f"working directory {missing}: No such file or directory"
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    report = await probe_server(parse_server("cw", {"command": sys.executable, "cwd": str(a_file)}))
+    assert report["error"] == f"working directory {a_file}: Not a directory"
+    ghost = await probe_server(parse_server("ghost", {"command": "/no/such/mcp-server", "cwd": str(tmp_path)}))
+    assert ghost["error"] == "command not found: /no/such/mcp-server"
+
+
+async def test_a_probe_reports_an_answer_before_the_server_is_stopped() -> None:
+    # ``on_answer`` comes while the connection is still open: the server runs then.
+    before = set(child_processes())
+    seen: list[tuple[dict, set[int]]] = []
+
+    def answered(report: dict) -> None:
+        seen.append((report, set(child_processes()) - before))
+
+    with trio.fail_after(UP):
+        report = await probe_server(behave(), within=STARTUP, on_answer=answered)
+    assert report["ok"] is True, report
+    [(early, running)] = seen
+    assert early is report and len(running) == 1
+    assert set(child_processes()) - before == set()
