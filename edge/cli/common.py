@@ -59,15 +59,13 @@ def call_handler(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         # stdout's reader went away (``edge config show | head``): no traceback, and no
         # second error when the interpreter flushes stdout at exit.
-        import os
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 141
+        return _reader_gone()
     except ConfigError as exc:
         return fail(str(exc))
     except BaseExceptionGroup as group:
+        pipe, others = group.split(BrokenPipeError)
+        if pipe is not None and others is None:  # the same, from inside a nursery
+            return _reader_gone()
         ours, rest = group.split(EdgeError)
         if ours is None or rest is not None:
             raise
@@ -76,6 +74,17 @@ def call_handler(args: argparse.Namespace) -> int:
         return 130
     finally:
         _VERBOSITY.reset(token)
+
+
+def _reader_gone() -> int:
+    """stdout's reader went away: point stdout at /dev/null (so the flush at exit cannot
+    fail again) and answer 141, as a shell reports a command killed by SIGPIPE."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 # --- help text and wording -------------------------------------------------------------
