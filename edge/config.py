@@ -19,6 +19,7 @@ exists)::
 
     [capture]
     recordings = "~/edge-recordings"        # default: "recordings" in the workspace
+    on_disconnect = "keep"                  # or "stop": every capture when the tunnel drops
 
     [mcp]
     servers = "~/.config/edge/mcp.json"     # MCP servers ("mcpServers"); this is the default
@@ -124,6 +125,8 @@ class Config:
     log_format: str = "text"
     state_dir: Path | None = None
     recordings: Path | None = None
+    #: What captures do when the tunnel drops: ``"keep"`` recording or ``"stop"``.
+    capture_on_disconnect: str = "keep"
     #: The MCP servers file (``edge.mcp.config``); ``None``: no MCP servers.
     mcp_file: Path | None = None
     #: Directories of Python plugins (``edge.plugins``); empty: none.
@@ -385,6 +388,7 @@ class TracedConfig:
             "policy.roots": paths(cfg.extra_roots),
             "policy.allow_tools": None if cfg.allow_tools is None else sorted(cfg.allow_tools),
             "capture.recordings": str(cfg.recordings_dir),
+            "capture.on_disconnect": cfg.capture_on_disconnect,
             "mcp.servers": None if cfg.mcp_file is None else str(cfg.mcp_file),
             "plugins.dirs": paths(cfg.plugin_dirs),
             "plugins.shared_runner": cfg.shared_runner,
@@ -513,6 +517,7 @@ def load_config_traced(
         log_format=_log_choice(parse_format, log_format, logcfg.get("format"), path, "text"),
         state_dir=state_dir,
         recordings=_path_or_none(recordings or cap.get("recordings"), "capture.recordings"),
+        capture_on_disconnect=cap.get("on_disconnect", "keep"),
         mcp_file=_path_or_none(mcp_file or mcp.get("servers"), "mcp.servers")
         or default_mcp_file(),
         plugin_dirs=_paths(plugin_dirs, plugins.get("dirs"), "plugins.dirs")

@@ -205,9 +205,17 @@ class _TunnelDesk:
     #: Forgets what the last cloud named (its ASR endpoint, gateway, manifest): they must not
     #: get the token of another cloud.
     forget_cloud: Callable[[], None]
+    #: The captures, whose state ``info`` shows.
+    captures: Captures
 
     def info(self) -> dict[str, Any]:
-        return {**self.tunnel.info(), **self.gate.info()}
+        """The tunnel, the approval, and each capture's state: what a drop left running
+        (``[capture] on_disconnect``), with its ASR link (``asr.state``, backlog)."""
+        captures = [
+            {k: c.get(k) for k in ("chatId", "source", "state", "seconds", "file", "asr")}
+            for c in self.captures.status()
+        ]
+        return {**self.tunnel.info(), **self.gate.info(), "captures": captures}
 
     def activate(self, jwt: str, url: str) -> None:
         log.info("tunnel: new credentials for %s", url)
@@ -287,6 +295,7 @@ class Daemon:
         #: This run's CSRF token: the dashboard page holds it, its state changes send it.
         self.csrf_token = secrets.token_urlsafe(32)
         self._stop_asked = False  # POST /stop came (``edge stop``)
+        self._connected = False  # the tunnel's last status was CONNECTED
 
     # -- children ----------------------------------------------------------------
 
@@ -430,7 +439,12 @@ class Daemon:
         self._targets = ControlTargets(
             health=self.health,
             tunnel=_TunnelDesk(
-                self._tunnel, self.gate, self._workers, self._own_calls, self._forget_cloud
+                self._tunnel,
+                self.gate,
+                self._workers,
+                self._own_calls,
+                self._forget_cloud,
+                self._captures,
             ),
             record=self._captures,
             mcp=self._mcp,
@@ -598,8 +612,22 @@ class Daemon:
     def _on_status(self, status: TunnelStatus, reason: str | None, at: str) -> None:
         if status is not TunnelStatus.CONNECTED:
             self.gate.revoke()
+            dropped, self._connected = self._connected, False
+            if dropped and self.config.capture_on_disconnect == "stop":
+                self._stop_captures_on_drop()
+        else:
+            self._connected = True
         log.debug("tunnel status: %s%s", status, f" ({reason})" if reason else "")
         self._publish({"type": "tunnel_status", "status": str(status), "reason": reason, "at": at})
+
+    def _stop_captures_on_drop(self) -> None:
+        """``[capture] on_disconnect = "stop"``: the tunnel dropped, so every capture ends
+        (its file finished, its transcript as far as it got), in the root nursery."""
+        if self._root is None or self._captures is None or not len(self._captures):
+            return
+        log.info("tunnel dropped: stopping %d capture(s) ([capture] on_disconnect)",
+                 len(self._captures))  # fmt: skip
+        self._root.start_soon(self._captures.stop_all)
 
     def _publish(self, event: dict[str, Any]) -> None:
         """An event for /events subscribers, and for the plugins that hooked its type."""

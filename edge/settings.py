@@ -58,6 +58,8 @@ class Setting:
     #: A value to show for a key that has no default (the starter ``edge config init``
     #: writes, commented out); ``None`` for a key whose default is shown instead.
     example: Any = None
+    #: The values a string key may take (``None``: any string).
+    choices: tuple[str, ...] | None = None
 
     def range_text(self) -> str:
         """The allowed range in words ("from 1 to 4096"), or "" when there is none."""
@@ -83,6 +85,9 @@ class Setting:
             return value
         if not _has_kind(value, self.kind):
             raise ConfigError(f"{where} must be {EXPECTED[self.kind]}, not {_a(value)}")
+        if self.choices is not None and value not in self.choices:
+            allowed = " or ".join(f'"{c}"' for c in self.choices)
+            raise ConfigError(f"{where} must be {allowed}, not {value!r}")
         if self.kind == "address":
             try:
                 parse_hostport(str(value))
@@ -144,7 +149,13 @@ SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
         ),
     },
     "capture": {
-        "recordings": Setting("path", "where recordings go (default: the workspace's recordings)")
+        "recordings": Setting("path", "where recordings go (default: the workspace's recordings)"),
+        "on_disconnect": Setting(
+            "string",
+            'when the tunnel drops: "keep" recording (uplinks retry, nothing is lost) or '
+            '"stop" every capture',
+            choices=("keep", "stop"),
+        ),
     },
     "mcp": {"servers": Setting("path", "the MCP servers file (mcp.json)")},
     "plugins": {
