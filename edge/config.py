@@ -23,6 +23,10 @@ exists)::
 
     [mcp]
     servers = "~/.config/edge/mcp.json"     # MCP servers ("mcpServers"); this is the default
+    health_window = 20                      # a server's last requests its status looks at
+    degraded_rate = 0.25                    # failed share of those for "degraded"
+    error_rate = 0.75                       # failed share of those for "error"
+    min_failures = 4                        # failed requests at least, for either
 
     [plugins]
     dirs = ["~/.config/edge/plugins"]       # Python plugins, one directory each; the default
@@ -87,12 +91,15 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
 
 from .errors import ConfigError
 from .logs import parse_format, parse_level
 from .secret import Secret, take_from_environment
 from .settings import SETTINGS, check_flag, check_settings, parse_hostport as parse_hostport
+
+if TYPE_CHECKING:
+    from .mcp.metrics import HealthRule  # importing edge.mcp costs ~0.3 s: only when used
 
 DEFAULT_CONTROL: Final = "127.0.0.1:8660"
 #: Where ``--offline`` looks for a model server when ``[offline] url`` is not set (Ollama's).
@@ -129,6 +136,8 @@ class Config:
     capture_on_disconnect: str = "keep"
     #: The MCP servers file (``edge.mcp.config``); ``None``: no MCP servers.
     mcp_file: Path | None = None
+    #: How recent failures set an MCP server's status (``[mcp]``; ``None``: the defaults).
+    mcp_health: HealthRule | None = None
     #: Directories of Python plugins (``edge.plugins``); empty: none.
     plugin_dirs: tuple[Path, ...] = ()
     #: Run every plugin in one runner process instead of one each.
@@ -378,6 +387,9 @@ class TracedConfig:
         def paths(items: Iterable[Path]) -> list[str]:
             return [str(p) for p in items]
 
+        from .mcp.metrics import HealthRule
+
+        health = cfg.mcp_health or HealthRule()
         known: dict[str, Any] = {
             "tunnel.url": cfg.cloud_url,
             "tunnel.token_file": None if self.token_file is None else str(self.token_file),
@@ -390,6 +402,10 @@ class TracedConfig:
             "capture.recordings": str(cfg.recordings_dir),
             "capture.on_disconnect": cfg.capture_on_disconnect,
             "mcp.servers": None if cfg.mcp_file is None else str(cfg.mcp_file),
+            "mcp.health_window": health.window,
+            "mcp.degraded_rate": health.degraded_rate,
+            "mcp.error_rate": health.error_rate,
+            "mcp.min_failures": health.min_failures,
             "plugins.dirs": paths(cfg.plugin_dirs),
             "plugins.shared_runner": cfg.shared_runner,
             "tools.dirs": paths(cfg.tool_dirs),
@@ -520,6 +536,7 @@ def load_config_traced(
         capture_on_disconnect=cap.get("on_disconnect", "keep"),
         mcp_file=_path_or_none(mcp_file or mcp.get("servers"), "mcp.servers")
         or default_mcp_file(),
+        mcp_health=_mcp_health(mcp, path),
         plugin_dirs=_paths(plugin_dirs, plugins.get("dirs"), "plugins.dirs")
         or default_plugin_dirs(),
         shared_runner=bool(plugins.get("shared_runner", False)),
@@ -788,3 +805,22 @@ def _expand(value: str | Path, key: str) -> Path:
         raise ConfigError(
             f"{key}: {str(value)!r}: cannot expand {home!r}: no such user, or no home directory"
         ) from None
+
+
+def _mcp_health(mcp: Mapping[str, Any], path: Path | None) -> HealthRule | None:
+    """``[mcp]``'s health keys as a rule (``None`` when the file sets none of them).
+
+    Raises:
+        ConfigError: ``error_rate`` below ``degraded_rate``.
+    """
+    from .mcp.config import health_rule
+
+    keys = ("health_window", "degraded_rate", "error_rate", "min_failures")
+    given = {k: mcp[k] for k in keys if k in mcp}
+    if not given:
+        return None
+    names = {"health_window": "window"}
+    try:
+        return health_rule(**{names.get(k, k): v for k, v in given.items()})
+    except ValueError as exc:
+        raise ConfigError(f"{path or 'config.toml'}: [mcp] {exc}") from None

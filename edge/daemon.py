@@ -405,7 +405,7 @@ class Daemon:
                 self.registry,
                 path=cfg.mcp_file,
                 on_event=self._on_mcp_event,
-                timing=self._mcp_timing,
+                timing=self._mcp_timing_of(cfg),
             )
         )
         self._plugins = await root.start(
@@ -481,6 +481,12 @@ class Daemon:
                     log.warning("cannot write the local key into %s: %s", cfg.state_dir, exc)
         if cfg.cloud_url and cfg.token:
             self._tunnel.activate(cfg.token, cfg.cloud_url)
+
+    def _mcp_timing_of(self, cfg: Config) -> Timing | None:
+        """The MCP servers' timing, with config.toml's ``[mcp]`` health rule if it sets one."""
+        if cfg.mcp_health is None:
+            return self._mcp_timing
+        return replace(self._mcp_timing or Timing(), health=cfg.mcp_health)
 
     def _announce_start(self) -> None:
         cfg = self.config

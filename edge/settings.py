@@ -157,7 +157,21 @@ SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
             choices=("keep", "stop"),
         ),
     },
-    "mcp": {"servers": Setting("path", "the MCP servers file (mcp.json)")},
+    "mcp": {
+        "servers": Setting("path", "the MCP servers file (mcp.json)"),
+        "health_window": Setting(
+            "integer", "a server's last requests its status looks at (default 20)", 1, 10_000
+        ),
+        "degraded_rate": Setting(
+            "number", "failed share of those for degraded (default 0.25)", 0, 1, above=True
+        ),
+        "error_rate": Setting(
+            "number", "failed share of those for error (default 0.75)", 0, 1, above=True
+        ),
+        "min_failures": Setting(
+            "integer", "failed requests at least, for either (default 4)", 1, 10_000
+        ),
+    },
     "plugins": {
         "dirs": Setting("paths", "directories of Python plugins (each a plugin.toml)"),
         "shared_runner": Setting("boolean", "run every plugin in one runner process"),

@@ -12,9 +12,11 @@ entry can be pasted in as is::
 
 Per server, besides how to reach it: ``timeout`` (seconds per call, default
 60), ``disabled`` (keep the entry, run nothing), ``resultFormat`` (``plain``,
-``markdown`` or ``json``: how results read in the tool output) and, for HTTP
-servers, ``idleTimeout`` (seconds without a call before the session is closed;
-the next call reconnects). A stdio server gets a scrubbed environment: PATH,
+``markdown`` or ``json``: how results read in the tool output), ``health``
+(``{"window", "degradedRate", "errorRate", "minFailures"}``: how its recent failures
+set its status, ``edge.mcp.metrics.HealthRule``) and, for HTTP servers,
+``idleTimeout`` (seconds without a call before the session is closed; the next call
+reconnects). A stdio server gets a scrubbed environment: PATH,
 HOME, USER, LOGNAME, SHELL and TERM, what ``env`` sets and the variables named
 in ``envPassthrough``, nothing else of edge's own. A stdio entry may also say
 ``cwd``, and ``"type": "stdio"`` as other clients write it; for a url entry,
@@ -36,12 +38,13 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from ..errors import ConfigError
 from ..fs import write_private
+from .metrics import HealthRule
 
 Transport = Literal["stdio", "http", "sse"]
 #: The transports an entry may name.
@@ -59,7 +62,12 @@ STDIO_FIELDS: Final = frozenset({"command", "args", "env", "envPassthrough", "cw
 #: The fields of an HTTP or SSE (``url``) entry.
 HTTP_FIELDS: Final = frozenset({"url", "transport", "headers", "idleTimeout"})
 #: The fields any entry may have (``type``: other clients' name for ``transport``).
-COMMON_FIELDS: Final = frozenset({"timeout", "disabled", "resultFormat", "type"})
+COMMON_FIELDS: Final = frozenset({"timeout", "disabled", "resultFormat", "type", "health"})
+#: What an entry's ``health`` may set (``edge.mcp.metrics.HealthRule``).
+HEALTH_FIELDS: Final = {
+    "window": "window", "degradedRate": "degraded_rate", "errorRate": "error_rate",
+    "minFailures": "min_failures",
+}  # fmt: skip
 #: What the file may hold at the top level.
 TOP_FIELDS: Final = frozenset({"mcpServers"})
 
@@ -79,6 +87,8 @@ class McpServerConfig:
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     disabled: bool = False
     result_format: str = "plain"
+    #: How its recent failures set its status (``None``: config.toml's ``[mcp]`` rule).
+    health: HealthRule | None = None
 
     def child_env(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """What the stdio server gets on top of the SDK's minimal set (PATH, HOME, ...)."""
@@ -128,6 +138,8 @@ class McpServerConfig:
             out["disabled"] = True
         if self.result_format != "plain":
             out["resultFormat"] = self.result_format
+        if self.health is not None:
+            out["health"] = {key: getattr(self.health, name) for key, name in HEALTH_FIELDS.items()}
         return out
 
 
@@ -208,7 +220,46 @@ def _common(entry: dict[str, Any], where: str) -> dict[str, Any]:
         "timeout": _seconds(entry, "timeout", where, DEFAULT_CALL_TIMEOUT),
         "disabled": disabled,
         "result_format": fmt,
+        "health": _health(entry.get("health"), where),
     }
+
+
+def _health(value: object, where: str) -> HealthRule | None:
+    """An entry's ``health``: ``{"window"?, "degradedRate"?, "errorRate"?, "minFailures"?}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _wrong(where, "health", "an object", value)
+    for key in value:
+        if key not in HEALTH_FIELDS:
+            raise _unknown(f"{where}: health", key, frozenset(HEALTH_FIELDS))
+    try:
+        return health_rule(**{HEALTH_FIELDS[k]: v for k, v in value.items()})
+    except ValueError as exc:
+        raise ConfigError(f"{where}: health: {exc}") from None
+
+
+def health_rule(
+    base: HealthRule | None = None, **values: object
+) -> HealthRule:
+    """``base`` (default: the defaults) with ``values`` (``window``, ``degraded_rate``,
+    ``error_rate``, ``min_failures``), each checked; ``ValueError`` says which is wrong."""
+    rule = base or HealthRule()
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in ("window", "min_failures"):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+                raise ValueError(f"{name} must be a whole number from 1 to 10000, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise ValueError(f"{name} must be a share above 0 and at most 1, not {value!r}")
+        checked[name] = value
+    rule = replace(rule, **checked)
+    if rule.error_rate < rule.degraded_rate:
+        raise ValueError(
+            f"error_rate ({rule.error_rate:g}) must not be below degraded_rate "
+            f"({rule.degraded_rate:g})"
+        )
+    return rule
 
 
 def _check_fields(entry: dict[str, Any], where: str) -> None:

@@ -8,9 +8,14 @@ Status of a server:
   and retrying), or parked after a crash loop (``Timing.crash_loop_failures`` failures
   within ``crash_loop_window`` seconds, no session lasting ``stable_after``
   seconds in between); a parked server is tried again after ``park_seconds``;
-- ``degraded``: connected, but at least ``DEGRADED_RATE`` of its last
-  ``RECENT_REQUESTS`` requests failed (at least ``DEGRADED_MIN`` of them);
-- ``active``: connected and answering.
+- ``error`` also when connected, but at least ``HealthRule.error_rate`` of its last
+  ``HealthRule.window`` requests failed (at least ``min_failures`` of them);
+- ``degraded``: connected, but at least ``HealthRule.degraded_rate`` of those failed;
+- ``active``: connected and answering (a server goes back to ``active`` once its
+  recent requests succeed again: the window slides).
+
+The rule's defaults are the module constants; config.toml's ``[mcp]`` sets them for
+every server and an ``mcp.json`` entry's ``health`` for one.
 
 A request fails when the server does not answer it properly: a protocol
 error, a timeout, or the connection ending. A tool answering ``isError`` is a
@@ -20,17 +25,50 @@ failure of that tool (its own figures) but the server itself answered.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-#: Requests the degraded rule looks at (the last ones).
+#: Requests the health rule looks at (the last ones).
 RECENT_REQUESTS: Final = 20
 #: Share of the recent requests that failed, at least, for ``degraded``.
 DEGRADED_RATE: Final = 0.25
-#: Recent requests that failed, at least, for ``degraded``.
+#: Share of the recent requests that failed, at least, for ``error``.
+ERROR_RATE: Final = 0.75
+#: Recent requests that failed, at least, for either.
 DEGRADED_MIN: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRule:
+    """How a connected server's recent failures set its status."""
+
+    #: The last requests looked at.
+    window: int = RECENT_REQUESTS
+    #: Failed share for ``degraded``, and for ``error`` (1.0: never).
+    degraded_rate: float = DEGRADED_RATE
+    error_rate: float = ERROR_RATE
+    #: Failed requests at least, for either.
+    min_failures: int = DEGRADED_MIN
+
+    def judge(self, recent: collections.abc.Iterable[bool]) -> str:
+        """``active``, ``degraded`` or ``error`` for the outcomes of the last requests."""
+        outcomes = list(recent)[-self.window :]
+        failed = sum(1 for ok in outcomes if not ok)
+        if not outcomes or failed < self.min_failures:
+            return "active"
+        share = failed / len(outcomes)
+        if share >= self.error_rate:
+            return "error"
+        return "degraded" if share >= self.degraded_rate else "active"
+
+    def describe(self, recent: collections.abc.Iterable[bool]) -> str:
+        """Why the rule says what it says: ``5 of the last 20 requests failed``."""
+        outcomes = list(recent)[-self.window :]
+        failed = sum(1 for ok in outcomes if not ok)
+        return f"{failed} of the last {len(outcomes)} requests failed"
 #: Latencies kept per tool for its p95.
 LATENCY_SAMPLES: Final = 256
 
@@ -74,15 +112,17 @@ class ToolMetrics:
 
 @dataclass(slots=True)
 class ServerMetrics:
+    rule: HealthRule = field(default_factory=HealthRule)
     requests: int = 0
     errors: int = 0
     restarts: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     connected_since: float | None = None  # time.monotonic()
-    recent: collections.deque[bool] = field(
-        default_factory=lambda: collections.deque(maxlen=RECENT_REQUESTS)
-    )
+    recent: collections.deque[bool] = field(default_factory=collections.deque)
+
+    def __post_init__(self) -> None:
+        self.recent = collections.deque(self.recent, maxlen=self.rule.window)
 
     def request(self, ok: bool, error: str | None = None) -> None:
         self.requests += 1
@@ -95,9 +135,12 @@ class ServerMetrics:
         self.last_error = error
         self.last_error_at = time.time()
 
+    def health(self) -> str:
+        """``active``, ``degraded`` or ``error`` by the rule, for a connected server."""
+        return self.rule.judge(self.recent)
+
     def degraded(self) -> bool:
-        failed = sum(1 for ok in self.recent if not ok)
-        return failed >= DEGRADED_MIN and failed / len(self.recent) >= DEGRADED_RATE
+        return self.health() != "active"
 
     def uptime(self) -> float | None:
         if self.connected_since is None:

@@ -30,7 +30,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, cast
 
 import trio
 
@@ -54,6 +54,8 @@ __all__ = ["McpServer", "Progress", "Status"]
 
 #: Seconds the stderr of a child that is gone is still read.
 STDERR_LINGER: Final = 1.0
+#: A call cancelled after this share of its time limit was cut off by it (timed out).
+TIMED_OUT_SHARE: Final = 0.98
 
 Status = Literal["active", "degraded", "error", "inactive"]
 
@@ -89,7 +91,7 @@ class McpServer:
         self.parked_until: float | None = None
         self._tools = ToolList(lambda: self._on_tools(self))
         self.server_info: dict[str, Any] | None = None
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(rule=config.health or self.timing.health)
         self.tool_metrics: dict[str, ToolMetrics] = {}
         self._stderr = StderrDrain(f"MCP server {self.name}", log)
         self._last_status: Status = "inactive"
@@ -107,7 +109,7 @@ class McpServer:
             return "error"
         if self._session is None:
             return "error" if self._supervisor.state.value.reason is not None else "inactive"
-        return "degraded" if self.metrics.degraded() else "active"
+        return cast(Status, self.metrics.health())
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -150,13 +152,17 @@ class McpServer:
             raise McpCallError(f"MCP server {self.name!r} has {QUEUE_SIZE} calls waiting") from None
         metrics = self.tool_metrics.setdefault(tool, ToolMetrics())
         started = time.perf_counter()
+        answered = False
         try:
             outcome = await reply_receive.receive()
+            answered = True
         finally:
             # Cancelled while waiting: the session task cancels the request (and the
             # SDK tells the server); a request still queued is skipped.
             request.abandoned = True
             request.scope.cancel()
+            if not answered:
+                self._cut_off(metrics, time.perf_counter() - started)
         ok = isinstance(outcome, dict) and not outcome.get("isError", False)
         metrics.record(time.perf_counter() - started, ok)
         if isinstance(outcome, BaseException):
@@ -164,6 +170,17 @@ class McpServer:
                 raise McpCallError(self._stopped)
             raise outcome
         return dict(outcome)
+
+    def _cut_off(self, metrics: ToolMetrics, seconds: float) -> None:
+        """A call cancelled before its answer came. Cut off at its time limit (the
+        server's ``timeout``, which the executor enforces), it is a failed request: the
+        server did not answer in time. Cancelled sooner (the cloud's cancel, a stop), it
+        says nothing about the server and is not counted."""
+        if seconds < self.config.timeout * TIMED_OUT_SHARE:
+            return
+        metrics.record(seconds, False)
+        self.metrics.request(False, f"no answer within {self.config.timeout:g} s")
+        self._status_changed()
 
     def refresh_tools(self) -> None:
         """Ask the session to list the tools again (after ``list_changed``, say)."""

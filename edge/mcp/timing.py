@@ -7,7 +7,7 @@ window of 5 failures in 60 s, a session of 30 s counting as stable, a park of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from ..supervise import (
@@ -19,6 +19,7 @@ from ..supervise import (
     STABLE_AFTER,
     RestartPolicy,
 )
+from .metrics import HealthRule
 
 #: Seconds a server has to answer ``initialize``.
 INIT_TIMEOUT: Final = 20.0
@@ -43,6 +44,9 @@ class Timing:
     park_seconds: float = PARK_SECONDS
     backoff_first: float = BACKOFF_FIRST
     backoff_cap: float = BACKOFF_CAP
+    #: How recent failures set a connected server's status, unless its entry says
+    #: (config.toml's ``[mcp]`` keys; ``edge.mcp.metrics``).
+    health: HealthRule = field(default_factory=HealthRule)
 
     def restart_policy(self) -> RestartPolicy:
         """The restart part, for ``edge.supervise``."""
