@@ -5,7 +5,7 @@
     MCP nursery (serve_mcp)
     ├── server "time"      (McpServer.run in its own cancel scope: remove() stops just it)
     ├── server "notes"     ...
-    └── watcher            (given mcp.json: its stat every second; a change → reload())
+    └── watcher            (given mcp.json: its stat every second; a settled change → reload())
 
 Each server's tools are registered under names from one ``ToolNames`` table
 (``edge.mcp.names``), with source ``mcp:<server>`` and the server's call
@@ -22,6 +22,16 @@ that does not load changes nothing: the last good set keeps running, the
 problem is logged once per version of the file and published as an
 ``mcp_config`` event (``ok`` false with ``error``; after a good reload ``ok``
 true with ``added``, ``removed``, ``restarted``).
+
+The watcher waits for a change to settle: a new version is read once two looks
+in a row have seen it (a file being written in place is not read half done),
+and a file that has gone counts as gone only once it has stayed away
+``MISSING_GRACE`` seconds (an editor that renames the old file away, then
+writes the new one, leaves a moment with no file: that must not stop every
+server). ``POST /mcp/reload`` reads at once, a missing file included. A reload
+cut short (cancelled, or failing while it starts and stops servers) leaves the
+version unseen, so the watcher tries again. The ``stat`` and the read run in a
+worker thread: a hung network home stalls the watcher, not the event loop.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from typing import Any, Final
 
 import trio
 
-from ..errors import ConfigError
+from ..errors import ConfigError, McpCallError
 from ..mcp import (
     McpServer,
     McpServerConfig,
@@ -52,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks at the servers file (a ``stat``: trio has no file watching).
 WATCH_INTERVAL: Final = 1.0
+#: Seconds the servers file must stay away before the watcher takes it for deleted.
+MISSING_GRACE: Final = 3.0
 #: The statuses of a server that has connected or failed at least once (``wait_settled``).
 SETTLED: Final = frozenset({"active", "degraded", "error"})
 
@@ -68,6 +80,12 @@ def file_signature(path: Path) -> Signature:
     except OSError as exc:  # unreadable: the load says why; a new errno is a new version
         return (-1, exc.errno or 0)
     return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+async def look_at(path: Path) -> Signature:
+    """``file_signature`` in a worker thread (abandoned on cancel: a hung mount cannot
+    hold up a shutdown)."""
+    return await trio.to_thread.run_sync(file_signature, path, abandon_on_cancel=True)
 
 
 class McpServers:
@@ -94,7 +112,8 @@ class McpServers:
         self.names = ToolNames(reserved=self._reserved)
         self._reloading = trio.Lock()
         self._loaded = False
-        #: The version of the file last read; whether it was broken, and which broken
+        #: The version of the file last read and applied (a reload cut short leaves it
+        #: as it was, so the watcher retries); whether it was broken, and which broken
         #: version was last told (logged, published).
         self._seen: Signature = None
         self._broken = False
@@ -167,24 +186,43 @@ class McpServers:
         async with self._reloading:
             return await self._reload()
 
-    async def watch(self, interval: float = WATCH_INTERVAL) -> None:
-        """Reload whenever the servers file changes (looked at every ``interval`` s)."""
+    async def watch(
+        self, interval: float = WATCH_INTERVAL, missing_grace: float = MISSING_GRACE
+    ) -> None:
+        """Reload whenever the servers file has changed and settled (looked at every
+        ``interval`` s).
+
+        A version unlike the one applied is read once two looks in a row have seen it;
+        a missing file, once it has been missing ``missing_grace`` s as well.
+        """
         assert self.path is not None
+        path = self.path
+        last, since = self._seen, trio.current_time()  # what the last look saw, since when
         while True:
             await trio.sleep(interval)
-            if file_signature(self.path) != self._seen:
-                try:
-                    await self.reload()
-                except ConfigError:
-                    pass  # logged and published by the reload; the last good set runs
+            now = trio.current_time()
+            signature = await look_at(path)
+            if signature != last:  # still changing, or just changed: look again
+                last, since = signature, now
+                continue
+            if signature == self._seen:
+                continue
+            if signature is None and now - since < missing_grace:
+                continue  # gone for a moment (being replaced), or deleted: not yet told apart
+            try:
+                async with self._reloading:
+                    if signature != self._seen:  # else a ``POST /mcp/reload`` was first
+                        await self._reload()
+            except ConfigError:
+                pass  # logged and published by the reload; the last good set runs
 
     async def _reload(self) -> dict[str, Any]:
         path, first = self.path, not self._loaded
         if path is None:
             return self._report([], [], [])
-        signature = file_signature(path)  # before reading: a later change is seen next time
+        signature = await look_at(path)  # before reading: a later change is seen next time
         try:
-            configs = load_servers(path)
+            configs = await trio.to_thread.run_sync(load_servers, path, abandon_on_cancel=True)
         except ConfigError as exc:
             told = self._broken and self._told == signature
             self._seen, self._loaded, self._broken, self._told = signature, True, True, signature
@@ -198,7 +236,6 @@ class McpServers:
                 )
             raise
         was_broken = self._broken
-        self._seen, self._loaded, self._broken = signature, True, False
         wanted = {c.name: c for c in configs}
         running = {s.name: s.config for s in self}
         removed = sorted(set(running) - set(wanted))
@@ -213,6 +250,8 @@ class McpServers:
         for name in wanted:
             if name in added or name in restarted:
                 await self.add(wanted[name])
+        # Only now: a reload cut short above leaves the version unseen, and is retried.
+        self._seen, self._loaded, self._broken = signature, True, False
         report = self._report(added, removed, restarted)
         if first:
             if configs:
@@ -299,13 +338,18 @@ class McpServers:
     # -- health ----------------------------------------------------------------------
 
     def _status_changed(self, server: McpServer, status: Status) -> None:
-        log.info("MCP server %s is %s", server.name, status)
+        change = server.last_change
+        why = f" ({change.reason})" if change is not None else ""
+        old = f"{change.old} → " if change is not None else ""
+        log.info("MCP server %s: %s%s%s", server.name, old, status, why)
         self._changes.value += 1
         self._on_event(
             {
                 "type": "mcp_status",
                 "server": server.name,
-                "status": status,
+                # What changed: from what, to what, why and when (oldStatus, status,
+                # reason, at); the last error as before.
+                **(change.to_json() if change is not None else {"status": status}),
                 "lastError": server.metrics.last_error,
             }
         )
@@ -338,6 +382,33 @@ class McpServers:
             raise KeyError(name)
         return await probe_server(server.config, within=within)
 
+    async def refresh(self, name: str | None, within: float = 10.0) -> list[dict[str, Any]]:
+        """List the tools of server ``name`` (every server for ``None``, at once) again now,
+        past the cache: one ``{"name", "ok", "tools"|"error"}`` each, within ``within``
+        seconds; KeyError for an unknown name."""
+        if name is not None and name not in self._servers:
+            raise KeyError(name)
+        chosen = [s for s in self._servers.values() if name is None or s.name == name]
+        reports: dict[str, dict[str, Any]] = {}
+
+        async def one(server: McpServer) -> None:
+            report: dict[str, Any] = {"name": server.name, "ok": False}
+            report["error"] = "no answer in time"
+            reports[server.name] = report
+            with trio.move_on_after(within):
+                try:
+                    tools = await server.list_tools_now()
+                except McpCallError as exc:
+                    report["error"] = str(exc)
+                else:
+                    report.update(ok=True, tools=tools)
+                    del report["error"]
+
+        async with trio.open_nursery() as nursery:
+            for server in chosen:
+                nursery.start_soon(one, server)
+        return [reports[s.name] for s in chosen]
+
 
 async def serve_mcp(
     registry: ToolRegistry,
@@ -347,6 +418,7 @@ async def serve_mcp(
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     timing: Timing | None = None,
     watch_interval: float | None = WATCH_INTERVAL,
+    missing_grace: float = MISSING_GRACE,
     task_status: trio.TaskStatus[McpServers] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the MCP nursery until cancelled; ``nursery.start`` gives the handle.
@@ -354,8 +426,9 @@ async def serve_mcp(
     The servers are ``configs`` or, given the servers file ``path``, those it names
     (read here: a file that does not load is logged and starts none); the file is
     then followed while the nursery runs (looked at every ``watch_interval``
-    seconds; ``None``: only on ``reload()``), and is the whole truth: a server it
-    does not name is stopped.
+    seconds; ``None``: only on ``reload()``; a file gone for less than
+    ``missing_grace`` seconds is taken for one being replaced), and is the whole
+    truth: a server it does not name is stopped.
     Servers start in the background: a slow or broken one delays nothing else.
     """
     async with trio.open_nursery() as nursery:
@@ -368,6 +441,6 @@ async def serve_mcp(
             except ConfigError:
                 pass  # logged; the file is read again when it changes
             if watch_interval is not None:
-                nursery.start_soon(servers.watch, watch_interval)
+                nursery.start_soon(servers.watch, watch_interval, missing_grace)
         task_status.started(servers)
         await trio.sleep_forever()

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -16,14 +19,15 @@ from typing import Any, Final
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from edge.errors import ConfigError
-from edge.nurseries.mcp import McpServers, serve_mcp
+from edge.nurseries.mcp import MISSING_GRACE, McpServers, file_signature, serve_mcp
 from edge.tools.execute import Executor
 from edge.tools.policy import Policy
 from edge.tools.registry import ToolRegistry
 
-from ..conftest import EdgeProcess, edge_cmd, start_edge, until
+from ..conftest import EdgeProcess, child_processes, edge_cmd, start_edge, until
 from ..test_cli import free_port
 from .conftest import FAST, SERVERS, UP, behave
 
@@ -32,6 +36,8 @@ pytestmark = pytest.mark.usefixtures("no_child_left")
 #: Seconds for what follows a step at once on a busy machine (a bound on failure).
 SOON: Final = 30.0
 GHOST: Final = {"command": "/no/such/mcp-server"}
+#: An entry that runs nothing: for the watcher's tests on the autojump clock.
+OFF: Final = {**GHOST, "disabled": True}
 
 
 def write(path: Path, **servers: Any) -> None:
@@ -44,6 +50,16 @@ def write(path: Path, **servers: Any) -> None:
 
 def config_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == "mcp_config"]
+
+
+async def settled(predicate: Callable[[], bool]) -> None:
+    """Wait until ``predicate()`` holds, on the autojump clock: the failure bound is
+    ``SOON`` seconds of real time, for the trio clock runs ahead while a worker thread
+    looks at the file (the watcher's timing stays exact: it is all trio time)."""
+    give_up = time.monotonic() + SOON
+    while not predicate():
+        assert time.monotonic() < give_up, "the watcher did not act"
+        await trio.sleep(0.05)
 
 
 async def start(
@@ -135,6 +151,95 @@ async def test_the_watcher_follows_the_file_and_a_removed_servers_calls_fail(
     assert len(servers) == 0
     gone = await executor.call("behave__echo", {"text": "x"}, approved=None)
     assert gone == {"error": "unknown tool 'behave__echo'"}
+
+
+async def test_a_file_gone_for_a_moment_stops_nothing(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    path = tmp_path / "mcp.json"
+    write(path, behave=behave())
+    events: list[dict[str, Any]] = []
+    before = set(child_processes())
+    servers, registry = await start(nursery, path, events, watch_interval=0.05, missing_grace=SOON)
+    with trio.fail_after(UP):
+        await until(lambda: "behave__echo" in registry, poll=0.02)
+    server = servers.get("behave")
+    [pid] = set(child_processes()) - before
+
+    # An editor's save: the old file renamed away, a new one written a moment later.
+    aside = path.with_name("mcp.json~")
+    os.rename(path, aside)
+    await trio.sleep(1.5)  # some thirty looks find no file
+    shutil.copyfile(aside, path)
+    with trio.fail_after(SOON):  # the watcher has read the new file (same servers)
+        await until(lambda: servers._seen == file_signature(path), poll=0.02)
+    assert servers.get("behave") is server and server.metrics.restarts == 0
+    assert set(child_processes()) - before == {pid}  # the same process, never restarted
+    assert config_events(events) == [] and "behave__echo" in registry
+
+
+async def test_a_deletion_that_lasts_is_applied_after_the_grace(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "mcp.json"
+    write(path, a=OFF)
+    events: list[dict[str, Any]] = []
+    servers, _ = await start(nursery, path, events)  # looks every second, 3 s grace
+    path.unlink()
+    await trio.sleep(MISSING_GRACE - 0.5)
+    assert [s.name for s in servers] == ["a"] and config_events(events) == []
+    await settled(lambda: len(servers) == 0)
+    assert config_events(events)[-1]["removed"] == ["a"]
+
+    # Written again: read once settled. Deleted, then an explicit reload: applied at once.
+    write(path, a=OFF)
+    await settled(lambda: len(servers) == 1)
+    path.unlink()
+    assert (await servers.reload())["removed"] == ["a"]
+    assert len(servers) == 0
+
+
+async def test_a_file_written_in_two_halves_is_read_once_whole(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "mcp.json"
+    write(path)
+    events: list[dict[str, Any]] = []
+    servers, _ = await start(nursery, path, events)  # looks at 1 s, 2 s, ...
+    text = json.dumps({"mcpServers": {"a": OFF}})
+    await trio.sleep(0.5)
+    path.write_text(text[: len(text) // 2])  # in place (vim's default): truncated, half written
+    await trio.sleep(0.9)  # a look (the one at 1 s) finds it half done
+    with path.open("a") as f:
+        f.write(text[len(text) // 2 :])
+    await settled(lambda: len(servers) == 1)
+    assert [(e["ok"], e.get("added")) for e in config_events(events)] == [(True, ["a"])]
+
+
+async def test_a_reload_cut_short_is_retried(nursery: trio.Nursery, tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    write(path, behave=behave())
+    events: list[dict[str, Any]] = []
+    servers, registry = await start(nursery, path, events, watch_interval=0.05)
+    with trio.fail_after(UP):
+        await until(lambda: "behave__echo" in registry, poll=0.02)
+
+    write(path, a=OFF)
+    reloading = trio.CancelScope()
+
+    def cut_short() -> None:  # while "behave" stops (its tools have just left), before "a"
+        if "behave__echo" not in registry:
+            reloading.cancel()
+
+    unsubscribe = registry.subscribe(cut_short)
+    with reloading:
+        await servers.reload()
+    unsubscribe()
+    assert reloading.cancelled_caught and servers.get("a") is None
+    assert servers._seen != file_signature(path)  # left unseen (no checkpoint since)
+    with trio.fail_after(SOON):  # the watcher sees the version was never applied
+        await until(lambda: [s.name for s in servers] == ["a"], poll=0.02)
+    assert config_events(events)[-1]["added"] == ["a"]
 
 
 # --- edge mcp add / remove against a real edge run -------------------------------------
