@@ -121,6 +121,12 @@ async def test_list_and_call_through_a_running_edge(
         [add_row] = [line.split() for line in figures.stdout.splitlines() if line.split()[:1] == ["add"]]
         assert add_row[1:3] == ["1", "0"] and float(add_row[3]) > 0 and float(add_row[4]) > 0
         assert "tool  " in figures.stdout and "p95 ms" in figures.stdout
+        # A forced refresh of one server's tool list, past the daemon's cache.
+        refreshed = await cli("mcp", "refresh", "behave", "--control", control, env=env)
+        assert refreshed.returncode == 0, refreshed.stderr
+        assert refreshed.stdout.startswith("behave: ") and " add," in refreshed.stdout
+        nobody = await cli("mcp", "refresh", "nobody", "--control", control, env=env)
+        assert nobody.returncode == 1 and "no MCP server named 'nobody'" in nobody.stderr
         refused = await cli("tools", "call", "grep", "--args", '{"pattern": "x"}', "--control", control, env=env)
         assert refused.returncode == 1
         assert json.loads(refused.stdout)["error"] == "tool 'grep' is not allowed by the local policy"

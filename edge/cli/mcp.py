@@ -18,6 +18,7 @@ from .common import (
     add_config_option,
     add_control_option,
     control_get,
+    control_post,
     fail,
     load,
     plural,
@@ -98,6 +99,18 @@ def add_parser(subparsers: Any) -> None:
     )
     mr.add_argument("name", help="the server's name in mcp.json (see edge mcp list)")
     mr.set_defaults(handler=handle_remove)
+    mf = actions.add_parser(
+        "refresh",
+        help="have the running edge list a server's tools again now, past its cache",
+        description="The running edge keeps each server's tool list for its toolsTtl "
+        "(default 300 s) and lists it again on list_changed; this lists it now.",
+    )
+    mf.add_argument(
+        "name", nargs="?", help="the server's name (default: every server)", metavar="NAME"
+    )
+    mf.add_argument("--timeout", type=seconds, default=30.0, help="seconds (default 30)")
+    add_control_option(mf)
+    mf.set_defaults(handler=handle_refresh)
     for p in (ma, ml, mt, mr):
         p.add_argument("--file", type=Path, metavar="FILE", help="the servers file (mcp.json)")
         add_config_option(p, help="TOML config naming it")
@@ -284,6 +297,31 @@ def _live(control: str) -> dict[str, dict[str, Any]]:
     except (ControlUnreachable, ValueError, KeyError):
         return {}
     return {row["name"]: row for row in rows}
+
+
+def handle_refresh(args: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    query = {"timeout": f"{args.timeout:g}", **({"server": args.name} if args.name else {})}
+    try:
+        status, answer = control_post(
+            args.control, f"/mcp/refresh?{urlencode(query)}", timeout=args.timeout + 10
+        )
+    except ControlUnreachable as exc:
+        return fail(f"{exc}: the tool lists are a running edge's (start one: edge run)", code=1)
+    if status == 404 or not isinstance(answer, dict) or "servers" not in answer:
+        message = answer.get("error") if isinstance(answer, dict) else None
+        return fail(message or f"what answers on {args.control} is not an edge daemon", code=1)
+    for server in answer["servers"]:
+        if server.get("ok"):
+            tools = server.get("tools") or []
+            listed = f": {', '.join(tools)}" if tools else ""
+            print(f"{server['name']}: {plural(len(tools), 'tool')}{listed}")
+        else:
+            print(f"{server['name']}: cannot list its tools: {server.get('error')}")
+    if not answer["servers"]:
+        print("the running edge has no MCP servers")
+    return 0 if answer.get("ok") else 1
 
 
 def handle_list(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@
                                   (?timeout=SECONDS, default 10)
     POST /mcp/reload        {"file"?: PATH}: read mcp.json again, start, stop and restart
                             what changed (the CLI calls it after ``edge mcp add/remove``)
+    POST /mcp/refresh       ?server=NAME (one) or nothing (all): list the tools again now,
+                            past the cache (``edge mcp refresh``)
 
 A reload of a file that does not load changes nothing and answers 400 with the
 reason; naming a file the daemon does not read answers 409 and reloads nothing.
@@ -46,6 +48,11 @@ class McpControl(Protocol):
 
         The report has ``ok``; KeyError for an unknown name.
         """
+
+    async def refresh(self, name: str | None, within: float) -> list[dict[str, Any]]:
+        """List the tools of server ``name`` (every server for ``None``) again now, within
+        ``within`` seconds: one ``{"name", "ok", "tools"|"error"}`` each; KeyError for an
+        unknown name."""
 
     async def reload(self) -> dict[str, Any]:
         """Read the servers file again and apply the difference: ``{"ok": True, "file",
@@ -88,8 +95,19 @@ def routes(target: McpControl) -> list[Route]:
             return json_reply({"ok": False, "error": str(exc), "file": ours}, status_code=400)
         return json_reply(report)
 
+    async def refresh(request: Request) -> Response:
+        name = request.query_params.get("server") or None
+        within = query_seconds(request, "timeout", MCP_TEST_TIMEOUT, most=MCP_TEST_MAX_TIMEOUT)
+        try:
+            servers = await target.refresh(name, within)
+        except KeyError:
+            raise HTTPException(404, f"no MCP server named {name!r}") from None
+        ok = all(s["ok"] for s in servers)
+        return json_reply({"ok": ok, "servers": servers}, status_code=200 if ok else 502)
+
     return [
         Route("/mcp/servers", servers, methods=["GET"]),
+        Route("/mcp/refresh", refresh, methods=["POST"]),
         Route("/mcp/servers/{name}/test", test, methods=["POST"]),
         Route("/mcp/reload", reload, methods=["POST"]),
     ]

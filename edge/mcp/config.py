@@ -12,7 +12,8 @@ entry can be pasted in as is::
 
 Per server, besides how to reach it: ``timeout`` (seconds per call, default
 60), ``disabled`` (keep the entry, run nothing), ``resultFormat`` (``plain``,
-``markdown`` or ``json``: how results read in the tool output), ``health``
+``markdown`` or ``json``: how results read in the tool output), ``toolsTtl``
+(seconds its tool list is kept before it is listed again, default 300), ``health``
 (``{"window", "degradedRate", "errorRate", "minFailures"}``: how its recent failures
 set its status, ``edge.mcp.metrics.HealthRule``) and, for HTTP servers,
 ``idleTimeout`` (seconds without a call before the session is closed; the next call
@@ -62,7 +63,9 @@ STDIO_FIELDS: Final = frozenset({"command", "args", "env", "envPassthrough", "cw
 #: The fields of an HTTP or SSE (``url``) entry.
 HTTP_FIELDS: Final = frozenset({"url", "transport", "headers", "idleTimeout"})
 #: The fields any entry may have (``type``: other clients' name for ``transport``).
-COMMON_FIELDS: Final = frozenset({"timeout", "disabled", "resultFormat", "type", "health"})
+COMMON_FIELDS: Final = frozenset(
+    {"timeout", "disabled", "resultFormat", "type", "health", "toolsTtl"}
+)
 #: What an entry's ``health`` may set (``edge.mcp.metrics.HealthRule``).
 HEALTH_FIELDS: Final = {
     "window": "window", "degradedRate": "degraded_rate", "errorRate": "error_rate",
@@ -89,6 +92,8 @@ class McpServerConfig:
     result_format: str = "plain"
     #: How its recent failures set its status (``None``: config.toml's ``[mcp]`` rule).
     health: HealthRule | None = None
+    #: Seconds its tool list is kept before it is fetched again (``None``: 300).
+    tools_ttl: float | None = None
 
     def child_env(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """What the stdio server gets on top of the SDK's minimal set (PATH, HOME, ...)."""
@@ -140,6 +145,8 @@ class McpServerConfig:
             out["resultFormat"] = self.result_format
         if self.health is not None:
             out["health"] = {key: getattr(self.health, name) for key, name in HEALTH_FIELDS.items()}
+        if self.tools_ttl is not None:
+            out["toolsTtl"] = self.tools_ttl
         return out
 
 
@@ -221,6 +228,9 @@ def _common(entry: dict[str, Any], where: str) -> dict[str, Any]:
         "disabled": disabled,
         "result_format": fmt,
         "health": _health(entry.get("health"), where),
+        "tools_ttl": (
+            None if "toolsTtl" not in entry else _seconds(entry, "toolsTtl", where, 300.0)
+        ),
     }
 
 

@@ -30,6 +30,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, cast
 
 import trio
@@ -54,6 +55,27 @@ __all__ = ["McpServer", "Progress", "Status"]
 
 #: Seconds the stderr of a child that is gone is still read.
 STDERR_LINGER: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A server's status change, for the events that say what changed."""
+
+    old: Status
+    new: Status
+    reason: str
+    #: Wall-clock time (``time.time()``).
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"oldStatus", "status", "reason", "at"}`` (``at``: ISO 8601 with the offset)."""
+        import datetime
+
+        local = datetime.datetime.fromtimestamp(self.at).astimezone()
+        when = local.isoformat(timespec="milliseconds")
+        return {"oldStatus": self.old, "status": self.new, "reason": self.reason, "at": when}
+
+
 #: A call cancelled after this share of its time limit was cut off by it (timed out).
 TIMED_OUT_SHARE: Final = 0.98
 
@@ -95,6 +117,8 @@ class McpServer:
         self.tool_metrics: dict[str, ToolMetrics] = {}
         self._stderr = StderrDrain(f"MCP server {self.name}", log)
         self._last_status: Status = "inactive"
+        #: The last status change: from, to, why, when (``StatusChange``), else ``None``.
+        self.last_change: StatusChange | None = None
         self._sessions = 0
         #: Why the server is stopping or has stopped (``stop_reason``), else ``None``.
         self._stopped: str | None = None
@@ -181,6 +205,34 @@ class McpServer:
         metrics.record(seconds, False)
         self.metrics.request(False, f"no answer within {self.config.timeout:g} s")
         self._status_changed()
+
+    async def list_tools_now(self) -> list[str]:
+        """List the tools again now, past the cache (``edge mcp refresh``); their names.
+
+        Raises:
+            McpCallError: the server is unavailable, or the listing failed.
+        """
+        self._refuse_if_unavailable()
+        reply_send, reply_receive = trio.open_memory_channel[Any](1)
+        request = Request("list", reply_send)
+        try:
+            self._requests.put_nowait(request)
+        except trio.WouldBlock:
+            raise McpCallError(f"MCP server {self.name!r} has {QUEUE_SIZE} calls waiting") from None
+        try:
+            outcome = await reply_receive.receive()
+        finally:
+            request.abandoned = True
+            request.scope.cancel()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return [str(tool.get("name")) for tool in self.tools]
+
+    def _session_timing(self) -> Timing:
+        """The timing of a session: the server's own ``toolsTtl``, if its entry has one."""
+        if self.config.tools_ttl is None:
+            return self.timing
+        return replace(self.timing, tools_ttl=self.config.tools_ttl)
 
     def refresh_tools(self) -> None:
         """Ask the session to list the tools again (after ``list_changed``, say)."""
@@ -292,8 +344,26 @@ class McpServer:
     def _status_changed(self) -> None:
         status = self.status
         if status != self._last_status:
+            self.last_change = StatusChange(
+                self._last_status, status, self._why(status), time.time()
+            )
             self._last_status = status
             self._on_status(self, status)
+
+    def _why(self, status: Status) -> str:
+        """Why the server has ``status`` now, in a few words (for status events)."""
+        if self.config.disabled:
+            return "disabled in mcp.json"
+        if self.parked_until is not None:
+            return f"parked after repeated failures ({self.metrics.last_error})"
+        if self._session is None:
+            reason = self._supervisor.state.value.reason
+            if reason is not None:
+                return f"cannot connect: {reason}"
+            return self._stopped or "not connected (idle or not started yet)"
+        if status == "active":
+            return "connected, answering"
+        return self.metrics.rule.describe(self.metrics.recent)
 
     # -- one session --------------------------------------------------------------------
 
@@ -365,7 +435,7 @@ class McpServer:
             self._requests,
             self._tools,
             name=self.name,
-            timing=self.timing,
+            timing=self._session_timing(),
             idle_after=self.config.idle_timeout if self.config.transport != "stdio" else None,
             metrics=self.metrics,
             on_answer=self._status_changed,

@@ -80,5 +80,13 @@ async def test_a_real_server_goes_degraded_then_error_and_back(nursery: trio.Nur
     assert seen == ["active", "active", "degraded", "error", "error", "degraded", "active"]
     statuses = [e["status"] for e in events if e["type"] == "mcp_status" and e["server"] == "behave"]
     assert statuses[-4:] == ["degraded", "error", "degraded", "active"]  # each change, in order
+    changes = [e for e in events if e["type"] == "mcp_status" and e["server"] == "behave"][-4:]
+    assert [(e["oldStatus"], e["status"]) for e in changes] == [
+        ("active", "degraded"), ("degraded", "error"), ("error", "degraded"), ("degraded", "active")
+    ]
+    assert changes[0]["reason"] == "2 of the last 4 requests failed"
+    assert changes[1]["reason"] == "3 of the last 4 requests failed"
+    assert changes[3]["reason"] == "connected, answering"
+    assert all(e["at"] for e in changes)
     assert "no answer within 0.3 s" in (server.metrics.last_error or "")
     assert server.info()["toolMetrics"]["hang"]["failures"] == 3

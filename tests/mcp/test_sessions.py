@@ -63,7 +63,9 @@ async def test_the_published_time_server_over_stdio(mcp: tuple[McpServers, ToolR
     assert info["toolMetrics"]["get_current_time"]["calls"] == 2
     assert info["toolMetrics"]["get_current_time"]["failures"] == 1
     assert info["errors"] == 0  # an isError answer is the tool's failure, not the server's
-    assert {"type": "mcp_status", "server": "time", "status": "active", "lastError": None} in events
+    [active] = [e for e in events if e["type"] == "mcp_status" and e["status"] == "active"]
+    assert (active["server"], active["oldStatus"], active["lastError"]) == ("time", "inactive", None)
+    assert active["reason"] == "connected, answering" and active["at"][:4].isdigit()
 
 
 async def test_a_crash_mid_call_is_an_error_then_the_server_is_back(

@@ -97,5 +97,16 @@ async def grow(name: str, ctx: Context) -> str:
     return f"added {name}"
 
 
+@server.tool()
+def sneak(name: str) -> str:
+    """Add a tool called ``name`` without telling the client: only a listing finds it."""
+
+    def extra() -> str:
+        return f"I am {name}"
+
+    server.add_tool(extra, name=name, description=f"added quietly: {name}")
+    return f"added {name} quietly"
+
+
 if __name__ == "__main__":
     server.run("stdio")
