@@ -106,6 +106,24 @@ async def read_pty(master: int, until_text: str, seen: list[str]) -> None:
         seen.append(os.read(master, 65536).decode(errors="replace"))
 
 
+async def _drain_stream(proc: trio.Process) -> None:
+    """Read ``proc``'s stdout to its end, dropping it."""
+    assert proc.stdout is not None
+    while await proc.stdout.receive_some():
+        pass
+
+
+async def _drain_pty(master: int) -> None:
+    """Read the pty's master side until its slave side is closed, dropping it."""
+    while True:
+        await trio.lowlevel.wait_readable(master)
+        try:
+            if not os.read(master, 65536):
+                return
+        except OSError:  # EIO: every slave descriptor is closed
+            return
+
+
 async def test_record_start_status_stop(
     nursery: trio.Nursery, cloud: FakeCloud, workspace: Path, env: dict[str, str], token_file: Path
 ) -> None:
@@ -202,11 +220,17 @@ async def _watch_piped_and_on_a_terminal(control: str, env: dict[str, str]) -> N
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(lines_of, piped, 3, lines)
                 nursery.start_soon(read_pty, master, "\x1b[2F\x1b[J", seen)
-            for proc in (piped, tty):
-                proc.send_signal(signal.SIGINT)
-                assert await proc.wait() == 0
-                assert proc.stderr is not None
-                assert await proc.stderr.receive_some() == b""
+            async with trio.open_nursery() as draining:
+                # Keep reading what they write until they exit: a full pipe or pty would
+                # block the view's last write after Ctrl-C (a terminal is always read).
+                draining.start_soon(_drain_stream, piped)
+                draining.start_soon(_drain_pty, master)
+                for proc in (piped, tty):
+                    proc.send_signal(signal.SIGINT)
+                    assert await proc.wait() == 0
+                    assert proc.stderr is not None
+                    assert await proc.stderr.receive_some() == b""
+                draining.cancel_scope.cancel()
     finally:
         for proc in (piped, tty):
             if proc.returncode is None:
