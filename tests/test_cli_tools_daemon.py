@@ -176,7 +176,17 @@ def _zombie(pid: int) -> bool:
 async def test_here_without_a_daemon(env: dict[str, str], workspace: Path) -> None:
     write_servers(env)
     nobody = f"127.0.0.1:{free_port()}"
-    listed = await cli("tools", "list", "--control", nobody, "--workspace", str(workspace), env=env)
+    runs: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    async def run(key: str, *args: str) -> None:
+        runs[key] = await cli(*args, env=env)
+
+    async with trio.open_nursery() as nursery:  # at once: each starts what it needs itself
+        nursery.start_soon(run, "listed", "tools", "list", "--control", nobody, "--workspace", str(workspace))
+        nursery.start_soon(run, "added", "tools", "call", "behave__add", "--args", '{"a": 1, "b": 2}', "--control", nobody)
+        nursery.start_soon(run, "ghost", "tools", "call", "ghost__x", "--local")
+        nursery.start_soon(run, "typo", "tools", "call", "termnal", "--local")
+    listed, added, ghost, typo = runs["listed"], runs["added"], runs["ghost"], runs["typo"]
     assert listed.returncode == 0, listed.stderr
     assert "starting 2 MCP servers..." in listed.stderr
     lines = {line.split()[0]: line for line in listed.stdout.splitlines()}
@@ -185,11 +195,8 @@ async def test_here_without_a_daemon(env: dict[str, str], workspace: Path) -> No
     assert "approval comes from the cloud" in listed.stdout
 
     # Only the server the tool belongs to is started for a call.
-    added = await cli("tools", "call", "behave__add", "--args", '{"a": 1, "b": 2}', "--control", nobody, env=env)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["output"] == "3" and "starting 1 MCP server..." in added.stderr
-    ghost = await cli("tools", "call", "ghost__x", "--local", env=env)
     assert json.loads(ghost.stdout)["error"] == "MCP server 'ghost' did not start: command not found: /no/such"
-    typo = await cli("tools", "call", "termnal", "--local", env=env)
     assert typo.returncode == 1 and "starting" not in typo.stderr
     assert json.loads(typo.stdout)["error"] == "unknown tool 'termnal'; did you mean 'terminal'?"

@@ -349,13 +349,19 @@ async def test_the_command_dies_with_the_daemon(
 
 
 @pytest.mark.slow
-async def test_a_call_outlives_the_worker_thread_idle_timeout(executor: Executor) -> None:
+async def test_a_call_outlives_the_worker_thread_idle_timeout(
+    executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The parent-death signal follows the forking thread: it must be the loop's, not a worker's.
 
-    trio's worker threads exit after 10 s idle; a command forked from one would
-    be killed then.
+    trio's worker threads exit after ``IDLE_TIMEOUT`` (10 s) idle; a command forked
+    from one would be killed then. The test shortens that to 1 s (a new worker thread
+    reads it when it starts waiting) and outlives it three times over.
     """
+    from trio._core import _thread_cache
+
+    monkeypatch.setattr(_thread_cache, "IDLE_TIMEOUT", 1)
     await trio.to_thread.run_sync(lambda: None)  # a worker thread exists, and goes idle
     with trio.fail_after(40):
-        result = await executor.call("terminal", {"command": "sleep 15; echo lived"}, approved=None)
+        result = await executor.call("terminal", {"command": "sleep 3; echo lived"}, approved=None)
     assert result == {"output": "lived\n", "exit_code": 0}
