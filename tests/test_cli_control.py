@@ -106,6 +106,11 @@ async def read_pty(master: int, until_text: str, seen: list[str]) -> None:
         seen.append(os.read(master, 65536).decode(errors="replace"))
 
 
+def _sigint_as_on_a_terminal() -> None:
+    """In the child, before exec: SIGINT's default action, as a foreground job has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def _drain_stream(proc: trio.Process) -> None:
     """Read ``proc``'s stdout to its end, dropping it."""
     assert proc.stdout is not None
@@ -205,10 +210,18 @@ async def _watch_piped_and_on_a_terminal(control: str, env: dict[str, str]) -> N
     """``edge record status --watch``: a line per refresh when piped, redrawn in place on a
     terminal; Ctrl-C ends it, exit 0, nothing on stderr."""
     watch = edge_cmd("record", "status", "--watch", "--control", control)
-    piped = await trio.lowlevel.open_process(watch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # As from a terminal: Ctrl-C's SIGINT is not ignored (it is when the suite runs in the
+    # background of a script, and an ignored SIGINT is inherited, so Python would not
+    # raise KeyboardInterrupt at all).
+    sigint = {"preexec_fn": _sigint_as_on_a_terminal}
+    piped = await trio.lowlevel.open_process(
+        watch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **sigint
+    )
     master, slave = pty.openpty()
     try:
-        tty = await trio.lowlevel.open_process(watch, env=env, stdout=slave, stderr=subprocess.PIPE)
+        tty = await trio.lowlevel.open_process(
+            watch, env=env, stdout=slave, stderr=subprocess.PIPE, **sigint
+        )
     except BaseException:
         piped.kill()
         raise
