@@ -28,8 +28,6 @@ from .common import (
 WATCH_EVERY: Final = 0.25
 #: Seconds a stop may take: the file is encoded and the ASR's last transcripts awaited.
 STOP_TIMEOUT: Final = 60.0
-#: The exit status when stdout's reader went away (128 + SIGPIPE, as a shell reports it).
-BROKEN_PIPE: Final = 141
 #: How many ``-N`` suffixes a default chat id tries when one started in the same second.
 DEFAULT_CHAT_TRIES: Final = 20
 
@@ -263,8 +261,4 @@ def _watch(control: str, *, as_json: bool) -> int:
                 time.sleep(WATCH_EVERY)
     except KeyboardInterrupt:
         return 0
-    except BrokenPipeError:  # `| head`: the reader went away; stop quietly, as a filter does
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        return BROKEN_PIPE
+    # A reader gone (`| head`) is common.call_handler's: exit 141, quietly.

@@ -81,10 +81,7 @@ def handle(args: argparse.Namespace) -> int:
     if status != 202:
         message = answer.get("error", answer) if isinstance(answer, dict) else answer
         return fail(str(message), code=1)
-    key_path = None
-    if state_dir is not None and headers:
-        key_path = key_file(state_dir, parse_hostport(args.control)[1])
-    if not _wait_gone(args.control, args.timeout, key_path):
+    if not _wait_gone(args.control, args.timeout, state_dir if headers else None):
         return fail(
             f"the daemon on {args.control} still answers after {args.timeout:g} s "
             "(still finishing captures or calls?); see its log",
@@ -94,13 +91,16 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_gone(control: str, timeout: float, key_path: Path | None = None) -> bool:
+def _wait_gone(control: str, timeout: float, state_dir: Path | None = None) -> bool:
     """Whether the daemon at ``control`` stopped within ``timeout`` seconds: it no longer
-    answers and, when its key file is known (``key_path``), has removed it, the last thing
-    it does before it exits. Shows that it waits on stderr (dots on a terminal)."""
+    answers and, when its key is known (in ``state_dir``), has removed its key file, the
+    last thing it does before it exits. Shows that it waits on stderr (dots on a terminal)."""
     import time
 
-    from .common import ControlClient
+    from ..control.key import read_key
+    from .common import ControlClient, parse_hostport
+
+    port = parse_hostport(control)[1]
 
     tty = sys.stderr.isatty()
     sys.stderr.write(f"stopping the edge daemon on {control}")
@@ -109,7 +109,7 @@ def _wait_gone(control: str, timeout: float, key_path: Path | None = None) -> bo
     deadline = time.monotonic() + timeout
     next_dot = time.monotonic() + DOT_EVERY
     gone = False
-    key = _read(key_path)
+    key = read_key(state_dir, port)
     while time.monotonic() < deadline:
         try:
             with ControlClient(control, timeout=2.0) as client:
@@ -118,7 +118,7 @@ def _wait_gone(control: str, timeout: float, key_path: Path | None = None) -> bo
             # Nothing listens any more, and the key file this run wrote is gone (or another
             # run's replaced it): the daemon has finished.
             refused = isinstance(exc.__cause__, ConnectionRefusedError)
-            if refused and (key is None or _read(key_path) != key):
+            if refused and (key is None or read_key(state_dir, port) != key):
                 gone = True
                 break
             # slow, or a connection closed mid-answer: still stopping
@@ -132,12 +132,3 @@ def _wait_gone(control: str, timeout: float, key_path: Path | None = None) -> bo
         sys.stderr.flush()
     return gone
 
-
-def _read(path: Path | None) -> str | None:
-    """The key file's text, or ``None`` when there is none (or no path)."""
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return None
