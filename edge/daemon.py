@@ -66,8 +66,11 @@ from .protocol import (
     Cancel,
     Connected,
     Frame,
+    Request,
+    Response,
     ToolCall,
     capability_report as build_capability_report,
+    error_result,
 )
 from .secret import Secret
 from .store import open_store_in
@@ -294,6 +297,12 @@ class Daemon:
         self.key = LocalKey()
         #: This run's CSRF token: the dashboard page holds it, its state changes send it.
         self.csrf_token = secrets.token_urlsafe(32)
+        #: The extensions' JSON-RPC methods the cloud may call (``Request`` frames), by name;
+        #: each child that serves some registers its handlers here when it starts.
+        self._methods: dict[str, Callable[[Request], None]] = {}
+        #: Who gets the cloud's responses to edge's own requests (``Response`` frames): each
+        #: returns whether the response was its own.
+        self._responses: list[Callable[[Response], bool]] = []
         self._stop_asked = False  # POST /stop came (``edge stop``)
         self._connected = False  # the tunnel's last status was CONNECTED
 
@@ -612,8 +621,25 @@ class Daemon:
             self.cloud_versions_url = frame.versions_url
         elif isinstance(frame, ApprovedTools):
             self.gate.approve(frame.tools)
+        elif isinstance(frame, Request):
+            self._on_request(frame)
+        elif isinstance(frame, Response):
+            if not any(handler(frame) for handler in self._responses):
+                log.debug("response to %r: no request of edge's has that id", frame.id)
         else:
             log.debug("ignoring frame %r", frame)
+
+    def _on_request(self, frame: Request) -> None:
+        """An extension's request or notification from the cloud, to the child that serves
+        its method; a request for a method no child serves now gets an error answer."""
+        handler = self._methods.get(frame.method)
+        if handler is not None:
+            handler(frame)
+        elif frame.id is not None:
+            why = f"{frame.method} is not served by this edge now"
+            self.tunnel.send_result(frame.id, error_result(why))
+        else:
+            log.debug("%s notification: not served by this edge now", frame.method)
 
     def _on_status(self, status: TunnelStatus, reason: str | None, at: str) -> None:
         if status is not TunnelStatus.CONNECTED:

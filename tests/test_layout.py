@@ -161,8 +161,9 @@ def test_readme_layout_names_every_package_and_module() -> None:
 EXPORTS = {
     "edge": ["__version__"],
     "edge.protocol": [
-        "ApprovedTools", "Cancel", "Connected", "Frame", "MAX_FRAME_CHARS", "MAX_OUTPUT_CHARS",
-        "PROTOCOL_VERSION", "Ping", "ProtocolError", "ToolCall", "Unknown", "capability_report",
+        "ApprovedTools", "Cancel", "Connected", "EXTENSION_METHODS", "Frame", "MAX_FRAME_CHARS",
+        "MAX_OUTPUT_CHARS", "PROTOCOL_VERSION", "Ping", "ProtocolError", "Request", "Response",
+        "ToolCall", "Unknown", "capability_report",
         "encode", "error_result", "invalid_request", "ok_result", "parse_frame", "pong",
         "progress_notification", "tool_response", "truncate_result",
     ],

@@ -37,7 +37,7 @@ import trio
 
 from ..net.backoff import Backoff
 from ..net.wsclient import parse_ws_url
-from ..protocol import Connected, Frame, progress_notification
+from ..protocol import Connected, Frame, encode, progress_notification
 from ..secret import Secret
 from ..watch import Watched
 from .connection import (
@@ -212,6 +212,27 @@ class Tunnel:
         A result JSON cannot carry becomes an error result saying why.
         """
         self.journal.put_result(request_id, encode_result(request_id, result))
+
+    def send_durable(self, key: str, frame: Mapping[str, Any]) -> None:
+        """Queue any frame the cloud must get (an extension's request, notification or
+        answer): journaled under ``key`` (unique per frame), then sent now or after the next
+        handshake, as a result is, and kept until a pong confirms it. The receiver must
+        tolerate a frame twice (sent, then resent after a drop before the confirmation).
+
+        Raises:
+            TypeError, ValueError: ``frame`` holds something JSON cannot carry.
+        """
+        self.journal.put_result(key, encode(frame))
+
+    def send_now(self, what: str, frame: Mapping[str, Any]) -> bool:
+        """Send a frame best effort (``what`` names it in the log): on the live connection
+        only, ahead of results; ``False`` (dropped) when not connected or swamped."""
+        if self.status is not TunnelStatus.CONNECTED:
+            return False
+        if self.outbox.urgent_backlog() >= MAX_PROGRESS:
+            return False
+        self.outbox.put_urgent_frame(what, lambda: frame)
+        return True
 
     def send_progress(
         self, request_id: str | int, done: float, total: float | None, message: str | None

@@ -22,6 +22,7 @@ from .build import (
     tool_response as tool_response,
 )
 from .frames import (
+    EXTENSION_METHODS as EXTENSION_METHODS,
     MAX_FRAME_CHARS as MAX_FRAME_CHARS,
     ApprovedTools as ApprovedTools,
     Cancel as Cancel,
@@ -29,6 +30,8 @@ from .frames import (
     Frame as Frame,
     Ping as Ping,
     ProtocolError as ProtocolError,
+    Request as Request,
+    Response as Response,
     ToolCall as ToolCall,
     Unknown as Unknown,
     parse_frame as parse_frame,
@@ -41,6 +44,7 @@ from .results import (
 )
 
 __all__ = [
+    "EXTENSION_METHODS",
     "MAX_FRAME_CHARS",
     "MAX_OUTPUT_CHARS",
     "PROTOCOL_VERSION",
@@ -50,6 +54,8 @@ __all__ = [
     "Frame",
     "Ping",
     "ProtocolError",
+    "Request",
+    "Response",
     "ToolCall",
     "Unknown",
     "capability_report",

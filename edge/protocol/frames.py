@@ -61,6 +61,25 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """A JSON-RPC request (``id`` set) or notification (``id`` ``None``) of one of the
+    extensions' methods (``EXTENSION_METHODS``); the daemon routes it by ``method``."""
+
+    method: str
+    params: dict[str, Any] = field(hash=False)
+    id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The cloud's JSON-RPC response to a request edge sent: ``result`` or ``error``."""
+
+    id: RequestId
+    result: Any = field(default=None, hash=False)
+    error: Any = field(default=None, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """``{"type":"ping"}``: answered with a pong."""
 
@@ -84,7 +103,34 @@ class ProtocolError:
     id: RequestId | None = None
 
 
-Frame = Connected | ApprovedTools | ToolCall | Cancel | Ping | Unknown | ProtocolError
+Frame = (
+    Connected
+    | ApprovedTools
+    | ToolCall
+    | Cancel
+    | Request
+    | Response
+    | Ping
+    | Unknown
+    | ProtocolError
+)
+
+#: JSON-RPC methods of the extensions, besides ``tool_call`` and ``cancel``: parsed into
+#: ``Request`` frames (their params an object) and routed by the daemon.
+EXTENSION_METHODS: Final = frozenset(
+    {
+        # scheduler: tasks the cloud creates
+        "schedule_add",
+        "schedule_remove",
+        "schedule_list",
+        # agents: work handed between agents through the cloud
+        "agent_request",
+        "agent_cancel",
+        "agent_event",
+        "agent_resume",
+        "agent_peers",
+    }
+)
 
 
 def _valid_id(value: object) -> bool:
@@ -166,9 +212,19 @@ def _parse_rpc(obj: dict[str, Any]) -> Frame:
             return ProtocolError('"cancel" needs "params": {"id": <string or integer>}')
         assert isinstance(target, str | int)
         return Cancel(target)
+    if isinstance(method, str) and method in EXTENSION_METHODS:
+        if "id" in obj and rid is None:
+            return ProtocolError(f'"{method}" "id" must be a string (≤256 chars) or an integer')
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            return ProtocolError(f'"{method}" needs "params" to be an object', rid)
+        return Request(method, params, rid)
     if method != "tool_call":
         if "method" not in obj and ("result" in obj or "error" in obj):
-            return Unknown("jsonrpc-response")
+            if rid is None:
+                return Unknown("jsonrpc-response")
+            return Response(rid, obj.get("result"), obj.get("error"))
         return ProtocolError(f"unknown method {_show(method)}", rid)
     if rid is None:
         if "id" not in obj:

@@ -13,6 +13,8 @@ from edge.protocol import (
     Connected,
     Ping,
     ProtocolError,
+    Request,
+    Response,
     ToolCall,
     Unknown,
     parse_frame,
@@ -102,11 +104,23 @@ def test_deeply_nested_json_is_an_error_not_a_crash() -> None:
     assert isinstance(frame, ProtocolError)
 
 
-FRAME_TYPES = (Connected, ApprovedTools, ToolCall, Cancel, Ping, Unknown, ProtocolError)
+FRAME_TYPES = (
+    Connected,
+    ApprovedTools,
+    ToolCall,
+    Cancel,
+    Request,
+    Response,
+    Ping,
+    Unknown,
+    ProtocolError,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -125,9 +139,14 @@ frame_like = st.fixed_dictionaries(
         "method": st.sampled_from(["tool_call", "cancel", "other"]) | json_values,
         "type": st.sampled_from(["ping", "connected", "approved_tools", "x"]) | json_values,
         "params": st.fixed_dictionaries(
-            {}, optional={"tool": st.text(max_size=5) | json_values, "args": json_values,
-                          "id": json_values}
-        ) | json_values,
+            {},
+            optional={
+                "tool": st.text(max_size=5) | json_values,
+                "args": json_values,
+                "id": json_values,
+            },
+        )
+        | json_values,
         "tools": st.lists(st.text(max_size=5)) | json_values,
         "userId": st.text(max_size=5) | json_values,
     },
@@ -150,3 +169,23 @@ def test_frame_shaped_json_parses_to_a_well_typed_frame(value: dict[str, object]
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     assert isinstance(parse_frame(data), FRAME_TYPES)
+
+
+def test_extension_methods_parse_as_requests_and_notifications() -> None:
+    frame = parse_frame('{"jsonrpc":"2.0","id":7,"method":"schedule_add","params":{"tool":"x"}}')
+    assert frame == Request("schedule_add", {"tool": "x"}, 7)
+    assert parse_frame('{"jsonrpc":"2.0","method":"agent_cancel"}') == Request("agent_cancel", {})
+    bad = parse_frame('{"jsonrpc":"2.0","id":1,"method":"agent_request","params":[1]}')
+    assert isinstance(bad, ProtocolError) and bad.id == 1 and "object" in bad.message
+    bad = parse_frame('{"jsonrpc":"2.0","id":true,"method":"agent_request"}')
+    assert isinstance(bad, ProtocolError) and bad.id is None
+    assert isinstance(parse_frame('{"jsonrpc":"2.0","id":1,"method":"agent_nope"}'), ProtocolError)
+
+
+def test_responses_to_edges_requests_carry_their_id() -> None:
+    assert parse_frame('{"jsonrpc":"2.0","id":"e-1","result":{"ok":true}}') == Response(
+        "e-1", {"ok": True}
+    )
+    error = parse_frame('{"jsonrpc":"2.0","id":3,"error":{"code":-32601,"message":"no"}}')
+    assert error == Response(3, None, {"code": -32601, "message": "no"})
+    assert parse_frame('{"jsonrpc":"2.0","id":null,"result":1}') == Unknown("jsonrpc-response")
