@@ -2,7 +2,8 @@
 
 Everything edge must remember across a restart lives here, each user in its
 own tables: the tunnel's journal first (calls running, results the cloud has
-not confirmed), the scheduler's schedules next. The schema has a version:
+not confirmed), the scheduler's schedules next, then the agents' identity, tasks
+and task events. The schema has a version:
 ``schema_version`` holds one row per numbered migration applied, and opening
 the store applies those it lacks, each in its own transaction, in order. New
 tables come as a new migration appended to ``MIGRATIONS``, never as an edit of
@@ -79,6 +80,67 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 frame TEXT NOT NULL,           -- the encoded response, as sent
                 finished_at REAL NOT NULL,
                 sent INTEGER NOT NULL DEFAULT 0  -- sent at least once, unconfirmed
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "scheduler: tasks, their slots, and their run history (edge.scheduler.records)",
+        (
+            """CREATE TABLE schedule_tasks (
+                id TEXT PRIMARY KEY,           -- s-xxxxxx
+                name TEXT UNIQUE,              -- optional, unique
+                timetable TEXT NOT NULL,       -- Timetable.to_json()
+                tool TEXT NOT NULL,
+                args TEXT NOT NULL,            -- JSON object
+                missed TEXT NOT NULL,          -- run-once | skip
+                grace REAL,                    -- seconds; NULL: the default
+                origin TEXT NOT NULL,          -- local | cloud
+                paused INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL,      -- seconds since the epoch, like every time here
+                next_slot REAL,                -- NULL: no slot left
+                last_slot REAL                 -- the last slot run, missed or skipped
+            )""",
+            """CREATE TABLE schedule_runs (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                task_id TEXT NOT NULL,
+                slot REAL,                     -- NULL: run on demand
+                started_at REAL,
+                ended_at REAL,
+                status TEXT NOT NULL,
+                excerpt TEXT,
+                reported INTEGER NOT NULL DEFAULT 0,  -- told to the cloud
+                missed INTEGER NOT NULL DEFAULT 0     -- slots a missed/skipped row stands for
+            )""",
+            "CREATE INDEX schedule_runs_by_task ON schedule_runs (task_id, seq)",
+        ),
+    ),
+    Migration(
+        3,
+        "agents: this edge's agent id, the agents' tasks and their events",
+        (
+            "CREATE TABLE agent_identity (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """CREATE TABLE agent_tasks (
+                id TEXT PRIMARY KEY,
+                context_id TEXT NOT NULL,
+                skill TEXT NOT NULL,
+                args TEXT NOT NULL,            -- JSON
+                origin TEXT NOT NULL,          -- local, a2a, cloud, edge:<agent id>
+                agent TEXT,                    -- the remote agent it was handed to
+                state TEXT NOT NULL,
+                created_at REAL NOT NULL,      -- seconds since the epoch
+                updated_at REAL NOT NULL,
+                deadline REAL,
+                result TEXT,                   -- JSON, once finished
+                reason TEXT,
+                seq INTEGER NOT NULL           -- its last event's number
+            )""",
+            "CREATE INDEX agent_tasks_created ON agent_tasks (created_at)",
+            """CREATE TABLE agent_events (
+                task_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                event TEXT NOT NULL,           -- JSON, as sent
+                PRIMARY KEY (task_id, seq)
             )""",
         ),
     ),
@@ -172,6 +234,23 @@ async def open_store_in(state_dir: Path | None) -> AsyncIterator[Store | None]:
                 exc,
             )
         yield store
+
+
+def open_sync(path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> sqlite3.Connection:
+    """The database at ``path`` on a connection of this thread, opened as ``open_store``
+    opens it (migrations applied, a corrupt one moved aside): for a command that works on
+    the store while no daemon runs. The caller closes it; ``write_sync`` changes it.
+
+    Raises:
+        OSError, sqlite3.Error: as ``open_store``.
+    """
+    return _open(path, tuple(migrations))
+
+
+def write_sync(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(conn)`` in a write transaction on an ``open_sync`` connection, committed before
+    this returns (an exception rolls it back)."""
+    return _transaction("BEGIN IMMEDIATE", fn, conn)
 
 
 # -- in the worker thread -------------------------------------------------------------
