@@ -10,6 +10,8 @@ Subpackages:
     gateway    -- the model gateway: edge ask/chat's client and conversation loop
     update     -- edge update: the signed versions manifest, the hash-checked install
     service    -- edge service: the systemd user unit and the launchd agent
+    scheduler  -- tool runs on a timetable (once, interval, cron) that survives restarts
+    agents     -- work handed between agents: tasks, the tunnel relay, the local A2A endpoint
     nurseries  -- the long-lived handles the root nursery supervises
     control    -- the control API on loopback, one module per route area
     cli        -- the ``edge`` command, one module per command group

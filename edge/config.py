@@ -60,6 +60,12 @@ exists)::
     queue = 256                             # 0 to 65536
     timeout = 60                            # seconds, more than 0 and at most 3600
 
+    [scheduler]
+    cloud_tasks = true                      # false: refuse the tasks the cloud schedules
+
+    [agents]
+    name = "lab-box"                        # this edge's agent name (default: the host name)
+
 The file is strict: every section and key is one of ``edge.settings.SETTINGS``
 (which gives each key's type and range), and anything else, a typo included, is a
 ``ConfigError`` naming the file, the key and the closest valid name. A file
@@ -161,6 +167,10 @@ class Config:
     update_auto: bool = False
     #: Check for an update once a day while running.
     update_check: bool = True
+    #: Take scheduled tasks from the cloud (``[scheduler] cloud_tasks``; ``edge.scheduler``).
+    scheduler_cloud_tasks: bool = True
+    #: This edge's name among agents (``[agents] name``; ``None``: the host name).
+    agent_name: str | None = None
 
     @property
     def recordings_dir(self) -> Path:
@@ -421,6 +431,8 @@ class TracedConfig:
             "workers.max_calls": cfg.max_calls,
             "workers.queue": cfg.queue_size,
             "workers.timeout": cfg.call_timeout,
+            "scheduler.cloud_tasks": cfg.scheduler_cloud_tasks,
+            "agents.name": cfg.agent_name,
             "log.level": cfg.log_level,
             "log.file": None if cfg.log_file is None else str(cfg.log_file),
             "log.format": cfg.log_format,
@@ -501,7 +513,7 @@ def load_config_traced(
     work, cap, mcp = data.get("workers", {}), data.get("capture", {}), data.get("mcp", {})
     plugins, declared = data.get("plugins", {}), data.get("tools", {})
     gateway, offline = data.get("gateway", {}), data.get("offline", {})
-    update = data.get("update", {})
+    update, scheduler = data.get("update", {}), data.get("scheduler", {})
     logcfg = data.get("log", {})
 
     ws = (
@@ -550,6 +562,8 @@ def load_config_traced(
         update_key=update.get("public_key"),
         update_auto=bool(update.get("auto", False)),
         update_check=bool(update.get("check", True)),
+        scheduler_cloud_tasks=bool(scheduler.get("cloud_tasks", True)),
+        agent_name=data.get("agents", {}).get("name") or None,
     )
     given = {
         "cloud": bool(cloud), "token_file": bool(token_file), "control": bool(control),

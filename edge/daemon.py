@@ -7,6 +7,7 @@
     ├── captures            (edge.nurseries.captures: {chat_id: capture}, each its own nursery)
     ├── MCP servers         (edge.nurseries.mcp: one supervised session task per server)
     ├── plugin runners      (edge.nurseries.plugins: one supervised runner process per plugin)
+    ├── scheduler           (edge.scheduler: tool runs on a timetable, kept in the store)
     ├── tunnel              (edge.nurseries.tunnel)
     ├── updates             (edge.nurseries.updates: the daily check, the install on request)
     └── control API         (edge.control; /ask drives edge.gateway under the tunnel's token)
@@ -31,6 +32,7 @@ import platform
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -42,12 +44,15 @@ from typing import Any, Final
 import trio
 
 from . import __version__, exitcodes
+from .agents.relay import Agents, agent_ask_tool, serve_agents
+from .agents.tasks import AgentTask, AgentTasks, Report
+from .agents.token import serving_token
 from .build import build_info
 from .capture.capture import CaptureEvent
 from .capture.sources import probe_sources
 from .capture.uplink import AsrTarget, UplinkOptions, choose_asr_target
 from .config import TOKEN_ENV, Config
-from .control import ControlTargets, build_app, serve_control
+from .control import AgentsControl, ControlTargets, build_app, serve_control
 from .control.key import LocalKey
 from .errors import ConfigError
 from .events import EventHub
@@ -59,7 +64,7 @@ from .nurseries.mcp import McpServers, serve_mcp
 from .nurseries.plugins import PluginRunners, serve_plugins
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelOptions, TunnelStatus, serve_tunnel
 from .nurseries.updates import UpdateOptions, Updates, serve_updates
-from .nurseries.workers import ToolWorkers, serve_workers
+from .nurseries.workers import ProgressReport, ToolWorkers, serve_workers
 from .protocol import (
     MAX_OUTPUT_CHARS,
     ApprovedTools,
@@ -72,8 +77,21 @@ from .protocol import (
     capability_report as build_capability_report,
     error_result,
 )
+from .protocol.schedule import (
+    list_answer,
+    parse_task,
+    refused,
+    removed_answer,
+    run_key,
+    run_notification,
+    task_answer,
+    task_id_param,
+)
+from .scheduler.records import RunRow, TaskRow
+from .scheduler.scheduler import Scheduler, serve_scheduler
 from .secret import Secret
-from .store import open_store_in
+from .store import Store, open_store_in
+from .supervise import Supervisor
 from .tools.audit import CallLog, CallRecord
 from .tools.builtin import BUILTIN_TOOLS
 from .tools.contain import Containment
@@ -232,6 +250,23 @@ class _TunnelDesk:
         self.workers.cancel_all("cancelled: the tunnel was disconnected", keep=self.own_calls)
 
 
+@dataclass(frozen=True, slots=True)
+class _ScheduleDesk:
+    """The ``/schedule`` routes: the scheduler, and the local policy a new task is held to."""
+
+    current: Callable[[], Scheduler | None]
+    executor: Executor
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self.current()
+
+    def refusal(self, tool: str) -> str | None:
+        if tool not in self.executor.registry:
+            return self.executor.registry.unknown(tool)  # with the closest name
+        return self.executor.refusal(tool, None)
+
+
 class Daemon:
     """``edge run``: start with ``await nursery.start(daemon.run)``, stop with ``stop()``."""
 
@@ -263,6 +298,7 @@ class Daemon:
         )
         self.executor = build_executor(config, declared=self.declared, calls=self.calls)
         self.registry = self.executor.registry
+        self.registry.add(agent_ask_tool(self._agent_tasks))
         self.gate = ToolGate(
             self.executor, declared=self.declared, unavailable=self._unavailable_tools
         )
@@ -288,6 +324,17 @@ class Daemon:
         self._mcp: McpServers | None = None
         self._plugins: PluginRunners | None = None
         self._updates: Updates | None = None
+        #: The scheduler while it runs (``None`` while its supervisor restarts it).
+        self._scheduler: Scheduler | None = None
+        self._scheduling = Supervisor("scheduler", logger=log)
+        self._agents: Agents | None = None
+        #: The store this run keeps its state in (``None``: in memory only).
+        self._store: Store | None = None
+        #: Set when the scheduler has cloud tasks' runs to report (``_report_runs``).
+        self._report_wanted = trio.Event()
+        #: Whether the cloud's approval has come on the live connection (a cloud task then
+        #: runs under it; until then, and while disconnected, under the one it was made with).
+        self._approval_live = False
         #: Why new work is refused (an update is draining or installing), else ``None``.
         self._refusing: str | None = None
         self._root: trio.Nursery | None = None
@@ -334,6 +381,17 @@ class Daemon:
         return self._captures
 
     @property
+    def agents(self) -> AgentTasks:
+        """The agents' tasks (``edge.agents``): what the control API shows and drives."""
+        assert self._agents is not None, "the daemon is not running"
+        return self._agents.tasks
+
+    @property
+    def scheduler(self) -> Scheduler:
+        assert self._scheduler is not None, "the daemon is not running"
+        return self._scheduler
+
+    @property
     def targets(self) -> ControlTargets:
         """What the control API drives (also when it is not served)."""
         assert self._targets is not None, "the daemon is not running"
@@ -376,6 +434,7 @@ class Daemon:
         state_dir = self.config.state_dir
         try:
             store = await self._state.enter_async_context(open_store_in(state_dir))
+            self._store = store
             journal = Journal(store)
             await journal.recover(None if state_dir is None else state_dir / OUTBOX_FILE)
         except BaseException:
@@ -431,12 +490,23 @@ class Daemon:
         )
         prefixes = [s.name for s in self._mcp] + list(self._plugins.plugins)
         _warn_unknown_allowed(cfg.allow_tools, self.registry.names(), prefixes)
+        root.start_soon(self._scheduling.run, self._scheduler_lifetime)
+        await self._scheduling.state.wait_for(lambda s: s.status not in ("stopped", "starting"))
         self.audio_sources = await probe_sources()
         hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
         self._tunnel = await root.start(
             partial(serve_tunnel, hooks, self._tunnel_options, journal=journal)
         )
         self.registry.subscribe(self._tunnel.announce)
+        self._agents = await root.start(
+            partial(serve_agents, self._tunnel, self._agent_call, refusal=self._agent_refusal,
+                    store=self._store, name=cfg.agent_name)
+        )  # fmt: skip
+        self._methods.update(self._agents.relay.methods())
+        self._responses.append(self._agents.relay.on_response)
+        for method in ("schedule_add", "schedule_remove", "schedule_list"):
+            self._methods[method] = self._on_schedule_request
+        root.start_soon(self._report_runs, self._tunnel)
         ask = AskDesk(
             token=lambda: self.tunnel.token,
             url=lambda: cfg.gateway_url or self.cloud_gateway_url,
@@ -465,6 +535,9 @@ class Daemon:
             stop=self._stop_from_control,
             calls=self.calls,
             call_tool=self._local_tool,
+            schedule=_ScheduleDesk(lambda: self._scheduler, self.executor),
+            agents=AgentsControl(self._agents.tasks, serving_token(cfg.state_dir),
+                                 self.gate.offer, __version__),  # tools: the local policy's
         )
         self._updates = await root.start(
             partial(
@@ -573,6 +646,7 @@ class Daemon:
             mcp_servers=self._mcp.report() if self._mcp is not None else (),
             declared_tools=report_declared(self.declared),
             plugins=self._plugins.report() if self._plugins is not None else (),
+            agent=self._agents.identity.to_json() if self._agents is not None else None,
         )
 
     def health(self) -> dict[str, Any]:
@@ -588,6 +662,7 @@ class Daemon:
             "captures": len(self.captures),
             "mcpServers": len(self.mcp),
             "plugins": len(self.plugins),
+            "schedules": len(self._scheduler.tasks()) if self._scheduler is not None else 0,
             "processes": (
                 "process group only"
                 if self.executor.processes is None
@@ -621,6 +696,7 @@ class Daemon:
             self.cloud_versions_url = frame.versions_url
         elif isinstance(frame, ApprovedTools):
             self.gate.approve(frame.tools)
+            self._approval_live = self._connected
         elif isinstance(frame, Request):
             self._on_request(frame)
         elif isinstance(frame, Response):
@@ -642,6 +718,7 @@ class Daemon:
             log.debug("%s notification: not served by this edge now", frame.method)
 
     def _on_status(self, status: TunnelStatus, reason: str | None, at: str) -> None:
+        self._approval_live = False  # each connection brings its own
         if status is not TunnelStatus.CONNECTED:
             self.gate.revoke()
             dropped, self._connected = self._connected, False
@@ -649,6 +726,8 @@ class Daemon:
                 self._stop_captures_on_drop()
         else:
             self._connected = True
+            if self._agents is not None:
+                self._agents.relay.on_connected()  # replays of what outbound tasks missed
         log.debug("tunnel status: %s%s", status, f" ({reason})" if reason else "")
         self._publish({"type": "tunnel_status", "status": str(status), "reason": reason, "at": at})
 
@@ -705,6 +784,170 @@ class Daemon:
         call_id = f"local-{secrets.token_hex(8)}"
         return await self._own_call(call_id, tool, args, None, "the caller went away")
 
+    async def _scheduled_run(self, task: TaskRow) -> dict[str, Any]:
+        """A scheduled task's run (``edge.scheduler``): a call edge itself makes, on the
+        workers, not the cloud's to cancel; cancelled with the scheduler.
+
+        A local task runs under the local policy alone, as ``edge tools call``. A task the
+        cloud made runs under the local policy and, once the live connection has brought
+        the cloud's approval, under that too: a tool it no longer approves is refused (and
+        recorded so). While the tunnel is down it runs on the approval it was made with
+        (which included its tool): disconnected, edge is autonomous.
+        """
+        approved: frozenset[str] | None = None
+        if task.origin == "cloud":
+            if not self.config.scheduler_cloud_tasks:
+                return self.executor.refuse(
+                    task.tool, "refused: this edge runs no tasks the cloud scheduled "
+                    "([scheduler] cloud_tasks = false)", refused=True,
+                )  # fmt: skip
+            if self._approval_live:
+                approved = self.gate.approved
+                if task.tool not in approved:
+                    why = f"refused: the cloud no longer approves tool {task.tool!r}"
+                    return self.executor.refuse(task.tool, why, refused=True)
+            else:
+                approved = frozenset({task.tool})
+        call_id = f"schedule-{task.id}-{secrets.token_hex(4)}"
+        return await self._own_call(
+            call_id, task.tool, task.args, approved, "the scheduled run was stopped"
+        )
+
+    def _on_schedule(self, event: dict[str, Any]) -> None:
+        """A scheduler event: to /events and the plugins' hooks; a cloud task's finished run
+        (or missed slot) also wakes the reporter, which tells the cloud."""
+        self._publish(event)
+        if event.get("origin") == "cloud" and event.get("status") != "started":
+            self._report_wanted.set()
+
+    async def _scheduler_lifetime(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """One run of the scheduler, under its supervisor: a failure is logged and it starts
+        again from the store, its tasks and slots as they were; the routes and the cloud's
+        requests are told it is not running meanwhile."""
+        try:
+            async with trio.open_nursery() as nursery:
+                serve = partial(serve_scheduler, on_event=self._on_schedule)
+                self._scheduler = await nursery.start(serve, self._store, self._scheduled_run)
+                self._report_wanted.set()  # what the last run left unreported
+                task_status.started()
+        finally:
+            self._scheduler = None
+
+    async def _report_runs(self, tunnel: Tunnel) -> None:
+        """Tell the cloud how its tasks' runs went: each finished run a ``schedule_run``
+        notification, journaled by ``send_durable`` (kept while the tunnel is down and
+        across restarts, until a pong confirms it), then marked reported in the store.
+
+        At start it sends what an earlier run left unreported (stopped between the two);
+        then it waits to be woken (``_on_schedule``). History rows of local tasks need no
+        report: they are marked reported as they come by.
+        """
+        sent: set[int] = set()  # sent, not yet marked: never sent twice if marking fails
+        while True:
+            self._report_wanted = trio.Event()
+            scheduler = self._scheduler
+            try:
+                while scheduler is not None and (runs := await self._unreported(scheduler, sent)):
+                    for run in runs:
+                        task = scheduler.get(run.task_id)
+                        if task is not None and task.origin == "cloud":
+                            frame = run_notification(run.to_json(), task.to_json())
+                            tunnel.send_durable(run_key(run.seq), frame)
+                    seqs = [run.seq for run in runs]
+                    sent.update(seqs)
+                    await scheduler.mark_reported(seqs)
+                    sent.difference_update(seqs)
+            except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
+                log.error("scheduler: cannot report runs to the cloud: %s", exc)
+            await self._report_wanted.wait()
+
+    @staticmethod
+    async def _unreported(scheduler: Scheduler, sent: set[int]) -> list[RunRow]:
+        return [run for run in await scheduler.unreported() if run.seq not in sent]
+
+    def _on_schedule_request(self, frame: Request) -> None:
+        """The cloud's ``schedule_add``, ``schedule_remove`` or ``schedule_list``: answered
+        in the root nursery (the store is written first)."""
+        if frame.id is None:
+            log.debug("%s notification: nothing to answer", frame.method)
+        elif self._root is not None:
+            self._root.start_soon(self._answer_schedule, frame, frame.id)
+
+    async def _answer_schedule(self, frame: Request, request_id: str | int) -> None:
+        try:
+            answer = await self._schedule_answer(frame)
+        except (ValueError, KeyError) as exc:
+            answer = refused(str(exc.args[0]) if exc.args else str(exc))
+        except sqlite3.Error as exc:
+            answer = refused(f"edge's store failed: {exc}")
+        self.tunnel.send_result(request_id, answer)
+
+    async def _schedule_answer(self, frame: Request) -> dict[str, Any]:
+        """The answer to one of the cloud's ``schedule_*`` requests: ``{"task"}``,
+        ``{"tasks"}``, ``{"removed"}``, or ``{"error"}`` when refused.
+
+        The cloud may schedule only tools it approves on this connection and the local
+        policy allows, and nothing at all with ``[scheduler] cloud_tasks = false``; it lists
+        and removes only the tasks it made.
+        """
+        scheduler = self._scheduler
+        if scheduler is None:
+            return refused("the scheduler is not running now (see edge's log); try again soon")
+        if frame.method == "schedule_list":
+            return list_answer([t.to_json() for t in scheduler.tasks() if t.origin == "cloud"])
+        if frame.method == "schedule_remove":
+            task_id = task_id_param(frame.params)
+            task = scheduler.get(task_id)
+            if task is None or task.origin != "cloud":
+                return refused(f"no task {task_id!r} that the cloud scheduled")
+            await scheduler.remove(task.id)
+            log.info("scheduler: the cloud removed task %s", task.id)
+            return removed_answer(task.id)
+        if not self.config.scheduler_cloud_tasks:
+            return refused("this edge takes no scheduled tasks from the cloud "
+                           "([scheduler] cloud_tasks = false)")  # fmt: skip
+        spec = parse_task(frame.params)
+        why = self.executor.refusal(spec.tool, self.gate.approved)
+        if why is not None:
+            return refused(f"cannot schedule it: {why}")
+        task = await scheduler.add(
+            timetable=spec.timetable,
+            tool=spec.tool,
+            args=spec.args,
+            name=spec.name,
+            missed=spec.missed,
+            grace=spec.grace,
+            origin="cloud",
+        )
+        log.info("scheduler: the cloud scheduled task %s (%s, %s)", task.id, task.tool,
+                 task.timetable.describe())  # fmt: skip
+        return task_answer(task.to_json())
+
+    def _agent_tasks(self) -> AgentTasks | None:
+        return None if self._agents is None else self._agents.tasks
+
+    def _agent_approval(self, origin: str) -> frozenset[str] | None:
+        """The approval an agents' task runs under: the cloud's for the cloud's and other
+        edges' requests (relayed by the cloud), none for local ones (the local policy only,
+        as ``edge tools call``)."""
+        return None if origin in ("local", "a2a") else self.gate.approved
+
+    def _agent_refusal(self, skill: str, origin: str) -> str | None:
+        return self.executor.refusal(skill, self._agent_approval(origin))
+
+    async def _agent_call(self, task: AgentTask, report: Report) -> dict[str, Any]:
+        """An agents' task this edge runs: a call of its own on the workers (the cloud's
+        cancels by call id do not reach it; the task's cancel does)."""
+
+        def progress(_id: Any, done: float, total: float | None, message: str | None) -> None:
+            report(done, total, message)
+
+        approved = self._agent_approval(task.origin)
+        return await self._own_call(
+            f"agent-{task.id}", task.skill, task.args, approved, "the task was canceled",
+            progress=progress,
+        )  # fmt: skip
+
     async def _own_call(
         self,
         call_id: str,
@@ -712,6 +955,8 @@ class Daemon:
         args: dict[str, Any],
         approved: frozenset[str] | None,
         gone: str,
+        *,
+        progress: ProgressReport | None = None,
     ) -> dict[str, Any]:
         """Run a call edge itself makes (``/ask``, ``/tools/call``) on the workers and wait for
         its result; cancelled with the caller (the result then says ``gone``).
@@ -731,7 +976,9 @@ class Daemon:
         log.debug("%s calls %s", call_id, tool)  # the call's own line is INFO
         self._own_calls.add(call_id)
         try:
-            self.workers.submit(call_id, tool, args, approved=approved, reply=reply)
+            self.workers.submit(
+                call_id, tool, args, approved=approved, reply=reply, progress=progress
+            )
             try:
                 await done.wait()
             finally:

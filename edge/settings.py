@@ -226,6 +226,12 @@ SETTINGS: Final[Mapping[str, Mapping[str, Setting]]] = {
             "number", "default per-call timeout, seconds", 0, MAX_CALL_TIMEOUT, above=True
         ),
     },
+    "scheduler": {
+        "cloud_tasks": Setting("boolean", "run scheduled tasks the cloud creates (default true)"),
+    },
+    "agents": {
+        "name": Setting("string", "this edge's name among agents (default: the host name)"),
+    },
 }
 
 

@@ -189,8 +189,9 @@ EXPORTS = {
     ],
     "edge.capture": ["capture", "recording", "sources", "uplink"],
     "edge.control": [
-        "AskControl", "CallsControl", "ControlTargets", "McpControl", "PluginsControl",
-        "RecordControl",
+        "AgentsControl", "AskControl", "CallsControl", "ControlTargets", "McpControl",
+        "PluginsControl",
+        "RecordControl", "ScheduleControl",
         "ToolsControl", "TunnelControl", "UpdateControl",
         "build_app", "serve_control",
     ],
@@ -199,6 +200,12 @@ EXPORTS = {
     "edge.update": ["fetch", "install", "manifest", "steps"],
     "edge.cli": ["main"],
     "edge.dev": ["asr", "cloud", "gateway"],
+    "edge.agents": ["a2a", "identity", "relay", "tasks", "token"],
+    "edge.scheduler": [
+        "MIGRATION", "CatchUp", "MissedPolicy", "RunRow", "RunTool", "Scheduler", "SystemClock",
+        "TaskRow", "Timetable", "VirtualClock", "WallClock", "catch_up", "cron", "default_grace",
+        "every", "once", "parse_at", "parse_duration", "serve_scheduler",
+    ],
 }  # fmt: skip
 
 

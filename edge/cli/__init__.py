@@ -10,6 +10,10 @@
 - ``capture_view``: the live terminal view ``edge capture`` runs
 - ``mcp``: ``edge mcp add|list|test|remove``, the MCP servers in mcp.json
 - ``plugins``: ``edge plugins list|reload|new|config``, the Python plugins
+- ``schedule``: ``edge schedule add|list|run|pause|resume|remove|history``, tool runs on a
+  timetable (through the running daemon, else in the store)
+- ``agents``: ``edge agents list|ask|token``, this edge as an A2A agent: tasks, the cloud's
+  other agents, the local A2A endpoint's token
 - ``ask``: ``edge ask`` and ``edge chat``, the model (the cloud's gateway or ``--offline``) with
   the local tools
 - ``update``: ``edge update``, a signed, hash-checked update of this edge
@@ -42,6 +46,7 @@ from types import ModuleType
 from typing import Any, Final
 
 from . import (
+    agents,
     ask,
     capture,
     completion,
@@ -52,6 +57,7 @@ from . import (
     plugins,
     record,
     run,
+    schedule,
     service,
     status,
     stop,
@@ -73,8 +79,8 @@ page and for this CLI. Without a cloud it keeps running, autonomous.
 
 #: The command modules, in the order ``edge --help`` lists them.
 COMMANDS: Final[tuple[ModuleType, ...]] = (
-    run, status, stop, tunnel, record, ask, tools, plugins, capture, mcp, update, service, dev,
-    doctor, config, completion,
+    run, status, stop, tunnel, record, ask, agents, tools, plugins, schedule, capture, mcp,
+    update, service, dev, doctor, config, completion,
 )  # fmt: skip
 
 

@@ -34,6 +34,15 @@ Served by hypercorn on trio. Routes (see README "Control API")::
     GET  /update            versions, last check, how this edge updates
     POST /update            {"to"?, "allowDowngrade"?, "now"?}: verify, drain, install, restart
     POST /stop              a clean stop, as on SIGTERM (needs the local key: ``edge stop``)
+    GET  /.well-known/agent-card.json   the A2A agent card: this edge, its tools as skills
+    POST /a2a               A2A v1.0 JSON-RPC: send, stream, get, list, cancel, subscribe to
+                            tasks (needs ``Authorization: Bearer`` the A2A token)
+    GET  /agents            the agent id, the remote agents, tasks in flight and recent
+    GET  /schedule          the scheduled tasks (each with its last run) and the scheduler's state
+    POST /schedule          {"at"|"every"|"cron", "tz"?, "tool", "args"?, "name"?, "missed"?}:
+                            a new task (needs the local key, as every /schedule change does)
+    POST /schedule/ID/run   run a task now; also /pause, /resume, /remove
+    GET  /schedule/history  ?task=ID&limit=N: runs, missed and skipped slots, newest first
 
 Who may call, in ``BrowserGuard`` in front of everything: on Linux only
 processes of the user edge runs as (or root), the owner of the peer's socket
@@ -65,11 +74,15 @@ Modules:
     update  -- GET and POST /update: what the daemon knows of updates, an update (UpdateControl)
     calls   -- GET /calls: the tool calls in flight and the last finished (CallsControl)
     lifecycle -- POST /stop: the daemon's clean stop, the reply sent first (local key only)
+    schedule -- /schedule/*: tasks, a new one, run, pause, resume, remove, history
+               (ScheduleControl; state changes need the local key)
+    agents  -- the local A2A endpoint, its agent card, GET /agents (AgentsControl)
     dashboard -- GET / and /static/NAME: the dashboard page, its CSRF token, strict headers
 """
 
 from __future__ import annotations
 
+from .agents import AgentsControl as AgentsControl
 from .app import (
     ControlTargets as ControlTargets,
     build_app as build_app,
@@ -80,17 +93,20 @@ from .calls import CallsControl as CallsControl
 from .mcp import McpControl as McpControl
 from .plugins import PluginsControl as PluginsControl
 from .record import RecordControl as RecordControl
+from .schedule import ScheduleControl as ScheduleControl
 from .tools import ToolsControl as ToolsControl
 from .tunnel import TunnelControl as TunnelControl
 from .update import UpdateControl as UpdateControl
 
 __all__ = [
+    "AgentsControl",
     "AskControl",
     "CallsControl",
     "ControlTargets",
     "McpControl",
     "PluginsControl",
     "RecordControl",
+    "ScheduleControl",
     "ToolsControl",
     "TunnelControl",
     "UpdateControl",

@@ -28,20 +28,24 @@ from ..errors import (
     first_leaf,
 )
 from . import ask, calls, dashboard, events, lifecycle, mcp, plugins, record, tools, tunnel, update
+from .agents import routes as agents_routes
 from .body import json_reply
 from .guard import ASGIApp, guard_middleware
+from .schedule import routes as schedule_routes
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
     from ..events import EventHub
+    from .agents import AgentsControl
     from .ask import AskControl
     from .calls import CallsControl
     from .key import LocalKey
     from .mcp import McpControl
     from .plugins import PluginsControl
     from .record import RecordControl
+    from .schedule import ScheduleControl
     from .tools import ToolsControl
     from .tunnel import TunnelControl
     from .update import UpdateControl
@@ -84,6 +88,11 @@ class ControlTargets:
     #: POST /tools/call: one tool call under the local policy alone, on the daemon's
     #: workers; needs the local key (``None``: 404).
     call_tool: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+    #: /schedule: the scheduler's tasks and history; state changes need the local key
+    #: (``None``: 404).
+    schedule: ScheduleControl | None = None
+    #: The local A2A endpoint, its agent card and GET /agents (``None``: 404).
+    agents: AgentsControl | None = None
 
 
 def build_app(
@@ -124,6 +133,8 @@ def build_app(
             *(update.routes(targets.update) if targets.update is not None else []),
             *(calls.routes(targets.calls) if targets.calls is not None else []),
             *(lifecycle.routes(targets.stop, targets.key) if targets.stop is not None else []),
+            *(schedule_routes(targets.schedule, targets.key) if targets.schedule else []),
+            *(agents_routes(targets.agents) if targets.agents is not None else []),
             *dashboard.routes(csrf_token),
         ],
         middleware=guard_middleware(allowed_origins, csrf_token),

@@ -10,6 +10,15 @@ named to edge in ``connected`` as ``asrUrl``, whose transcripts name the tones
 each second of audio holds; ``gateway_url`` and ``versions_url``, when set, are
 sent there as ``gatewayUrl`` and ``versionsUrl`` (``edge dev-cloud`` runs a fake
 model gateway, ``edge.dev.gateway``, and names it so).
+It serves several edges at once, each known by the agent id of its capability
+report (a new connection of the same agent replaces the old one), and relays
+the ``agents`` extension between them (``edge.protocol.a2a``): an
+``agent_request`` naming ``to`` goes to that edge (``from`` set to the asker),
+its ``agent_event``s back to the asker, cancels and resumes forward;
+``agent_peers`` goes to every edge whenever the set changes; and when the edge
+running a task goes away and is not back within ``away_grace`` seconds, the
+asker gets a final ``failed`` event ("agent X went away"). The cloud itself
+asks too (``ask_agent``), taking each event once and in order (``agent_events``).
 Tests drive edge against it over loopback; ``edge dev-cloud`` runs it by hand
 (``edge.dev.console``), printing what ``announce`` is told: an edge connecting,
 disconnecting or being refused.
@@ -20,9 +29,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import trio
 import trio_websocket
@@ -30,6 +40,7 @@ import wsproto.events
 
 from ..config import format_hostport
 from ..errors import ConfigError
+from ..protocol.a2a import EventOrder, Order, TaskEvent
 from .asr import AsrSession, FakeAsr
 from .commands import count
 
@@ -46,6 +57,28 @@ class _Connection:
     approved: list[str] | None = None
     #: Why the fake cloud ended it (``drop``, a newer connection), for the announcement.
     ended_by: str | None = None
+
+    @property
+    def agent_id(self) -> str | None:
+        agent = (self.report or {}).get("agent")
+        ident = agent.get("id") if isinstance(agent, dict) else None
+        return ident if isinstance(ident, str) else None
+
+
+@dataclass
+class _Route:
+    """A task the fake cloud relays: who asked (an agent id, or ``None``: the cloud) and who
+    runs it; what the asker has been given."""
+
+    requester: str | None
+    responder: str
+    order: EventOrder = field(default_factory=EventOrder)
+    #: Events the asker took, once each and in order (the cloud's own asks).
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: Every event that came, repeats included.
+    received: list[dict[str, Any]] = field(default_factory=list)
+    last_seq: int = 0
+    done: bool = False
 
 
 class FakeCloud:
@@ -98,6 +131,15 @@ class FakeCloud:
         #: Told a line for a person when an edge connects, disconnects or is refused.
         self.announce: Callable[[str], None] | None = None
         self._conn: _Connection | None = None
+        #: Every live connection, the newest last.
+        self._conns: list[_Connection] = []
+        #: Tasks relayed between agents (and the cloud's own asks), by task id.
+        self.routes: dict[str, _Route] = {}
+        #: Seconds an edge running a relayed task may be away before its asker is told.
+        self.away_grace = 3.0
+        #: Sends the fake cloud's relay made (frames sent to edges), by method.
+        self.relayed: dict[str, int] = {}
+        self._nursery: trio.Nursery | None = None
         self._ids = itertools.count(1)
         self._changed = trio.Event()
 
@@ -118,6 +160,7 @@ class FakeCloud:
         bound = False
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 server = await nursery.start(
                     trio_websocket.serve_websocket, self._handle, host, port, None
                 )
@@ -187,20 +230,20 @@ class FakeCloud:
             return
         with trio.CancelScope() as scope:
             conn = _Connection(ws, scope)
-            previous, self._conn = self._conn, conn
-            if previous is not None:
-                previous.ended_by = "replaced by a new connection"
-                previous.scope.cancel()
+            self._conn = conn
+            self._conns.append(conn)
             why = "the connection ended"
             try:
                 await self._converse(conn)
             except trio_websocket.ConnectionClosed as exc:
                 why = _close_reason(exc.reason)
             finally:
+                self._conns.remove(conn)
                 if self._conn is conn:
-                    self._conn = None
+                    self._conn = self._conns[-1] if self._conns else None
                 if conn.report is not None:
                     self._say(f"edge disconnected: {conn.ended_by or why}")
+                    self._gone(conn)
                 self._notify()
 
     def _hold_pongs(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -271,15 +314,23 @@ class FakeCloud:
             self._receive(conn, frame)
             if conn.report is not None and frame is conn.report:
                 self._say(_describe(conn.report, first))
+                if first:
+                    self._replace_older(conn)
+            elif isinstance(frame, dict) and frame.get("method") in _RELAYED:
+                await self._relay(conn, frame)
             if frame is conn.report and self.send_approval:
                 offered = [t["name"] for t in conn.report.get("tools", [])]
                 tools = offered if self.approve is None else sorted(self.approve)
                 async with conn.send_lock:
                     await ws.send_message(json.dumps({"type": "approved_tools", "tools": tools}))
                 conn.approved = tools
+            if frame is conn.report:
+                await self._send_peers()  # after the approval, which the handshake waits for
             self._notify()
 
     def _receive(self, conn: _Connection, frame: Any) -> None:
+        if isinstance(frame, dict) and frame.get("method") in _RELAYED:
+            return
         if isinstance(frame, dict) and frame.get("type") == "capability_report":
             conn.report = frame
             self.reports.append(frame)
@@ -354,9 +405,10 @@ class FakeCloud:
 
     async def drop(self, code: int | None = None) -> None:
         """End the live connection: a close frame with ``code``, or a bare TCP drop."""
-        conn = self._conn
-        if conn is None:
-            return
+        if self._conn is not None:
+            await self._drop_connection(self._conn, code)
+
+    async def _drop_connection(self, conn: _Connection, code: int | None) -> None:
         conn.ended_by = (
             f"closed by the fake cloud (code {code})"
             if code is not None
@@ -367,7 +419,221 @@ class FakeCloud:
         else:
             await conn.ws._stream.aclose()
         conn.scope.cancel()
-        await self.wait_for(lambda: self._conn is not conn)
+        await self.wait_for(lambda: conn not in self._conns)
+
+    # -- the agents relay ----------------------------------------------------------------
+
+    def agent(self, agent_id: str) -> _Connection | None:
+        """The live connection of the edge with that agent id (its report received)."""
+        for conn in reversed(self._conns):
+            if conn.report is not None and conn.agent_id == agent_id:
+                return conn
+        return None
+
+    @property
+    def agents(self) -> dict[str, dict[str, Any]]:
+        """The connected edges' capability reports, by agent id."""
+        return {c.agent_id: c.report for c in self._conns if c.report and c.agent_id}
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The connected agents as ``agent_peers`` names them."""
+        out = []
+        for ident, report in self.agents.items():
+            agent = report.get("agent") or {}
+            out.append(
+                {
+                    "id": ident,
+                    "name": agent.get("name") or ident,
+                    "hostname": report.get("hostname"),
+                    "skills": [t.get("name") for t in report.get("tools", [])],
+                }
+            )
+        return out
+
+    async def wait_agent(self, agent_id: str) -> None:
+        """Wait until the edge with that agent id is connected."""
+        await self.wait_for(lambda: self.agent(agent_id) is not None)
+
+    async def drop_agent(self, agent_id: str, code: int | None = None) -> None:
+        """End the connection of one edge (see ``drop``)."""
+        conn = self.agent(agent_id)
+        if conn is not None:
+            await self._drop_connection(conn, code)
+
+    async def ask_agent(
+        self,
+        agent_id: str,
+        skill: str,
+        args: dict[str, Any] | None = None,
+        *,
+        deadline: float | None = None,
+        task_id: str | None = None,
+    ) -> str:
+        """Ask an edge, as the cloud, to run ``skill``: the task id (see ``agent_events``)."""
+        await self.wait_agent(agent_id)
+        conn = self.agent(agent_id)
+        assert conn is not None
+        task_id = task_id or f"cloud-task-{next(self._ids)}"
+        self.routes[task_id] = _Route(None, agent_id)
+        params: dict[str, Any] = {"taskId": task_id, "skill": skill, "args": args or {}}
+        if deadline is not None:
+            params["deadline"] = deadline
+        frame = {"jsonrpc": "2.0", "id": f"ask-{task_id}", "method": "agent_request"}
+        await self._send_to(conn, {**frame, "params": params})
+        return task_id
+
+    def agent_events(self, task_id: str) -> list[dict[str, Any]]:
+        """The events of a task the cloud asked for, each once and in order."""
+        return self.routes[task_id].events
+
+    async def agent_final(self, task_id: str) -> dict[str, Any]:
+        """Wait for the final event of a task the cloud asked for; that event."""
+        route = self.routes[task_id]
+        await self.wait_for(lambda: route.done)
+        return route.events[-1]
+
+    async def cancel_agent_task(self, task_id: str, reason: str | None = None) -> None:
+        """Cancel, as the cloud, a task it asked for."""
+        route = self.routes[task_id]
+        conn = self.agent(route.responder)
+        if conn is not None:
+            params: dict[str, Any] = {"taskId": task_id}
+            if reason is not None:
+                params["reason"] = reason
+            frame = {"jsonrpc": "2.0", "method": "agent_cancel", "params": params}
+            await self._send_to(conn, frame)
+
+    def _replace_older(self, conn: _Connection) -> None:
+        """A new connection of an agent ends its older ones (all older ones without an id)."""
+        ident = conn.agent_id
+        for other in list(self._conns):
+            if (
+                other is not conn
+                and other.agent_id == ident
+                and (other.report is not None or ident is None)
+            ):
+                other.ended_by = "replaced by a new connection"
+                other.scope.cancel()
+
+    async def _send_to(self, conn: _Connection, frame: dict[str, Any]) -> bool:
+        method = frame.get("method") or "response"
+        self.relayed[method] = self.relayed.get(method, 0) + 1
+        try:
+            async with conn.send_lock:
+                await conn.ws.send_message(json.dumps(frame))
+        except trio_websocket.ConnectionClosed:
+            return False
+        return True
+
+    async def _send_peers(self) -> None:
+        frame = {"jsonrpc": "2.0", "method": "agent_peers", "params": {"peers": self.peers()}}
+        for conn in list(self._conns):
+            if conn.report is not None and conn.approved is not None:
+                await self._send_to(conn, frame)
+
+    async def _relay(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        """An edge's ``agent_*`` frame: to the agent it is for."""
+        method = frame["method"]
+        params = frame.get("params")
+        if not isinstance(params, dict):
+            self.frames.append(frame)
+            return
+        rpc_id = frame.get("id")
+        task_id = params.get("taskId")
+        route = self.routes.get(task_id) if isinstance(task_id, str) else None
+        sender = conn.agent_id
+        if method == "agent_request":
+            to = params.get("to")
+            target = self.agent(to) if isinstance(to, str) else None
+            if target is None or not isinstance(task_id, str) or sender is None:
+                error = {"code": -32004, "message": f"no agent {to!r} is connected to the cloud"}
+                if rpc_id is not None:
+                    await self._send_to(conn, {"jsonrpc": "2.0", "id": rpc_id, "error": error})
+                return
+            if route is None:
+                self.routes[task_id] = _Route(sender, str(to))
+            forwarded = {k: v for k, v in params.items() if k != "to"}
+            forwarded["from"] = sender
+            relay_id = f"relay-{next(self._ids)}"
+            await self._send_to(
+                target,
+                {"jsonrpc": "2.0", "id": relay_id, "method": "agent_request", "params": forwarded},
+            )
+            if rpc_id is not None:
+                answer = {"taskId": task_id, "accepted": True}
+                await self._send_to(conn, {"jsonrpc": "2.0", "id": rpc_id, "result": answer})
+        elif method == "agent_event":
+            if route is None:
+                self.frames.append(frame)
+                return
+            await self._deliver(route, params)
+        elif route is not None and route.requester == sender:  # agent_cancel, agent_resume
+            target = self.agent(route.responder)
+            if target is not None:
+                await self._send_to(target, {"jsonrpc": "2.0", "method": method, "params": params})
+
+    async def _deliver(self, route: _Route, params: dict[str, Any]) -> None:
+        """An event of a relayed task, to its asker (the cloud itself takes it in order)."""
+        route.received.append(params)
+        try:
+            event = TaskEvent.from_json(params)
+        except ValueError:
+            self.frames.append(params)
+            return
+        route.last_seq = max(route.last_seq, event.seq)
+        if route.requester is None:
+            order = route.order.take(event)
+            if order is Order.NEW:
+                route.events.append(params)
+                route.done = event.final
+            elif order is Order.GAP:
+                target = self.agent(route.responder)
+                if target is not None:
+                    resume = {"taskId": event.task_id, "after": route.order.last}
+                    await self._send_to(
+                        target, {"jsonrpc": "2.0", "method": "agent_resume", "params": resume}
+                    )
+        else:
+            target = self.agent(route.requester)
+            if target is not None:
+                await self._send_to(
+                    target, {"jsonrpc": "2.0", "method": "agent_event", "params": params}
+                )
+            if event.final:
+                route.done = True
+        self._notify()
+
+    def _gone(self, conn: _Connection) -> None:
+        """An edge's connection ended: the others hear of the new set of peers; the askers
+        of its unfinished tasks hear it went away unless it is back within ``away_grace``."""
+        ident = conn.agent_id
+        if self._nursery is None or ident is None:
+            return
+        if any(c.report is not None and c.approved is not None for c in self._conns):
+            self._nursery.start_soon(self._send_peers)
+        if any(r.responder == ident and not r.done for r in self.routes.values()):
+            self._nursery.start_soon(self._away, ident)
+
+    async def _away(self, agent_id: str) -> None:
+        await trio.sleep(self.away_grace)
+        if self.agent(agent_id) is not None:
+            return
+        for task_id, route in list(self.routes.items()):
+            if route.responder == agent_id and not route.done:
+                why = f"agent {agent_id} went away"
+                event = {
+                    "taskId": task_id,
+                    "seq": route.last_seq + 1,
+                    "state": "failed",
+                    "at": time.time(),
+                    "message": why,
+                    "result": {"error": why},
+                }
+                await self._deliver(route, event)
+
+
+#: The agents extension's methods the fake cloud relays.
+_RELAYED: Final = frozenset({"agent_request", "agent_event", "agent_cancel", "agent_resume"})
 
 
 def _describe(report: dict[str, Any], first: bool) -> str:

@@ -8,6 +8,9 @@ Modules:
     openai   -- OpenAI function calling: tools, calls and tool messages; streamed chat turns
     sse      -- server-sent events (text/event-stream) decoded from bytes in any pieces
     rpc      -- the plugin-runner RPC: length-prefixed msgpack envelopes, the decoder
+    a2a      -- agent collaboration: task states and events, the agents extension's frames
+    schedule -- the scheduler's tasks as the cloud and the control API send them, checked;
+                the schedule_* answers and the schedule_run notification
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from .frames import RequestId
 PROTOCOL_VERSION: Final = 1
 
 #: Extensions a cloud may use; a cloud that ignores them loses nothing.
-EXTENSIONS: Final = ("cancel", "outbox", "progress")
+EXTENSIONS: Final = ("agents", "cancel", "outbox", "progress", "schedule")
 
 
 #: A UTF-16 surrogate code point: Python strings may hold one alone (a file name
@@ -59,6 +59,7 @@ def capability_report(
     declared_tools: Iterable[Mapping[str, Any]] = (),
     plugins: Iterable[Mapping[str, Any]] = (),
     edge_commit: str | None = None,
+    agent: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report edge sends right after ``connected``.
 
@@ -77,6 +78,7 @@ def capability_report(
         plugins: one ``{"name", "status", "tools", "lastError"}`` per Python plugin
             (its tools, ``PLUGIN__TOOL``, are in ``tools`` while it runs).
         edge_commit: the git commit edge runs from (a checkout), else ``None``.
+        agent: this edge among agents, ``{"id", "name"}`` (the ``agents`` extension).
     """
     return {
         "type": "capability_report",
@@ -92,6 +94,7 @@ def capability_report(
         "plugins": [dict(p) for p in plugins],
         "extensions": list(EXTENSIONS),
         "limits": dict(limits),
+        **({} if agent is None else {"agent": dict(agent)}),
     }
 
 

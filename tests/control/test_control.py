@@ -41,7 +41,7 @@ async def test_health_and_status_without_a_cloud(client: httpx.AsyncClient) -> N
     assert health["status"] == "ok"
     assert health["version"] == "0.1.0"
     assert health["tunnel"] == "disconnected"
-    assert health["tools"] == 0 and health["offeredTools"] == 6
+    assert health["tools"] == 0 and health["offeredTools"] == 7
     assert health["uptime"] >= 0
     status = (await client.get("/tunnel/status")).json()
     assert status["status"] == "disconnected" and status["url"] is None
@@ -62,9 +62,9 @@ async def test_activate_connects_and_never_echoes_the_token(
     status = await client.get("/tunnel/status")
     assert status.json()["status"] == "connected"
     assert status.json()["effectiveTools"] == sorted(
-        ["code", "file_ops", "file_read", "file_write", "grep", "terminal"]
+        ["agent_ask", "code", "file_ops", "file_read", "file_write", "grep", "terminal"]
     )
-    assert (await client.get("/health")).json()["tools"] == 6
+    assert (await client.get("/health")).json()["tools"] == 7
     assert TOKEN not in status.text
     response = await client.post("/tunnel/disconnect")
     assert response.json() == {"status": "disconnected"}

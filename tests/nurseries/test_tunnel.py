@@ -37,9 +37,11 @@ async def test_handshake_reports_capabilities(edge: Daemon, cloud: FakeCloud) ->
     assert report is not None
     assert report["protocolVersion"] == PROTOCOL_VERSION
     assert report["edgeVersion"] == "0.1.0"
-    assert set(report["extensions"]) == {"cancel", "outbox", "progress"}
+    assert set(report["extensions"]) >= {"cancel", "outbox", "progress", "schedule"}
     tools = {t["name"]: t for t in report["tools"]}
-    assert set(tools) == {"terminal", "code", "file_read", "file_write", "file_ops", "grep"}
+    assert set(tools) == {
+        "terminal", "code", "file_read", "file_write", "file_ops", "grep", "agent_ask"
+    }
     assert tools["terminal"]["input_schema"]["required"] == ["command"]
     assert {s["id"] for s in report["audioSources"]} >= {"mic", "system", "tone:FREQ", "file:PATH"}
     assert edge.tunnel.status is TunnelStatus.CONNECTED
