@@ -61,6 +61,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, Protocol, TypeVar, final, overload
 
 import trio
@@ -220,6 +221,28 @@ class Context:
         result: dict[str, Any] = await self._link.request("tools.call", payload, self.plugin_id)
         return result
 
+    async def ask_agent(
+        self,
+        agent: str,
+        tool: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        within: float | None = None,
+    ) -> dict[str, Any]:
+        """Ask another agent (an edge the cloud relays to, by id or name) to run ``tool``
+        and return its result dict (capability ``agents``). It runs there under that edge's
+        policy and approval; ``within`` (seconds, default 60) becomes the request's
+        deadline; cancelling this call cancels the request.
+
+        Raises:
+            HostError: edge refused it (``not_declared``, ...).
+        """
+        payload: dict[str, Any] = {"agent": agent, "tool": tool, "args": dict(args or {})}
+        if within is not None:
+            payload["timeout"] = within
+        result: dict[str, Any] = await self._link.request("agents.ask", payload, self.plugin_id)
+        return result
+
     async def publish(self, type: str, data: Any = None) -> None:
         """Publish an event to edge's event stream (capability ``events``).
 
@@ -240,6 +263,17 @@ class Context:
     def call_tool_sync(self, name: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``call_tool`` for a sync tool, from its worker thread."""
         return trio.from_thread.run(self.call_tool, name, args)
+
+    def ask_agent_sync(
+        self,
+        agent: str,
+        tool: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        within: float | None = None,
+    ) -> dict[str, Any]:
+        """``ask_agent`` for a sync tool, from its worker thread."""
+        return trio.from_thread.run(partial(self.ask_agent, agent, tool, args, within=within))
 
     def publish_sync(self, type: str, data: Any = None) -> None:
         """``publish`` for a sync tool, from its worker thread."""

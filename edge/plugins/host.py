@@ -12,7 +12,8 @@ spawn to exit. Its shape::
         ├── reader                the moment the runner connects (so no second connection)
         ├── writer                the only task that sends; a bounded queue
         ├── pinger                health: no pong within ``ping_timeout`` is a hang
-        └── host services         what the manifest declared: log, config, tools.call, events
+        └── host services         what the manifest declared (log, config, tools.call,
+                                  events, agents)
 
 The lifetime raises ``RunnerFailed`` with one line of reason — "plugin weather
 crashed (exit code 1; last stderr line: ...)" — for every end it did not ask for;
@@ -100,6 +101,7 @@ SERVICE_CAPABILITY: Final[Mapping[str, str]] = {
     "config.get": "config",
     "tools.call": "tools.call",
     "publish": "events",
+    "agents.ask": "agents",
 }
 
 
@@ -1028,6 +1030,17 @@ async def _serve_one(
         if not isinstance(tool, str) or not isinstance(args, dict):
             raise ValueError("tools.call needs {tool: name, args: {...}}")
         return await services.call_tool(plugin, tool, args)
+    if method == "agents.ask":
+        # Through the agent_ask tool: the executor's path (policy, the cloud's approval,
+        # its timeout), and cancelled with the plugin's call, which cancels the request.
+        agent, tool = payload.get("agent"), payload.get("tool")
+        args, timeout = payload.get("args", {}), payload.get("timeout")
+        if not isinstance(agent, str) or not isinstance(tool, str) or not isinstance(args, dict):
+            raise ValueError("agents.ask needs {agent: id or name, tool: name, args: {...}}")
+        ask: dict[str, Any] = {"agent": agent, "tool": tool, "args": args}
+        if timeout is not None:
+            ask["timeout"] = timeout
+        return await services.call_tool(plugin, "agent_ask", ask)
     if method == "publish":
         kind = payload.get("type")
         if not isinstance(kind, str) or not kind:

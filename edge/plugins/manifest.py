@@ -63,6 +63,7 @@ CAPABILITIES: Final[Mapping[str, str]] = {
     "config": "read its own config",
     "tools.call": "call another edge tool (through policy and the cloud's approval)",
     "events": "publish events on /events",
+    "agents": "ask another agent for work through the cloud (the agent_ask tool)",
 }
 KEYS: Final = ("id", "version", "description", "entry", "sdk", "capabilities", "env", "config")
 ID: Final = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")

@@ -29,7 +29,7 @@ version = "0.1.0"
 description = "{name}: what it does (edit me)"
 entry = "main"
 sdk = "{sdk}"
-# What the plugin may ask of edge: any of "log", "config", "tools.call", "events".
+# What the plugin may ask of edge: any of "log", "config", "tools.call", "events", "agents".
 capabilities = ["log"]
 # Names of environment variables passed on to the plugin's runner.
 env = []
