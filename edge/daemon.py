@@ -90,7 +90,7 @@ from .protocol.schedule import (
 from .scheduler.records import RunRow, TaskRow
 from .scheduler.scheduler import Scheduler, serve_scheduler
 from .secret import Secret
-from .store import Store, open_store_in
+from .store import Store, hold_run_lock, open_store_in
 from .supervise import Supervisor
 from .tools.audit import CallLog, CallRecord
 from .tools.builtin import BUILTIN_TOOLS
@@ -435,6 +435,11 @@ class Daemon:
         try:
             store = await self._state.enter_async_context(open_store_in(state_dir))
             self._store = store
+            if store is not None and state_dir is not None:
+                try:  # so that `edge schedule` never edits the store behind this daemon
+                    self._state.enter_context(hold_run_lock(state_dir))
+                except OSError as exc:
+                    log.warning("cannot hold the run lock in %s: %s", state_dir, exc)
             journal = Journal(store)
             await journal.recover(None if state_dir is None else state_dir / OUTBOX_FILE)
         except BaseException:

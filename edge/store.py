@@ -26,13 +26,14 @@ closes it at the end, even when cancelled.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -245,6 +246,42 @@ def open_sync(path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> sqlit
         OSError, sqlite3.Error: as ``open_store``.
     """
     return _open(path, tuple(migrations))
+
+
+#: The file a running daemon holds a shared lock on (``hold_run_lock``), beside the store: a
+#: command that edits the store itself (no daemon answers it) checks it first
+#: (``daemon_running``), so that it never changes what a running daemon holds in memory.
+RUN_LOCK_FILE: Final = "edge.lock"
+
+
+@contextmanager
+def hold_run_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the run lock of ``state_dir`` (shared: daemons do not exclude each other).
+
+    Raises:
+        OSError: the lock file cannot be made.
+    """
+    fd = os.open(state_dir / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def daemon_running(state_dir: Path) -> bool:
+    """Whether a daemon holds the run lock of ``state_dir`` now."""
+    try:
+        fd = os.open(state_dir / RUN_LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def write_sync(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

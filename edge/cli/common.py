@@ -62,6 +62,8 @@ def call_handler(args: argparse.Namespace) -> int:
         return _reader_gone()
     except ConfigError as exc:
         return fail(str(exc))
+    except ControlUnreachable as exc:  # a daemon that cannot be reached: the op failed
+        return fail(str(exc), code=1)
     except BaseExceptionGroup as group:
         pipe, others = group.split(BrokenPipeError)
         if pipe is not None and others is None:  # the same, from inside a nursery

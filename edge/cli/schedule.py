@@ -266,11 +266,18 @@ def _open(args: argparse.Namespace) -> sqlite3.Connection:
     import sqlite3
 
     from ..errors import ConfigError
-    from ..store import DB_FILE, open_sync
+    from ..store import DB_FILE, daemon_running, open_sync
 
     state_dir = _state_dir(args)
     if state_dir is None:
         raise ConfigError("no state directory: there is no store to keep schedules in")
+    if daemon_running(state_dir):
+        raise ControlUnreachable(
+            f"an edge daemon runs with the state directory {state_dir} but does not answer "
+            f"on {args.control}: pass its control API's address with --control HOST:PORT "
+            "(a daemon started with --no-control has none: stop it first, or the change "
+            "would not reach it)"
+        )
     try:
         return open_sync(state_dir / DB_FILE)
     except (OSError, sqlite3.Error) as exc:
