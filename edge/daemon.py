@@ -881,7 +881,7 @@ class Daemon:
     async def _answer_schedule(self, frame: Request, request_id: str | int) -> None:
         try:
             answer = await self._schedule_answer(frame)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, OverflowError) as exc:
             answer = refused(str(exc.args[0]) if exc.args else str(exc))
         except sqlite3.Error as exc:
             answer = refused(f"edge's store failed: {exc}")

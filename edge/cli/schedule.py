@@ -337,7 +337,7 @@ def _add_offline(args: argparse.Namespace, params: dict[str, Any]) -> int:
     now = time.time()
     try:
         spec = parse_task(params, now=now)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         return fail(str(exc))
     task = TaskRow(
         id=new_task_id(),

@@ -80,10 +80,11 @@ def routes(target: ScheduleControl, key: LocalKey | None) -> list[Route]:
 
     async def listing(request: Request) -> Response:
         scheduler = current()
+        last = await scheduler.last_runs()
         tasks = []
         for task in scheduler.tasks():
-            last = await scheduler.history(task.id, 1)
-            tasks.append({**task.to_json(), "lastRun": last[0].to_json() if last else None})
+            run = last.get(task.id)
+            tasks.append({**task.to_json(), "lastRun": run.to_json() if run else None})
         return json_reply({"tasks": tasks, "info": scheduler.info()})
 
     async def add(request: Request) -> Response:

@@ -8,7 +8,8 @@ add`` without a daemon. Its fields::
 
     exactly one of
       "at"     an ISO 8601 date-time ("2026-12-02T09:00", with an offset or Z, else in
-               "tz" or the local zone), "HH:MM" (the next such local time), or epoch seconds
+               "tz" or the local zone), "HH:MM" (the next such local time), or epoch seconds;
+               at most 100 years ahead
       "every"  a duration ("90s", "5m", "2h", "1h30m") or a number of seconds, at least 1;
                the slots are the time of adding + k * every
       "cron"   five cron fields ("30 1 * * *"), meant in "tz" (default: the local zone)

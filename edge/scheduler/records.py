@@ -13,7 +13,9 @@ run starts, so a slot never runs twice, even across a restart. A run row still
 
 History is bounded: at most ``HISTORY_PER_TASK`` rows per task and none older
 than ``HISTORY_MAX_AGE``, pruned whenever a task's run is recorded and at
-start. A result is kept as an excerpt of ``EXCERPT_CHARS`` characters.
+start. A cloud task's rows not yet reported to the cloud are kept past both
+(up to ``UNREPORTED_PER_TASK`` rows of the task). A result is kept as an
+excerpt of ``EXCERPT_CHARS`` characters.
 
 Task names are unique among tasks and never look like an id (``s-`` and six
 hex digits), so ``get_task`` (and the scheduler's methods) take either.
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 HISTORY_PER_TASK: Final = 100
 #: History rows older than this are dropped (seconds: 30 days).
 HISTORY_MAX_AGE: Final = 30 * 86400.0
+#: The most history rows kept of a task, counting a cloud task's rows not yet reported.
+UNREPORTED_PER_TASK: Final = 1000
 #: Characters of a run's output (or error) kept in its history row.
 EXCERPT_CHARS: Final = 500
 #: The longest task name.
@@ -263,6 +267,14 @@ def set_paused(conn: sqlite3.Connection, task_id: str, paused: bool) -> TaskRow 
     return get_task(conn, task.id)
 
 
+def set_timetable(conn: sqlite3.Connection, task_id: str, timetable: Timetable) -> None:
+    """Write a task's timetable (an interval's grid moved after the clock was set back)."""
+    conn.execute(
+        "UPDATE schedule_tasks SET timetable = ? WHERE id = ?",
+        (json.dumps(timetable.to_json()), task_id),
+    )
+
+
 def set_slots(
     conn: sqlite3.Connection, task_id: str, *, next_slot: float | None, last_slot: float | None
 ) -> None:
@@ -383,11 +395,13 @@ def prune(
 ) -> int:
     """Drop history beyond ``keep`` rows per task and older than ``max_age``; rows dropped.
 
-    Rows still ``running`` are kept. ``task_id`` limits the count rule to one task.
+    Rows still ``running`` are kept, and so are a cloud task's rows not yet reported
+    (up to ``UNREPORTED_PER_TASK`` rows of the task). ``task_id`` limits the count
+    rules to one task.
     """
     cutoff = now - max_age
     dropped = conn.execute(
-        "DELETE FROM schedule_runs WHERE status != 'running' "
+        f"DELETE FROM schedule_runs WHERE status != 'running' AND NOT {_OWED} "
         "AND coalesce(ended_at, started_at, slot, 0) < ?",
         (cutoff,),
     ).rowcount
@@ -397,13 +411,29 @@ def prune(
         else [r[0] for r in conn.execute("SELECT DISTINCT task_id FROM schedule_runs")]
     )
     for tid in tasks:
-        dropped += conn.execute(
-            "DELETE FROM schedule_runs WHERE task_id = ? AND status != 'running' AND seq <= "
-            "(SELECT seq FROM schedule_runs WHERE task_id = ? ORDER BY seq DESC LIMIT 1 "
-            "OFFSET ?)",
-            (tid, tid, keep),
-        ).rowcount
+        for spare, most in ((f"AND NOT {_OWED}", keep), ("", max(keep, UNREPORTED_PER_TASK))):
+            dropped += conn.execute(
+                f"DELETE FROM schedule_runs WHERE task_id = ? AND status != 'running' {spare} "
+                "AND seq <= (SELECT seq FROM schedule_runs WHERE task_id = ? "
+                "ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (tid, tid, most),
+            ).rowcount
     return dropped
+
+
+#: A history row owed to the cloud: a cloud task's, not yet reported.
+_OWED: Final = (
+    "(reported = 0 AND task_id IN (SELECT id FROM schedule_tasks WHERE origin = 'cloud'))"
+)
+
+
+def last_runs(conn: sqlite3.Connection) -> dict[str, RunRow]:
+    """The newest history row of each task that has one, by task id."""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM schedule_runs WHERE seq IN "
+        "(SELECT max(seq) FROM schedule_runs GROUP BY task_id)"
+    )
+    return {run.task_id: run for run in map(_run, rows)}
 
 
 def history(conn: sqlite3.Connection, task_id: str | None = None, limit: int = 50) -> list[RunRow]:

@@ -4,7 +4,8 @@
 keeps the tasks' next slots in a heap and waits (``WallClock.wait``) for the
 earliest only; adding a task wakes it only if the new slot comes first. On each
 wake it compares the wall clock's progress with the monotonic clock's (a jump:
-logged, and every deadline is taken from the wall clock afresh), then takes
+logged; after a step back of a period or more, each repeating task's slots are
+recomputed from now: see ``_rewound``), then takes
 every task due by now (``catch_up``: at most one run per task, the rest
 recorded as missed), writes all of their rows and slots in one transaction, and
 only then starts the runs, all at that instant, each in its own task. The loop
@@ -29,10 +30,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
 
 import trio
@@ -40,7 +42,16 @@ import trio
 from . import records
 from .alarm import SystemClock, WallClock
 from .records import Origin, RunRow, TaskRow
-from .timetable import MISSED_POLICIES, MissedPolicy, Timetable, catch_up, default_grace, local_iso
+from .timetable import (
+    MISSED_POLICIES,
+    ON_TIME,
+    MissedPolicy,
+    Timetable,
+    catch_up,
+    default_grace,
+    every,
+    local_iso,
+)
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -116,6 +127,7 @@ class _Plan:
     start: float  # when the run starts: its slot, or now if that has passed
     run_slot: float | None  # None: nothing to run
     missed: int
+    more: bool  # more than ``missed`` were missed
     missed_slot: float | None
     skipped: bool  # the run_slot came while a run was going
     next_slot: float | None
@@ -252,8 +264,8 @@ class Scheduler:
         records.check_name(name)
         now = self._clock.wall()
         next_slot = timetable.next_slot(now)
+        when = timetable.describe()
         if next_slot is None:
-            when = timetable.describe()
             raise ValueError(f"{when}: that is in the past" if timetable.kind == "once" else
                              f"{when}: no time to run in the next 50 years")  # fmt: skip
         async with self._lock:
@@ -270,7 +282,7 @@ class Scheduler:
             await self._db.write(lambda conn: records.insert_task(conn, task))
             self._tasks[task.id] = task
             self._schedule(task)
-        log.info("scheduler: added %s (%s: %s)", task.id, timetable.describe(), tool)
+        log.info("scheduler: added %s (%s: %s)", task.id, when, tool)
         return task
 
     async def remove(self, task_id: str) -> bool:
@@ -304,6 +316,9 @@ class Scheduler:
     async def resume(self, task_id: str) -> TaskRow:
         """Run a paused task's slots again, from the first after now (none caught up).
 
+        A once task whose time came while it was paused is due at once: it runs if
+        its grace allows (and its policy is ``run-once``), else it is recorded missed.
+
         Raises:
             KeyError: no such task.
         """
@@ -314,6 +329,8 @@ class Scheduler:
             now = self._clock.wall()
             after = now if task.last_slot is None else max(now, task.last_slot)
             next_slot = task.timetable.next_slot(after)
+            if next_slot is None and task.timetable.kind == "once" and task.last_slot is None:
+                next_slot = task.timetable.at
 
             def write(conn: sqlite3.Connection) -> None:
                 records.set_paused(conn, task.id, False)
@@ -356,6 +373,10 @@ class Scheduler:
         """
         key = None if task_id is None else self._known(task_id).id
         return await self._db.read(lambda conn: records.history(conn, key, limit))
+
+    async def last_runs(self) -> dict[str, RunRow]:
+        """The newest history row of each task that has one, by task id (one read)."""
+        return await self._db.read(records.last_runs)
 
     async def unreported(self) -> list[RunRow]:
         """Finished rows not yet told to the cloud, oldest first."""
@@ -415,7 +436,38 @@ class Scheduler:
             if abs(drift) > JUMP_THRESHOLD:
                 self.jumps += 1
                 log.warning("scheduler: the wall clock jumped by %+.1f s", drift)
+                if drift < 0:
+                    await self._rewind(now, -drift)
             await self._due(now)
+
+    async def _rewind(self, now: float, back: float) -> None:
+        """After the wall clock was set back by ``back`` seconds: recompute the slots of
+        the tasks ``_rewound`` says, persist them, and rebuild the heap."""
+        async with self._lock:
+            changed = [t for task in self._tasks.values() if (t := _rewound(task, now, back))]
+            if not changed:
+                return
+
+            def write(conn: sqlite3.Connection) -> None:
+                for task in changed:
+                    records.set_timetable(conn, task.id, task.timetable)
+                    records.set_slots(
+                        conn, task.id, next_slot=task.next_slot, last_slot=task.last_slot
+                    )
+
+            try:
+                await self._db.write(write)
+            except sqlite3.Error as exc:
+                log.error("scheduler: cannot record the slots recomputed (%s)", exc)
+            for task in changed:
+                self._tasks[task.id] = task
+            self._heap = [
+                (t.next_slot, t.id)
+                for t in self._tasks.values()
+                if not t.paused and t.next_slot is not None
+            ]
+            heapify(self._heap)
+            log.info("scheduler: slots recomputed from now for %d task(s)", len(changed))
 
     async def _due(self, now: float) -> None:
         """Take care of every task due by ``now + WRITE_AHEAD``: one transaction, then the
@@ -430,6 +482,9 @@ class Scheduler:
                     continue
                 seen.add(task_id)
                 plans.append(self._plan(task, now))
+                if slot < now - ON_TIME:
+                    # Catching up (a cron task's slots are walked): let others run between.
+                    await trio.lowlevel.checkpoint()
             if not plans:
                 return
             try:
@@ -466,6 +521,7 @@ class Scheduler:
             start=at,
             run_slot=decision.run_slot,
             missed=decision.missed,
+            more=decision.more,
             missed_slot=decision.missed_slot,
             skipped=decision.run_slot is not None and task.id in self._running,
             next_slot=decision.next_slot,
@@ -482,11 +538,12 @@ class Scheduler:
             notes: list[RunRow] = []
             run_row = None
             if plan.missed:
-                what = "slot" if plan.missed == 1 else "slots"
+                what = "slot" if plan.missed == 1 and not plan.more else "slots"
+                many = f"more than {plan.missed}" if plan.more else str(plan.missed)
                 notes.append(records.record(
                     conn, tid, status="missed", slot=plan.missed_slot, started_at=None,
                     ended_at=now, missed=plan.missed,
-                    text=f"{plan.missed} {what} missed (edge was stopped, asleep, or the "
+                    text=f"{many} {what} missed (edge was stopped, asleep, or the "
                     "clock jumped)",
                 ))  # fmt: skip
             if plan.skipped:
@@ -580,6 +637,38 @@ class Scheduler:
             self._on_event(event)
         except Exception:
             log.exception("scheduler: the event callback failed")
+
+
+def _rewound(task: TaskRow, now: float, back: float) -> TaskRow | None:
+    """A repeating task's slots after the wall clock was set back ``back`` seconds to
+    ``now``, or ``None`` to leave them be.
+
+    A step back of less than the task's period is left be: its next slot comes at
+    most two periods on, and no slot it took care of comes again. After a longer
+    one (a clock that was a day ahead), a next slot more than a period from now is
+    recomputed from now (an interval's grid moved back to come before now), and the
+    slots from now on count as not taken care of, so they run as they come. A once
+    task keeps its time.
+    """
+    tt = task.timetable
+    if tt.kind == "once":
+        return None
+    if tt.kind == "interval":
+        assert tt.every is not None
+        assert tt.anchor is not None
+        period = tt.every
+    else:
+        ref = task.next_slot if task.next_slot is not None else tt.next_slot(now)
+        following = None if ref is None else tt.next_slot(ref)
+        period = math.inf if ref is None or following is None else following - ref
+    if back < period:
+        return None
+    if task.next_slot is not None and task.next_slot - now <= period:
+        return None
+    if tt.kind == "interval" and tt.anchor is not None and tt.every is not None and tt.anchor > now:
+        tt = every(tt.every, anchor=tt.anchor - math.ceil((tt.anchor - now) / tt.every) * tt.every)
+    last = None if task.last_slot is None else min(task.last_slot, now)
+    return dataclasses.replace(task, timetable=tt, next_slot=tt.next_slot(now), last_slot=last)
 
 
 async def serve_scheduler(

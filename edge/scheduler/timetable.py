@@ -17,6 +17,10 @@ kinds of timetable:
   hour field (``*/15 * * * *``) follows real time: every quarter hour of the
   repeated hour is a slot, and the skipped hour has none.
 
+A once time and an interval's anchor lie between 1970 and 100 years from now,
+and an interval is at most 10 years: anything else is refused (``ValueError``),
+so that every slot is a date-time ``describe`` and ``local_iso`` can write.
+
 ``catch_up`` is the one decision the scheduler takes when it wakes: which due
 slot to run (at most one), how many were missed, and the next slot.
 """
@@ -51,9 +55,19 @@ MIN_GRACE: Final = 60.0
 MAX_GRACE: Final = 7200.0
 #: A slot run this late (seconds) is on time, missed-run policy or not.
 ON_TIME: Final = 2.0
-#: Missed slots of a cron task counted one by one at most (one stopped for a year); the
-#: count says this many when there were more.
-MAX_COUNTED: Final = 1000
+#: Missed slots of a cron task counted one by one at most: past this many, the count
+#: says "more than" it (counting a week of minutes one by one would hold up the loop).
+MAX_COUNTED: Final = 10
+#: The latest instant a once time or an interval's anchor may be: this many seconds
+#: from now (100 years). The earliest is the epoch (1970).
+MAX_AHEAD: Final = 100 * 365.25 * 86400
+#: The longest interval (seconds: 10 years).
+MAX_EVERY: Final = 10 * 365.25 * 86400
+#: A cron walk started in the second pass of a repeated (fall-back) hour is started
+#: again this long before it (seconds), and skips at most ``MAX_SKIPPED`` slots that
+#: are not after where it was.
+RESTART_BACK: Final = 3 * 3600.0
+MAX_SKIPPED: Final = 4 * 60 + 10
 
 
 def local_zone() -> tzinfo:
@@ -98,8 +112,23 @@ def zone(name: str | None) -> tzinfo:
 
 
 def local_iso(at: float, tz: tzinfo | None = None) -> str:
-    """``at`` as an ISO 8601 local time with its offset, to the second."""
-    return datetime.fromtimestamp(at, tz or local_zone()).isoformat(timespec="seconds")
+    """``at`` as an ISO 8601 local time with its offset, to the second.
+
+    Never raises: an instant no date-time can hold is given as its number.
+    """
+    try:
+        return datetime.fromtimestamp(at, tz or local_zone()).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"{at!r} (epoch seconds)"
+
+
+def _instant_error(what: str, value: float) -> str | None:
+    """Why ``value`` cannot be the instant ``what`` (out of range), else ``None``."""
+    if value < 0:
+        return f"{what} is before 1970"
+    if value > time.time() + MAX_AHEAD:
+        return f"{what} is more than 100 years ahead"
+    return None
 
 
 def _offset(dt: datetime) -> str:
@@ -135,6 +164,9 @@ class Timetable:
         if self.kind == "once":
             if not _finite(self.at):
                 raise ValueError("a once timetable needs its time (at)")
+            assert self.at is not None
+            if (why := _instant_error("the time", self.at)) is not None:
+                raise ValueError(why)
             self._only("at")
         elif self.kind == "interval":
             if not _finite(self.every) or not _finite(self.anchor):
@@ -142,6 +174,11 @@ class Timetable:
             assert self.every is not None
             if self.every < MIN_EVERY:
                 raise ValueError(f"an interval must be at least {MIN_EVERY:g} s")
+            if self.every > MAX_EVERY:
+                raise ValueError("an interval is at most 10 years")
+            assert self.anchor is not None
+            if (why := _instant_error("the interval's start", self.anchor)) is not None:
+                raise ValueError(why)
             self._only("every", "anchor")
         elif self.kind == "cron":
             if not isinstance(self.cron, str) or not self.cron.strip():
@@ -194,27 +231,42 @@ class Timetable:
         tz = zone(self.tz)
         it = CronSim(self.cron, datetime.fromtimestamp(after, tz))
         last = after
-        misses = 0
-        # cronsim walks local wall time for fixed-hour jobs, where a start in the
-        # second pass of a repeated hour can yield the first pass's instant (before
-        # ``after``): skip those, so that the slots only ever increase.
-        while misses < 4:
+        skipped = 0
+        restarted = False
+        # cronsim walks local wall time, and a walk started in the second pass of a
+        # repeated hour yields first-pass instants (before ``after``) for the rest of
+        # that hour. Such a walk is started again before the hour, where cronsim
+        # walks it in order, and what it gives up to where it was is skipped: the
+        # slots are the same whatever the start, and only ever increase.
+        while True:
             try:
                 slot = next(it).timestamp()
             except StopIteration:  # no match within cronsim's 50-year horizon
                 return
             if slot > last:
-                misses = 0
+                skipped, restarted = 0, False
                 last = slot
                 yield slot
-            else:
-                misses += 1
+                continue
+            if not restarted:
+                restarted = True
+                it = CronSim(self.cron, datetime.fromtimestamp(last - RESTART_BACK, tz))
+                continue
+            skipped += 1
+            if skipped > MAX_SKIPPED:  # not one slot ahead in hours of them: give up
+                return
 
     def describe(self) -> str:
-        """One line for people: ``every 5 min``, ``cron 30 1 * * * (Europe/Berlin)``, ..."""
+        """One line for people: ``every 5 min``, ``cron 30 1 * * * (Europe/Berlin)``, ...
+
+        Never raises.
+        """
         if self.kind == "once":
             assert self.at is not None
-            dt = datetime.fromtimestamp(self.at, local_zone())
+            try:
+                dt = datetime.fromtimestamp(self.at, local_zone())
+            except (OverflowError, OSError, ValueError):
+                return f"once at {self.at!r} (epoch seconds)"
             clock = dt.strftime("%Y-%m-%d %H:%M" if dt.second == 0 else "%Y-%m-%d %H:%M:%S")
             return f"once at {clock} {_offset(dt)}"
         if self.kind == "interval":
@@ -348,15 +400,25 @@ def parse_at(text: str, *, tz: str | None = None, now: float | None = None) -> f
             "2026-12-02T08:00Z, or 09:00)"
         ) from None
     if dt.tzinfo is not None:
-        return dt.timestamp()
+        try:
+            return dt.timestamp()
+        except (OverflowError, OSError, ValueError):
+            raise _out_of_range(text) from None
     return _localize(dt, where, text)
+
+
+def _out_of_range(text: str) -> ValueError:
+    return ValueError(f"{text!r} is out of range (a time from 1970 to 100 years ahead)")
 
 
 def _localize(naive: datetime, where: tzinfo, text: str) -> float:
     """The instant of local time ``naive`` in ``where`` (first of two; a gap refused)."""
     first = naive.replace(tzinfo=where, fold=0)
-    instant = first.timestamp()
-    back = datetime.fromtimestamp(instant, where).replace(tzinfo=None)
+    try:
+        instant = first.timestamp()
+        back = datetime.fromtimestamp(instant, where).replace(tzinfo=None)
+    except (OverflowError, OSError, ValueError):
+        raise _out_of_range(text) from None
     if back == naive:
         return instant
     start, end = _gap(naive, where)
@@ -409,6 +471,8 @@ class CatchUp:
         next_slot: the first slot after now, or ``None`` when there is none.
         missed_slot: the latest of the missed slots, or ``None``.
         latest: the latest due slot (run or missed): the task's new ``last_slot``.
+        more: there were more than ``missed`` (a cron task's count stops at
+            ``MAX_COUNTED``).
     """
 
     run_slot: float | None
@@ -416,6 +480,7 @@ class CatchUp:
     next_slot: float | None
     missed_slot: float | None = None
     latest: float | None = None
+    more: bool = False
 
 
 def catch_up(
@@ -434,7 +499,10 @@ def catch_up(
     ``"run-once"``, the latest due slot runs if it is less than ``grace`` seconds
     old, and the others count as missed; with ``"skip"``, only if it is less than
     ``ON_TIME`` old (it is on time: the wake's own delay). Otherwise all of them
-    count as missed. On time, that is one due slot and it runs.
+    count as missed. On time, that is one due slot and it runs. A cron task's due
+    slots are counted up to ``MAX_COUNTED`` (then ``more``), and its latest one is
+    looked for in a short window before ``now``, widened up to its grace: a few
+    dozen cronsim steps, however long edge was away.
     """
     first = next_slot
     if first is not None and last_slot is not None and first <= last_slot:
@@ -442,7 +510,7 @@ def catch_up(
     if first is None or first > now:
         return CatchUp(None, 0, first)
     following = tt.next_slot(now)
-    latest, previous, count = first, None, 1
+    latest, previous, count, more = first, None, 1, False
     if tt.kind == "interval":
         assert tt.every is not None
         assert tt.anchor is not None
@@ -454,18 +522,38 @@ def catch_up(
             latest = tt.anchor + (k_next - 1) * tt.every
             previous = tt.anchor + (k_next - 2) * tt.every
     elif tt.kind == "cron":
-        # From first up to now, one by one; past MAX_COUNTED, on to the last ones.
+        # From first up to now, one by one, up to MAX_COUNTED of them.
         slots = tt.cron_slots(first)
         s = next(slots, None)
         while s is not None and s <= now and count < MAX_COUNTED:
             latest, previous, count = s, latest, count + 1
             s = next(slots, None)
         if s is not None and s <= now:
-            slots = tt.cron_slots(max(latest, now - grace - 2 * MAX_GRACE))
-            s = next(slots, None)
-            while s is not None and s <= now:
-                latest, previous = s, latest
-                s = next(slots, None)
+            more = True
+            gap = (latest - first) / (count - 1)
+            found = _latest_cron(tt, after=latest, now=now, grace=grace, gap=gap)
+            if found is not None:
+                latest, previous = found[0], found[1] if found[1] is not None else latest
     if now - latest < (grace if policy == "run-once" else min(grace, ON_TIME)):
-        return CatchUp(latest, count - 1, following, previous, latest)
-    return CatchUp(None, count, following, latest, latest)
+        return CatchUp(latest, count - 1 if not more else count, following, previous, latest, more)
+    return CatchUp(None, count, following, latest, latest, more)
+
+
+def _latest_cron(
+    tt: Timetable, *, after: float, now: float, grace: float, gap: float
+) -> tuple[float, float | None] | None:
+    """The latest slot of ``tt`` after ``after`` and at most ``now``, and the one before
+    it (if found), looked for within two ``gap`` (the mean gap between slots), then
+    within ``grace`` (plus a little) before ``now``; ``None`` when there is none that
+    recent."""
+    widest = grace + 2 * ON_TIME + 60
+    for window in sorted({min(2 * gap + 60, widest), widest}):
+        latest: float | None = None
+        previous: float | None = None
+        for steps, s in enumerate(tt.cron_slots(max(after, now - window))):
+            if s > now or steps > 2 * MAX_COUNTED:
+                break
+            latest, previous = s, latest
+        if latest is not None:
+            return latest, previous
+    return None

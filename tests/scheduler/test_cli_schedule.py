@@ -90,6 +90,17 @@ async def test_without_a_daemon_the_store_is_edited_and_nothing_runs(
         rows = conn.execute("SELECT id, name, tool, origin FROM schedule_tasks").fetchall()
     assert rows == [(ident, "disk", "terminal", "local")]
 
+    far, farther = await together(
+        env, control,
+        ("add", "--at", "9999-12-31T23:59:59-05:00", "terminal"),
+        ("add", "--at", "9999-12-31T23:59", "--tz", "Etc/GMT+12", "terminal"),
+    )  # fmt: skip
+    for done in (far, farther):
+        assert done.code == 2, done.err
+        assert done.err.startswith("edge: error: "), done.err
+        assert "years" in done.err
+        assert "Traceback" not in done.err
+
     listed, history, ran, bad, bad_args = await together(
         env, control,
         ("list", "--json"), ("history", "disk"), ("run", "disk"),

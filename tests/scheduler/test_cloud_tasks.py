@@ -97,6 +97,19 @@ async def test_unapproved_or_disallowed_tools_are_refused(edge: Daemon, cloud: F
     assert edge.tunnel.status is TunnelStatus.CONNECTED  # bad requests leave the tunnel be
 
 
+async def test_a_time_out_of_range_is_refused_and_edge_keeps_serving(
+    edge: Daemon, cloud: FakeCloud
+) -> None:
+    await cloud.approve_tools(["terminal"])
+    await until(lambda: "terminal" in edge.approved)
+    for at in (1e12, 1e20, 1e300, "9999-12-31T23:59:59-05:00"):
+        answer = await ask(cloud, "schedule_add", {"at": at, "tool": "terminal"})
+        assert "years" in answer["error"], (at, answer)
+    assert edge.scheduler.tasks() == []
+    assert (await ask(cloud, "schedule_list", {})) == {"tasks": []}
+    assert edge.tunnel.status is TunnelStatus.CONNECTED
+
+
 async def test_cloud_tasks_false_refuses_every_add(
     nursery: trio.Nursery, cloud: FakeCloud, workspace: Path, tmp_path: Path
 ) -> None:

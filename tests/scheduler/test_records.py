@@ -162,3 +162,61 @@ async def test_a_task_row_that_cannot_be_read_is_left_out(
     assert await store.read(lambda c: records.get_task(c, "s-000001")) is None
     assert "s-000001 cannot be read" in caplog.text
     assert await store.write(lambda c: records.delete_task(c, "s-000001"))  # still removable
+
+
+async def test_pruning_keeps_a_cloud_task_s_rows_not_yet_reported(store: Store) -> None:
+    await store.write(lambda c: records.insert_task(c, task("s-00000c", origin="cloud")))
+    await store.write(lambda c: records.insert_task(c, task("s-00000d")))
+    day = 86400.0
+
+    def fill(conn: sqlite3.Connection) -> list[int]:
+        seqs = []
+        for tid in ("s-00000c", "s-00000d"):
+            for i in range(150):
+                row = records.record(conn, tid, status="ok", slot=float(i), started_at=i * 60.0,
+                                     ended_at=i * 60.0)  # fmt: skip
+                seqs.append(row.seq)
+        return seqs
+
+    await store.write(fill)
+    now = 60 * day  # every row is older than 30 days
+    await store.write(lambda c: records.prune(c, now=now))
+    cloud = await store.read(lambda c: records.history(c, "s-00000c", 1000))
+    local = await store.read(lambda c: records.history(c, "s-00000d", 1000))
+    assert len(cloud) == 150  # none told to the cloud yet: all kept
+    assert local == []
+    await store.write(lambda c: records.mark_reported(c, [r.seq for r in cloud[:140]]))
+    await store.write(lambda c: records.prune(c, now=now))
+    left = await store.read(lambda c: records.history(c, "s-00000c", 1000))
+    assert sorted(r.slot for r in left if r.slot is not None) == [float(i) for i in range(10)]
+    assert not any(r.reported for r in left)
+
+
+async def test_unreported_rows_are_bounded_all_the_same(store: Store) -> None:
+    await store.write(lambda c: records.insert_task(c, task("s-00000c", origin="cloud")))
+
+    def fill(conn: sqlite3.Connection) -> None:
+        for i in range(records.UNREPORTED_PER_TASK + 20):
+            records.record(conn, "s-00000c", status="ok", slot=float(i), started_at=1.0,
+                           ended_at=1.0)  # fmt: skip
+
+    await store.write(fill)
+    await store.write(lambda c: records.prune(c, now=2.0, task_id="s-00000c"))
+    kept = await store.read(lambda c: records.history(c, "s-00000c", 10_000))
+    assert len(kept) == records.UNREPORTED_PER_TASK
+    assert kept[-1].slot == 20.0
+
+
+async def test_last_runs_are_one_per_task(store: Store) -> None:
+    await store.write(lambda c: records.insert_task(c, task()))
+    await store.write(lambda c: records.insert_task(c, task("s-000002")))
+    await store.write(lambda c: records.insert_task(c, task("s-000003")))
+
+    def fill(conn: sqlite3.Connection) -> None:
+        for i in range(3):
+            for tid in ("s-000001", "s-000002"):
+                records.record(conn, tid, status="ok", slot=float(i), started_at=float(i))
+
+    await store.write(fill)
+    last = await store.read(records.last_runs)
+    assert {tid: r.slot for tid, r in last.items()} == {"s-000001": 2.0, "s-000002": 2.0}

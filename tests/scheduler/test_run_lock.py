@@ -31,8 +31,12 @@ async def test_edge_schedule_will_not_edit_a_running_daemons_store(
     workspace.mkdir()
     daemon: Daemon = await nursery.start(Daemon(make_config(workspace, state_dir=state)).run)
     assert daemon_running(state)
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "d")}
+    env = {
+        **os.environ,
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "d"),
+    }
     control = f"127.0.0.1:{free_port()}"  # nothing listens there
     with trio.fail_after(30):
         done = await trio.run_process(

@@ -276,17 +276,59 @@ async def test_wall_clock_jumps_forward_and_back(
             await trio.sleep_until(80)
             assert tool.times(task.id) == [60.0, 370.0]  # at once, one run of slot 360
             await trio.sleep_until(130)  # wall 430: slot 420 ran
-            clock.jump(-200)  # wall 230
-            await trio.sleep_until(379)  # wall 479: nothing ran again
+            clock.jump(-200)  # wall 230: more than a period back, the slots from 240 come again
+            await trio.sleep_until(139)  # wall 239
             assert tool.times(task.id) == [60.0, 370.0, 420.0]
             await trio.sleep_until(381)  # wall 481
             history = runs(await sched.history(task.id))
             assert sched.jumps == 2
-    assert tool.times(task.id) == [60.0, 370.0, 420.0, 480.0]
+    assert tool.times(task.id) == [60.0, 370.0, 420.0, 240.0, 300.0, 360.0, 420.0, 480.0]
     assert history == [
         ("ok", 60.0, 60.0, 0), ("missed", 300.0, None, 4), ("ok", 360.0, 370.0, 0),
-        ("ok", 420.0, 420.0, 0), ("ok", 480.0, 480.0, 0),
+        ("ok", 420.0, 420.0, 0), ("ok", 240.0, 240.0, 0), ("ok", 300.0, 300.0, 0),
+        ("ok", 360.0, 360.0, 0), ("ok", 420.0, 420.0, 0), ("ok", 480.0, 480.0, 0),
     ]  # fmt: skip
+
+
+async def test_a_clock_set_back_a_day_recomputes_the_deadlines(
+    store: HeldStore, clock: VirtualClock, autojump_clock: trio.testing.MockClock
+) -> None:
+    tool = Tool(clock)
+    with trio.fail_after(LIMIT):
+        async with running(store, tool) as sched:
+            tick = await sched.add(timetable=every(60, anchor=BASE), tool="t", args={})
+            daily = await sched.add(timetable=cron("0 * * * *", "UTC"), tool="t", args={})
+            await trio.sleep_until(130)  # wall 130: slots 60 and 120 ran
+            clock.jump(-86400)  # the clock was a day ahead
+            await trio.sleep_until(130 + 600)
+            wall = clock.wall() - BASE
+            stored = await store.read(lambda c: records.get_task(c, tick.id))
+            hourly = sched.get(daily.id)
+    back = [t + 86400 for t in tool.times(tick.id)[2:]]  # virtual times of the runs after
+    assert tool.times(tick.id)[:2] == [60.0, 120.0]
+    assert back == [t for t in range(180, 130 + 600, 60)]  # one a minute, on its grid
+    assert all(t % 60 == 0 for t in tool.times(tick.id))
+    assert stored is not None
+    assert stored.next_slot == BASE + wall + 60 - (wall % 60)  # persisted
+    assert stored.last_slot is not None
+    assert stored.last_slot <= BASE + wall
+    assert hourly is not None
+    assert hourly.next_slot == BASE - 86400 + 3600  # the next hour
+    assert tool.times(daily.id) == []
+
+
+async def test_a_small_step_back_right_after_a_run_runs_nothing_twice(
+    store: HeldStore, clock: VirtualClock, autojump_clock: trio.testing.MockClock
+) -> None:
+    tool = Tool(clock)
+    with trio.fail_after(LIMIT):
+        async with running(store, tool) as sched:
+            task = await sched.add(timetable=every(60, anchor=BASE + 60), tool="t", args={})
+            await trio.sleep_until(63)  # wall 63: slot 60 ran
+            clock.jump(-5)  # wall 58
+            await trio.sleep_until(200)  # wall 195
+            assert sched.jumps == 1
+    assert tool.times(task.id) == [60.0, 120.0, 180.0]
 
 
 # -- missed runs ----------------------------------------------------------------------
@@ -435,6 +477,69 @@ async def test_pause_resume_remove_and_run_now(
             await until(500)
     assert tool.times(task.id) == [360.0, 361.0]
     assert await store.read(lambda c: records.history(c, task.id)) == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "resume_at", "expect_runs", "expect_missed"),
+    [
+        ("run-once", 200, [200.0], []),  # 100 s late, within the hour of grace: runs
+        ("run-once", 100 + 3700, [], [(100.0, 1)]),  # beyond it: missed
+        ("skip", 200, [], [(100.0, 1)]),
+    ],
+)
+async def test_a_once_task_resumed_after_its_time_runs_or_is_missed(
+    store: HeldStore,
+    clock: VirtualClock,
+    autojump_clock: trio.testing.MockClock,
+    policy: Any,
+    resume_at: float,
+    expect_runs: list[float],
+    expect_missed: list[tuple[float, int]],
+) -> None:
+    tool = Tool(clock)
+    with trio.fail_after(LIMIT):
+        async with running(store, tool) as sched:
+            task = await sched.add(timetable=once(BASE + 100), tool="t", args={}, missed=policy)
+            await sched.pause(task.id)
+            await until(resume_at)
+            resumed = await sched.resume(task.id)
+            await until(resume_at + 10)
+            history = runs(await sched.history(task.id))
+            after = sched.get(task.id)
+    assert resumed.next_slot == BASE + 100
+    assert tool.times(task.id) == expect_runs
+    assert [(s, n) for status, s, _, n in history if status == "missed"] == expect_missed
+    assert len(history) == 1
+    assert after is not None
+    assert after.next_slot is None
+
+
+async def test_the_last_runs_of_every_task_in_one_read(
+    store: HeldStore, clock: VirtualClock, autojump_clock: trio.testing.MockClock
+) -> None:
+    tool = Tool(clock)
+    reads = 0
+    read = store.read
+
+    async def counted(fn: Callable[[sqlite3.Connection], T]) -> T:
+        nonlocal reads
+        reads += 1
+        return await read(fn)
+
+    with trio.fail_after(LIMIT):
+        async with running(store, tool) as sched:
+            tasks = [
+                await sched.add(timetable=every(60 + i, anchor=BASE + 10 + i), tool="t", args={})
+                for i in range(5)
+            ]
+            idle = await sched.add(timetable=once(BASE + 5000), tool="t", args={})
+            await until(80)
+            store.read = counted  # type: ignore[method-assign]
+            last = await sched.last_runs()
+            assert reads == 1
+    assert set(last) == {t.id for t in tasks}
+    assert idle.id not in last
+    assert [last[t.id].slot for t in tasks] == [BASE + 10 + i + 60 + i for i in range(5)]
 
 
 async def test_bad_tasks_are_refused_with_a_message(

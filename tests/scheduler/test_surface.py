@@ -156,6 +156,10 @@ async def test_state_changes_need_the_local_key(client: httpx.AsyncClient) -> No
         ({"every": "5m", "tool": "termnal"}, "did you mean 'terminal'"),
         ({"every": "5m", "tool": "grep"}, "not allowed by the local policy"),
         ({"every": "5m", "tool": "terminal", "name": "s-123abc"}, "look like a task id"),
+        ({"at": 1e12, "tool": "terminal"}, "more than 100 years ahead"),
+        ({"at": 1e20, "tool": "terminal"}, "more than 100 years ahead"),
+        ({"at": "9999-12-31T23:59:59-05:00", "tool": "terminal"}, "more than 100 years ahead"),
+        ({"at": "9999-12-31T23:59", "tz": "Etc/GMT+12", "tool": "terminal"}, "years"),
     ],
 )
 async def test_bad_input_is_a_400_with_the_message(
