@@ -14,13 +14,17 @@ JSON form of A2A's types: camelCase fields, enums by name
 How a message names the work: one task runs one tool. The message holds a
 data part ``{"tool": NAME, "args": {...}}`` (``"skill"`` is taken for
 ``"tool"``), or the same object as the message's ``metadata``; optional keys
-are ``"agent"`` (a remote agent's id or name: the task is handed to it;
-``"local"`` or absent: this edge runs it) and ``"timeout"`` (seconds: the
-task's deadline). Numbers in the arguments that are whole are given to the tool
-as integers (a data part is a protobuf ``Struct``, whose numbers are all
-doubles). A message that names no tool, or names it badly, is refused
-with an invalid-params error (-32602) saying how to name one; nothing is
-recorded. A tool edge does not know, or may not run, is a task that ends
+are ``"agent"`` (a remote agent's id or name, one the cloud named: the task is
+handed to it; ``"local"`` or absent: this edge runs it; an agent the cloud did
+not name is refused at once, -32602) and ``"timeout"`` (seconds: the task's
+deadline; a remote agent's task has ``REMOTE_TIMEOUT`` unless given, at most
+``MAX_REMOTE_TIMEOUT``, so that an agent that never answers is not waited for
+forever). ``NaN`` and the infinities are not JSON: a body with one is a parse
+error (-32700), as no answer could carry it back. Numbers in the arguments
+that are whole are given to the tool as integers (a data part is a protobuf
+``Struct``, whose numbers are all doubles). A message that names no tool, or
+names it badly, is refused with an invalid-params error (-32602) saying how
+to name one; nothing is recorded. A tool edge does not know, or may not run, is a task that ends
 ``TASK_STATE_REJECTED`` with the reason in its status message.
 
 What a task carries: its status (edge's task states map one to one onto A2A's;
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,6 +81,15 @@ MAX_PAGE_SIZE: Final = 100
 MAX_TIMEOUT: Final = 7 * 24 * 3600.0
 #: The id of the artifact that holds a completed task's output.
 OUTPUT_ARTIFACT: Final = "output"
+#: The deadline of a task handed to a remote agent when the message gives no ``"timeout"``
+#: (seconds; ``agent_ask``'s default, ``edge.agents.relay.ASK_TIMEOUT``).
+REMOTE_TIMEOUT: Final = 60.0
+#: The longest ``"timeout"`` of a task handed to a remote agent (seconds;
+#: ``edge.agents.relay.MAX_ASK_TIMEOUT``).
+MAX_REMOTE_TIMEOUT: Final = 3600.0
+#: A whole number given as a string (``historyLength``, ``pageSize``, ``pageToken``):
+#: ASCII digits, at most nine of them.
+_DECIMAL: Final = re.compile(r"[0-9]{1,9}")
 
 # JSON-RPC's error codes, then A2A's (a2a-sdk ``a2a.utils.errors.JSON_RPC_ERROR_CODE_MAP``).
 PARSE_ERROR: Final = -32700
@@ -193,9 +207,11 @@ def parse_call(body: bytes) -> RpcCall | RpcFailure:
     """A request body as a JSON-RPC call (a single request object, ``"jsonrpc": "2.0"``).
 
     Batches are refused; ``params`` may be absent (``{}``) but must be an object.
+    ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's decoder takes) are not
+    JSON: a body with one is a parse error, as no answer could carry it back.
     """
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         return RpcFailure(None, RpcError(PARSE_ERROR, f"the body is not valid JSON: {exc}"))
     if isinstance(data, list):
@@ -218,6 +234,10 @@ def parse_call(body: bytes) -> RpcCall | RpcFailure:
     if not isinstance(params, dict):
         return RpcFailure(request_id, RpcError(INVALID_PARAMS, '"params" must be an object'))
     return RpcCall(request_id, method, params)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def method_problem(method: str) -> RpcError | None:
@@ -267,7 +287,8 @@ class Work:
     args: dict[str, Any]
     #: The remote agent (its id or name) to hand the task to; ``None``: this edge.
     agent: str | None = None
-    #: Seconds the task may take, from now (``None``: the tool's own timeout).
+    #: Seconds the task may take, from now (``None``: the tool's own timeout; a task for a
+    #: remote agent always has one, ``REMOTE_TIMEOUT`` unless the message says).
     timeout: float | None = None
     context_id: str | None = None
     #: The task the message says it continues (edge's tasks take no more messages).
@@ -361,27 +382,37 @@ def _work(
         return RpcError(INVALID_PARAMS, '"agent" must be an agent id or name, or "local"')
     if isinstance(agent, str) and agent.strip() == "local":
         agent = None
+    agent = agent.strip() if agent else None
+    most = MAX_TIMEOUT if agent is None else MAX_REMOTE_TIMEOUT
     timeout = named.get("timeout")
     if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 < timeout <= MAX_TIMEOUT
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= most
     ):
+        where = "" if agent is None else " for a remote agent"
         return RpcError(
             INVALID_PARAMS,
-            f'"timeout" must be a number of seconds above 0, at most {MAX_TIMEOUT:g}',
+            f'"timeout" must be a number of seconds above 0, at most {most:g}{where}',
         )
-    return name, args, agent.strip() if agent else None, None if timeout is None else float(timeout)
+    if timeout is None and agent is not None:  # a remote agent may never answer
+        timeout = REMOTE_TIMEOUT
+    return name, args, agent, None if timeout is None else float(timeout)
 
 
 def parse_history(value: Any) -> int | RpcError | None:
     """A ``historyLength``: ``None`` (all of it), or how many of the latest messages."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    value = _decimal(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return RpcError(INVALID_PARAMS, '"historyLength" must be a whole number, 0 or more')
+    return value
+
+
+def _decimal(value: Any) -> Any:
+    """A whole number given as a string (protobuf's JSON of an ``int64``) as the int it
+    is; anything else (other digits than ASCII ones, too many) as it is."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return int(value)
     return value
 
 
@@ -445,15 +476,15 @@ def parse_list(params: Mapping[str, Any]) -> TaskQuery | RpcError:
     state = params.get("status") or None
     if state == "TASK_STATE_UNSPECIFIED":
         state = None
+    if state is not None and not isinstance(state, str):
+        return RpcError(INVALID_PARAMS, '"status" must be an A2A task state')
     if state is not None and state not in STATES.values() and state not in OTHER_STATES:
         return RpcError(INVALID_PARAMS, f'"status" {state!r} is not an A2A task state')
-    size = params.get("pageSize", 0)
-    if isinstance(size, str) and size.strip().isdigit():
-        size = int(size)
+    size = _decimal(params.get("pageSize", 0))
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         return RpcError(INVALID_PARAMS, '"pageSize" must be a whole number, 0 or more')
     token = params.get("pageToken") or ""
-    if not isinstance(token, str) or (token and not token.isdigit()):
+    if not isinstance(token, str) or (token and _DECIMAL.fullmatch(token) is None):
         return RpcError(INVALID_PARAMS, '"pageToken" must be one a ListTasks answer gave')
     history = parse_history(params.get("historyLength"))
     if isinstance(history, RpcError):
@@ -491,14 +522,36 @@ def _epoch(text: Any) -> float | None:
     return when.timestamp()
 
 
-def resolve_agent(agent: str, peers: Iterable[Mapping[str, Any]]) -> str:
+#: Peers an error names when ``resolve_agent`` finds none.
+_NAMED_PEERS: Final = 10
+
+
+def resolve_agent(agent: str, peers: Iterable[Mapping[str, Any]]) -> str | RpcError:
     """The id of the remote agent ``agent`` names: its id, or the name or host name of
-    exactly one peer; else ``agent`` as it is (the task is then refused by who runs it)."""
-    peers = list(peers)
-    if any(peer.get("id") == agent for peer in peers):
+    exactly one peer (the agents the cloud last named). An agent the cloud did not name
+    is refused at once (-32602, saying which it names), not handed on to wait for an
+    answer that would never come."""
+    peers = [p for p in peers if isinstance(p.get("id"), str) and p["id"]]
+    if any(peer["id"] == agent for peer in peers):
         return agent
-    named = [p for p in peers if agent in (p.get("name"), p.get("hostname")) and p.get("id")]
-    return str(named[0]["id"]) if len(named) == 1 else agent
+    named = [p for p in peers if agent in (p.get("name"), p.get("hostname"))]
+    if len(named) == 1:
+        return str(named[0]["id"])
+    if named:
+        ids = ", ".join(str(p["id"]) for p in named)
+        return RpcError(
+            INVALID_PARAMS, f"{len(named)} agents are named {agent!r} ({ids}): give its id"
+        )
+    if not peers:
+        return RpcError(
+            INVALID_PARAMS,
+            f"no agent {agent!r} is known: the cloud has named no other agent (the tunnel "
+            "is not connected, or no other agent is)",
+        )
+    known = ", ".join(f"{p.get('name') or p['id']} ({p['id']})" for p in peers[:_NAMED_PEERS]) + (
+        ", ..." if len(peers) > _NAMED_PEERS else ""
+    )
+    return RpcError(INVALID_PARAMS, f"no agent {agent!r} is known: the cloud names these: {known}")
 
 
 # --- tasks, as A2A shows them ------------------------------------------------------
@@ -523,7 +576,7 @@ def agent_message(task: AgentTask, text: str, key: str) -> dict[str, Any]:
 
 def request_message(task: AgentTask) -> dict[str, Any]:
     """The request ``task`` runs, as the message that names it (the first of its history)."""
-    named: dict[str, Any] = {"tool": task.skill, "args": task.args}
+    named: dict[str, Any] = {"tool": task.skill, "args": json_safe(task.args)}
     if task.agent is not None:
         named["agent"] = task.agent
     return {
@@ -565,10 +618,22 @@ def output_artifact(task: AgentTask, result: Mapping[str, Any] | None) -> dict[s
         "name": OUTPUT_ARTIFACT,
         "parts": [{"text": result["output"]}],
     }
-    extra = {k: v for k, v in result.items() if k != "output" and _json_value(v)}
+    extra = {k: json_safe(v) for k, v in result.items() if k != "output" and _json_value(v)}
     if extra:
         artifact["metadata"] = extra
     return artifact
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with each NaN or infinity (which JSON cannot carry) as its name, at any
+    depth: a task whose arguments came with one still shows."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _json_value(value: Any) -> bool:

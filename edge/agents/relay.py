@@ -3,18 +3,24 @@
 The cloud (or another edge, through it) sends ``agent_request``: the relay
 records the task (``AgentTasks.submit``; origin ``cloud``, or ``edge:<id>``
 when the request names who asked) and sends each of its events back as
-``agent_event``, every one journaled (``send_durable``, key
-``agent-event:<task>:<seq>``), so that a reconnect or a restart loses none; the
-receiver drops a ``seq`` it has. A request sent twice (resent after a drop) is
-the same task: it is answered again, not run again. ``agent_cancel`` cancels
-the task (a second one does nothing); ``agent_resume {taskId, after}`` replays
-its events after ``after``; ``agent_peers`` names the other agents.
+``agent_event``: every change of state, the final one above all, journaled
+(``send_durable``, key ``agent-event:<task>:<seq>``), so that a reconnect or a
+restart loses none; progress best effort (``send_now``: one lost is a gap the
+receiver asks to have replayed). The receiver drops a ``seq`` it has. A result
+JSON cannot carry fails the task, saying why. A request sent twice (resent
+after a drop) is the same task: it is answered again, not run again. A request
+handed on through more than ``MAX_HOPS`` agents is rejected. ``agent_cancel``
+cancels the task (a second one does nothing); ``agent_resume {taskId, after}``
+replays its events after ``after``; ``agent_peers`` names the other agents.
 
 Outbound, a task handed to another agent (``AgentTasks.submit(agent=...)``,
 the ``agent_ask`` tool) goes up as ``agent_request`` with ``to``, journaled; its
 events come back as ``agent_event``, taken once each and in order
 (``EventOrder``): on a gap, and for every task still out after a reconnect
-(``on_connected``), the relay asks for a replay (``agent_resume``). The task
+(``on_connected``), the relay asks for a replay (``agent_resume``); a final
+event after a gap ends the task all the same. Such a task has a deadline
+(``AgentTasks.submit`` gives one), and an ``agent_ask`` made by a task's work
+hands on no later deadline than that task's, one hop further. The task
 ends with the remote's final event, or with an error response to the request
 (no such agent); when it ends here first (cancelled, past its deadline, edge
 stopping, or found unfinished after a restart) an ``agent_cancel`` goes up, so
@@ -35,6 +41,7 @@ import trio
 from ..errors import ToolError
 from ..protocol import Request, Response, error_result
 from ..protocol.a2a import (
+    MAX_HOPS,
     AgentRequest,
     EventOrder,
     Order,
@@ -51,15 +58,26 @@ from ..protocol.a2a import (
 )
 from ..tools.registry import CallContext, ToolSpec
 from .identity import AgentIdentity, load_identity
-from .tasks import AgentTask, AgentTasks, Outcome, Report, RunLocal, Runners, serve_tasks
+from .tasks import (
+    REMOTE_DEADLINE,
+    AgentTask,
+    AgentTasks,
+    Outcome,
+    Report,
+    RunLocal,
+    Runners,
+    json_problem,
+    serve_tasks,
+)
 
 if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger(__name__)
 
-#: Seconds ``agent_ask`` waits for the other agent unless told otherwise.
-ASK_TIMEOUT: Final = 60.0
+#: Seconds ``agent_ask`` waits for the other agent unless told otherwise (and the deadline
+#: of any task handed to another agent without one).
+ASK_TIMEOUT: Final = REMOTE_DEADLINE
 #: Longest ``agent_ask`` timeout (seconds).
 MAX_ASK_TIMEOUT: Final = 3600.0
 #: The prefix of the JSON-RPC ids of edge's ``agent_request``s (the cloud answers them).
@@ -79,6 +97,24 @@ class Uplink(Protocol):
 def origin_of(sender: str | None) -> str:
     """A task's origin for a request from ``sender`` (an agent id) or from the cloud."""
     return "cloud" if sender is None else f"edge:{sender}"
+
+
+def _from_afar(task: AgentTask) -> bool:
+    """Whether the task was asked through the tunnel (the cloud's or another edge's)."""
+    return task.agent is None and (task.origin == "cloud" or task.origin.startswith("edge:"))
+
+
+def _sendable(event: TaskEvent) -> dict[str, Any]:
+    """The ``agent_event`` frame of ``event``; one JSON cannot carry loses what it cannot
+    (a final one says why in its result)."""
+    frame = event_frame(event)
+    problem = json_problem(frame)
+    if problem is None:
+        return frame
+    why = f"the result cannot be sent: {problem}"
+    log.warning("agents: event %d of task %s: %s", event.seq, event.task_id, why)
+    result = error_result(why) if event.final else None
+    return event_frame(replace(event, progress=None, total=None, result=result))
 
 
 @dataclass
@@ -145,8 +181,8 @@ class AgentRelay:
         """Every task's event: a requester's task sends it back; an outbound task that
         ended here sends a cancel up."""
         if task.agent is None:
-            if task.origin == "cloud" or task.origin.startswith("edge:"):
-                self._send_event(event)
+            if _from_afar(task):
+                self._send_event(task, event)
         elif event.final:
             if task.id in self._ended_there:
                 self._ended_there.discard(task.id)
@@ -154,16 +190,14 @@ class AgentRelay:
                 reason = task.reason or "the requester stopped waiting"
                 self._uplink.send_durable(f"agent-cancel:{task.id}", cancel_frame(task.id, reason))
 
-    def _send_event(self, event: TaskEvent) -> None:
-        key = f"agent-event:{event.task_id}:{event.seq}"
-        try:
-            self._uplink.send_durable(key, event_frame(event))
-        except (TypeError, ValueError) as exc:  # a result JSON cannot carry (a NaN, say)
-            why = f"the result cannot be sent: {exc}"
-            log.warning("agents: event %d of task %s: %s", event.seq, event.task_id, why)
-            result = error_result(why) if event.final else None
-            plain = replace(event, progress=None, total=None, result=result)
-            self._uplink.send_durable(key, event_frame(plain))
+    def _send_event(self, task: AgentTask, event: TaskEvent) -> None:
+        """A change of state is journaled; progress (working again) is sent best effort."""
+        before = task.events[-2] if len(task.events) > 1 else None
+        frame = _sendable(event)
+        if before is None or before.state is not event.state or event.final:
+            self._uplink.send_durable(f"agent-event:{event.task_id}:{event.seq}", frame)
+        else:
+            self._uplink.send_now(f"progress of task {event.task_id}", frame)
 
     # -- requests from the cloud ----------------------------------------------------------
 
@@ -187,9 +221,19 @@ class AgentRelay:
             if existing is not None and existing.origin != origin_of(request.sender):
                 self._answer(frame, error_result(f"task id {request.task_id!r} is taken"))
                 return
-            # A resend: the same task, already running or done.
-            if existing is not None:
-                self._answer(frame, {"taskId": existing.id, "state": str(existing.state)})
+            # A resend: the same task, already running or done (or being recorded).
+            state = TaskState.SUBMITTED if existing is None else existing.state
+            self._answer(frame, {"taskId": request.task_id, "state": str(state)})
+            return
+        if request.hops > MAX_HOPS:
+            why = f"the request was handed on through {request.hops} agents (at most {MAX_HOPS})"
+            log.warning("agents: task %s refused: %s", request.task_id, why)
+            refused = TaskEvent(
+                request.task_id, 1, TaskState.REJECTED, time.time(), message=why,
+                result=error_result(why),
+            )  # fmt: skip
+            self._uplink.send_durable(f"agent-event:{request.task_id}:1", event_frame(refused))
+            self._answer(frame, error_result(why))
             return
         self._submitting.add(request.task_id)
         self._nursery.start_soon(self._submit, frame, request)
@@ -204,6 +248,7 @@ class AgentRelay:
                 deadline=request.deadline,
                 task_id=request.task_id,
                 context_id=request.context_id,
+                hops=request.hops,
             )
         except ValueError as exc:
             self._answer(frame, error_result(str(exc)))
@@ -221,7 +266,7 @@ class AgentRelay:
             return
         tasks = self.tasks
         task = None if tasks is None else tasks.get(task_id)
-        if tasks is None or task is None or task.agent is not None:
+        if tasks is None or task is None or not _from_afar(task):
             self._answer(frame, error_result(f"no task {task_id!r} here"))
             return
         if not task.final:
@@ -236,22 +281,35 @@ class AgentRelay:
             self._answer(frame, error_result(f"bad agent_resume: {exc}"))
             return
         task = None if self.tasks is None else self.tasks.get(task_id)
-        if task is None or task.agent is not None:
+        if task is None or not _from_afar(task):
             self._answer(frame, error_result(f"no task {task_id!r} here"))
             return
         self._nursery.start_soon(self._replay, frame, task_id, after)
 
     async def _replay(self, frame: Request, task_id: str, after: int) -> None:
+        """Send the task's events after ``after`` again: progress until the link is swamped
+        (the receiver asks again), the final one journaled, as the first time."""
         assert self.tasks is not None
-        events = await self.tasks.events_after(task_id, after)
-        for event in events:
-            if event.final:  # the one that must not be lost: journaled, as the first time
-                self._replays += 1
-                key = f"agent-event:{task_id}:{event.seq}:replay-{self._replays}"
-                self._uplink.send_durable(key, event_frame(event))
-            else:
-                self._uplink.send_now(f"replay of task {task_id}", event_frame(event))
-        self._answer(frame, {"taskId": task_id, "replayed": len(events)})
+        replayed = 0
+        swamped = False
+        try:
+            events = await self.tasks.events_after(task_id, after)
+            for event in events:
+                if event.final:
+                    self._replays += 1
+                    key = f"agent-event:{task_id}:{event.seq}:replay-{self._replays}"
+                    self._uplink.send_durable(key, _sendable(event))
+                elif swamped or not self._uplink.send_now(
+                    f"replay of task {task_id}", _sendable(event)
+                ):
+                    swamped = True
+                    continue
+                replayed += 1
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("agents: cannot replay the events of task %s: %s", task_id, exc)
+            self._answer(frame, error_result(f"cannot replay task {task_id!r}: {exc}"))
+            return
+        self._answer(frame, {"taskId": task_id, "replayed": replayed})
 
     def _on_peers(self, frame: Request) -> None:
         try:
@@ -283,7 +341,10 @@ class AgentRelay:
             self._uplink.send_now(
                 f"resume of task {event.task_id}", resume_frame(event.task_id, out.order.last)
             )
-            return
+            if not event.final:
+                return
+            # The end, with some progress missed: the task ends (nothing else may come).
+            out.order.finished = True
         if event.final:
             reason = event.message if event.state is not TaskState.COMPLETED else None
             self._end(out, Outcome(event.state, event.result, reason))
@@ -291,6 +352,8 @@ class AgentRelay:
             out.report(event.progress, event.total, event.message)
 
     def _end(self, out: _Outbound, outcome: Outcome) -> None:
+        if out.task.final:  # it ended here first (its cancel went up)
+            return
         out.outcome = outcome
         self._ended_there.add(out.task.id)
         out.done.set()
@@ -309,9 +372,12 @@ class AgentRelay:
             to=task.agent,
             deadline=task.deadline,
             context_id=task.context_id,
+            hops=task.hops,
         )
         rpc_id = REQUEST_ID_PREFIX + task.id
         try:
+            if task.final:  # ended before it was handed on: ask nothing
+                return Outcome(task.state, task.result, task.reason)
             self._uplink.send_durable(rpc_id, request_frame(request, rpc_id))
             await out.done.wait()
             assert out.outcome is not None
@@ -428,13 +494,29 @@ def agent_ask_tool(
         if handle is None:
             raise ToolError("agents are not running on this edge")
         agent = resolve_agent(handle, args["agent"])
-        seconds = float(args.get("timeout", ASK_TIMEOUT))
+        deadline = clock() + float(args.get("timeout", ASK_TIMEOUT))
+        # Asked by a task's work (its call id is the task's): no later than that task's
+        # deadline, and one hop further from whoever asked it.
+        caller = ctx.call_id
+        parent = (
+            handle.get(caller[len("agent-") :])
+            if isinstance(caller, str) and caller.startswith("agent-")
+            else None
+        )
+        hops = 0
+        if parent is not None:
+            hops = parent.hops + 1
+            if parent.deadline is not None:
+                deadline = min(deadline, parent.deadline)
+        if hops > MAX_HOPS:
+            raise ToolError(f"the task was handed on through {hops} agents (at most {MAX_HOPS})")
         task = await handle.submit(
             skill=args["tool"],
             args=dict(args.get("args") or {}),
             origin="local",
             agent=agent,
-            deadline=clock() + seconds,
+            deadline=deadline,
+            hops=hops,
         )
         try:
             async with handle.subscribe(task.id) as events:

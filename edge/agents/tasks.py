@@ -54,6 +54,11 @@ LOAD_TASKS: Final = 200
 STOPPED: Final = "edge stopped while it ran"
 #: Longest ``reason`` taken from a tool's error text (characters).
 REASON_CHARS: Final = 300
+#: The deadline (seconds from submission) of a task handed to another agent without one:
+#: a remote that never answers cannot keep it waiting for ever.
+REMOTE_DEADLINE: Final = 60.0
+#: Progress events the store keeps per task (the latest; state changes are all kept).
+STORED_PROGRESS: Final = MAX_EVENTS
 
 #: Progress of a running task: (progress or None, total or None, message or None). The
 #: first report of a submitted task also moves it to working.
@@ -80,6 +85,9 @@ class AgentTask:
     result: dict[str, Any] | None = None
     reason: str | None = None
     events: list[TaskEvent] = field(default_factory=list)
+    #: Agents the request came through before this edge (0: asked directly); a task its
+    #: work hands on goes one further.
+    hops: int = 0
 
     @property
     def seq(self) -> int:
@@ -190,6 +198,7 @@ class AgentTasks:
         deadline: float | None = None,
         task_id: str | None = None,
         context_id: str | None = None,
+        hops: int = 0,
     ) -> AgentTask:
         """Record a task and start its work in the handle's nursery.
 
@@ -202,9 +211,11 @@ class AgentTasks:
             args: its args.
             origin: who asked (see ``AgentTask.origin``).
             agent: the remote agent to hand it to; ``None``: run it here.
-            deadline: epoch seconds by which it must have finished.
+            deadline: epoch seconds by which it must have finished; a task handed to
+                another agent without one gets ``REMOTE_DEADLINE`` seconds.
             task_id: its id (a requester's); a new one when ``None``.
             context_id: the conversation it belongs to; its id when ``None``.
+            hops: agents the request came through before (see ``AgentTask.hops``).
 
         Raises:
             ValueError: a task with that id exists.
@@ -213,6 +224,8 @@ class AgentTasks:
         if task_id in self._tasks:
             raise ValueError(f"a task with id {task_id!r} exists")
         now = self._clock()
+        if agent is not None and deadline is None:
+            deadline = now + REMOTE_DEADLINE
         task = AgentTask(
             id=task_id,
             context_id=context_id or task_id,
@@ -224,6 +237,7 @@ class AgentTasks:
             created_at=now,
             updated_at=now,
             deadline=deadline,
+            hops=hops,
         )
         why: str | None = None
         if deadline is not None and deadline <= now:
@@ -336,14 +350,16 @@ class AgentTasks:
         task = self._tasks[task_id]
         kept = task.events
         if not kept or kept[0].seq <= after + 1 or self._store is None:
-            return [e for e in kept if e.seq > after]
+            return _contiguous([e for e in kept if e.seq > after], after)
         await self._flushed()
         try:
             rows = await self._store.read(partial_read_events(task_id, after))
-        except sqlite3.Error as exc:
+            stored = [TaskEvent.from_json(json.loads(r)) for r in rows]
+        except (sqlite3.Error, ValueError) as exc:
             log.warning("agents: cannot read the events of task %s: %s", task_id, exc)
-            return [e for e in kept if e.seq > after]
-        return [TaskEvent.from_json(json.loads(r)) for r in rows]
+            stored = []
+        newer = [e for e in kept if e.seq > (stored[-1].seq if stored else after)]
+        return _contiguous(stored + newer, after)
 
     # -- running ----------------------------------------------------------------------
 
@@ -351,6 +367,7 @@ class AgentTasks:
         def report(progress: float | None, total: float | None, message: str | None) -> None:
             if task.final:
                 return
+            progress, total = _finite(progress), _finite(total)
             if task.state is TaskState.SUBMITTED:
                 self._event(task, TaskState.WORKING)
                 if progress is None and message is None:
@@ -366,6 +383,8 @@ class AgentTasks:
         report = self._report(task)
         try:
             with scope:
+                if task.final:  # cancelled before its work started: start none
+                    return
                 try:
                     if task.agent is None:
                         report(None, None, None)
@@ -472,8 +491,13 @@ class AgentTasks:
         if self._store is None:
             return
         task, event = what
+        try:
+            row = _task_row(task)
+        except (TypeError, ValueError, RecursionError) as exc:  # never: results are checked
+            log.warning("agents: task %s cannot be stored: %s", task.id, exc)
+            return
         self._queued += 1
-        self._writes.send_nowait((kind, (_task_row(task), event)))
+        self._writes.send_nowait((kind, (row, event)))
 
     async def _flushed(self) -> None:
         """Return once every write queued so far is committed (or given up)."""
@@ -530,9 +554,41 @@ async def _iterate(receive: trio.MemoryReceiveChannel[TaskEvent]) -> AsyncIterat
         yield event
 
 
+def json_problem(value: Any) -> str | None:
+    """Why ``value`` is no plain JSON value (bytes, a set, a NaN ...), or ``None``."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return str(exc)
+    return None
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _contiguous(events: builtins.list[TaskEvent], after: int) -> builtins.list[TaskEvent]:
+    """``events`` (in order, after ``after``) with the progress events the store no longer
+    keeps stood in for by bare ``working`` ones, so that their numbers have no gap."""
+    out: builtins.list[TaskEvent] = []
+    seq = after
+    for event in events:
+        if event.seq <= seq:
+            continue
+        for missing in range(seq + 1, event.seq):
+            out.append(TaskEvent(event.task_id, missing, TaskState.WORKING, event.at))
+        out.append(event)
+        seq = event.seq
+    return out
+
+
 def _local_outcome(result: dict[str, Any]) -> Outcome:
     """A tool result as a task's end: ``completed``, or ``failed`` with the error's first
-    line."""
+    line; a result JSON cannot carry fails, saying why (it could not be sent nor stored)."""
+    problem = json_problem(result)
+    if problem is not None:
+        why = f"the tool's result cannot be sent as JSON: {problem}"
+        return Outcome(TaskState.FAILED, error_result(why), why)
     error = result.get("error")
     if error is None:
         return Outcome(TaskState.COMPLETED, result)
@@ -575,6 +631,12 @@ def partial_write(batch: list[tuple[str, Any]]) -> Callable[[sqlite3.Connection]
 
     def write(conn: sqlite3.Connection) -> None:
         for _kind, (row, event) in batch:
+            if event.state is TaskState.WORKING and event.seq > 2 + STORED_PROGRESS:
+                # Progress (submitted is 1, the move to working 2): keep the latest only.
+                conn.execute(
+                    "DELETE FROM agent_events WHERE task_id = ? AND seq > 2 AND seq <= ?",
+                    (event.task_id, event.seq - STORED_PROGRESS),
+                )
             conn.execute(
                 "INSERT OR REPLACE INTO agent_tasks (id, context_id, skill, args, origin, agent, "
                 "state, created_at, updated_at, deadline, result, reason, seq) "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -36,6 +37,9 @@ TOKEN_FILE: Final = "a2a.token"
 TOKEN_BYTES: Final = 32
 #: The scheme of the ``Authorization`` header that carries the token.
 BEARER: Final = "bearer"
+#: What a token in the file may be: a bearer token's characters (RFC 6750 ``b64token``),
+#: 16 to 1024 of them. A file with anything else (made by hand) gets a new token.
+VALID_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]{16,1024}=*")
 
 
 def token_file(state_dir: Path) -> Path:
@@ -51,27 +55,41 @@ def read_token(state_dir: Path | None) -> str | None:
         text = token_file(state_dir).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return text or None
+    return text if valid_token(text) else None
+
+
+def valid_token(text: str) -> bool:
+    """Whether ``text`` is a token edge serves with (``VALID_TOKEN``)."""
+    return VALID_TOKEN.fullmatch(text) is not None
 
 
 def load_token(state_dir: Path) -> str:
     """The token kept in ``state_dir``; made there first (0600) if there is none yet.
 
-    A file whose mode lets other users read it is made 0600 again; an empty one
-    gets a new token.
+    A file whose mode lets other users read it is made 0600 again; an empty one,
+    or one whose contents are not a token (``VALID_TOKEN``: hand-written with
+    other characters, say), gets a new token, and the log says so (never what
+    the file held).
 
     Raises:
         OSError: the state directory or the file cannot be read or written.
     """
     path = token_file(state_dir)
     existing = _read_private(path)
-    if existing:
+    if existing and valid_token(existing):
         return existing
     value = secrets.token_urlsafe(TOKEN_BYTES)
-    if existing == "":
+    if existing is not None:
+        if existing:
+            log.warning(
+                "the A2A token in %s is not one edge can use (16 to 1024 of A-Z a-z 0-9 "
+                "- . _ ~ + /): a new token replaces it (edge agents token prints it)",
+                path,
+            )
         write_private(path, value + "\n")
     elif not _create(path, value):  # another process made it first: its value holds
-        return _read_private(path) or value
+        made = _read_private(path)
+        return made if made and valid_token(made) else value
     return value
 
 
@@ -107,11 +125,8 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     scheme, _, presented = authorization.strip().partition(" ")
     if scheme.lower() != BEARER:
         return False
-    try:
-        given = presented.strip().encode("ascii")
-    except UnicodeEncodeError:
-        return False
-    return hmac.compare_digest(given, token.encode("ascii"))
+    given = presented.strip().encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(given, token.encode("utf-8", "surrogatepass"))
 
 
 def serving_token(state_dir: Path | None) -> str:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 #: Seconds to connect to the daemon and have its first answer.
 CONNECT_TIMEOUT: Final = 10.0
-#: Seconds ``ask`` waits past ``--timeout`` before it gives up on the daemon.
+#: Seconds ``ask`` waits past the task's deadline before it gives up on the daemon.
 TIMEOUT_MARGIN: Final = 30.0
 #: Seconds Ctrl-C waits for the task to be canceled.
 CANCEL_WAIT: Final = 5.0
@@ -89,7 +89,11 @@ def add_parser(subparsers: Any) -> None:
         "--args", default="{}", metavar="JSON", help="the tool's arguments, a JSON object"
     )
     ask.add_argument(
-        "--timeout", type=seconds, metavar="S", help="the task's deadline, seconds from now"
+        "--timeout",
+        type=ask_timeout,
+        metavar="S",
+        help="the task's deadline, seconds from now (a remote agent's task: 60 unless given, "
+        "at most 3600)",
     )
     ask.add_argument("--json", action="store_true", help="print the finished task as A2A JSON")
     add_control_option(ask)
@@ -98,6 +102,17 @@ def add_parser(subparsers: Any) -> None:
     token = actions.add_parser("token", help="print the A2A bearer token (made if there is none)")
     token.add_argument("--path", action="store_true", help="print the token file's path instead")
     token.set_defaults(handler=handle_token)
+
+
+def ask_timeout(text: str) -> float:
+    """``type=`` for ``ask --timeout``: seconds above 0, at most what the daemon takes
+    (``edge.agents.a2a.MAX_TIMEOUT``; a remote agent's bound is checked with the agent)."""
+    from ..agents.a2a import MAX_TIMEOUT
+
+    value = seconds(text)
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TIMEOUT:g} seconds, not {text}")
+    return value
 
 
 # --- token -------------------------------------------------------------------------------
@@ -295,6 +310,19 @@ def _result(answer: dict[str, Any]) -> Any:
     return answer.get("result")
 
 
+def _epoch(text: Any) -> float | None:
+    """An RFC 3339 time (the task's ``metadata.deadline``) as epoch seconds, if it is one."""
+    from datetime import UTC, datetime
+
+    if not isinstance(text, str):
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
 def _text(message: Any) -> str | None:
     """The text of an A2A message's text parts."""
     if not isinstance(message, dict):
@@ -315,6 +343,15 @@ class _Follow:
         self.state = "TASK_STATE_SUBMITTED"
         self.reason: str | None = None
         self.output: list[str] = []
+        #: The task's deadline (epoch seconds), once the task has told it.
+        self.deadline: float | None = None
+
+    def wait_left(self, now: float) -> float | None:
+        """Seconds to wait for the next event: until the deadline and a margin (at least
+        the margin; ``None``: the task has none, and its tool's own timeout ends it)."""
+        if self.deadline is None:
+            return None
+        return max(self.deadline - now, 0.0) + TIMEOUT_MARGIN
 
     @property
     def final(self) -> bool:
@@ -325,6 +362,7 @@ class _Follow:
         if "task" in result:
             task = result["task"]
             self.task_id = task.get("id")
+            self.deadline = _epoch((task.get("metadata") or {}).get("deadline"))
             self._status(task.get("status") or {}, first=True)
             for artifact in task.get("artifacts") or []:
                 self._artifact(artifact)
@@ -366,6 +404,13 @@ def handle_ask(args: argparse.Namespace) -> int:
         return fail(f"--args is not JSON: {exc}")
     if not isinstance(tool_args, dict):
         return fail('--args must be a JSON object, such as {"path": "README.md"}')
+    from ..agents.a2a import MAX_REMOTE_TIMEOUT
+
+    if args.agent != "local" and args.timeout is not None and args.timeout > MAX_REMOTE_TIMEOUT:
+        return fail(
+            f"argument --timeout: a remote agent's task takes at most {MAX_REMOTE_TIMEOUT:g} "
+            f"seconds, not {args.timeout:g}"
+        )
     if not is_loopback(parse_hostport(args.control)[0]):
         return fail("edge agents ask talks to this machine's daemon only (a loopback --control)")
     token = read_token(_state_dir(args)) or ""
@@ -404,17 +449,21 @@ def _ask(client: _A2A, follow: _Follow, args: argparse.Namespace, tool_args: dic
         if "text/event-stream" not in response.getheader("content-type", ""):
             _result(_decode(response.read()))  # an error answer: raises
             raise _Failed("the daemon answered without a stream")
-        if conn.sock is not None:  # the events come as the task goes: wait as long as it may
-            wait = None if args.timeout is None else args.timeout + TIMEOUT_MARGIN
-            conn.sock.settimeout(wait)
         decoder = SseDecoder()
         while not follow.final:
+            if conn.sock is not None:  # the events come as the task goes: until its deadline
+                conn.sock.settimeout(follow.wait_left(time.time()))
             line = response.readline()
             if not line:
                 break
             for event in decoder.feed(line):
                 answer = _decode(event.data)
                 follow.take(_result(answer))
+    except TimeoutError:
+        raise _Failed(
+            f"the task {follow.task_id} did not end by its deadline (and "
+            f"{TIMEOUT_MARGIN:g} s more): the daemon stopped telling"
+        ) from None
     except (OSError, http.client.HTTPException, SseError) as exc:
         raise _Failed(f"the daemon's stream broke: {exc}") from None
     finally:

@@ -153,11 +153,10 @@ def routes(target: AgentsControl) -> list[Route]:
     board = target.tasks
 
     async def card(request: Request) -> Response:
-        host = request.headers.get("host") or "127.0.0.1"  # a loopback name: the guard saw to it
         return json_reply(
             agent_card(
                 name=f"edge {board.name}",
-                url=f"http://{host}{A2A_PATH}",
+                url=endpoint_url(request.headers.get("host"), request.scope.get("server")),
                 version=target.version,
                 tools=target.tools(),
             )
@@ -201,6 +200,25 @@ def routes(target: AgentsControl) -> list[Route]:
         Route(A2A_PATH, rpc, methods=["POST"]),
         Route("/agents", agents, methods=["GET"]),
     ]
+
+
+def endpoint_url(host: str | None, server: Any) -> str:
+    """The A2A endpoint's URL for the agent card: the host name the client used (its
+    ``Host``, a loopback name: the guard saw to it) with the port the control API really
+    listens on (the ASGI ``server``), as a ``Host`` without a port would say 80."""
+    name = "127.0.0.1"
+    if host:
+        host = host.strip()
+        if host.startswith("["):
+            name = host[: host.find("]") + 1] if "]" in host else name
+        else:
+            name = host.rpartition(":")[0] if host.count(":") == 1 else host or name
+    port = None
+    if isinstance(server, list | tuple) and len(server) == 2 and isinstance(server[1], int):
+        port = server[1]
+        if not host and isinstance(server[0], str) and server[0]:
+            name = f"[{server[0]}]" if ":" in server[0] else server[0]
+    return f"http://{name}{'' if port is None else f':{port}'}{A2A_PATH}"
 
 
 def _answer(content: dict[str, Any], status: int = 200) -> Response:
@@ -272,7 +290,12 @@ class _Call:
                 f"task {work.task_id!r} takes no more messages (edge's tasks take no input): "
                 "send a new message without a taskId",
             )
-        agent = resolve_agent(work.agent, self.board.peers()) if work.agent else None
+        agent = None
+        if work.agent is not None and work.agent != self.board.agent_id:
+            found = resolve_agent(work.agent, self.board.peers())
+            if isinstance(found, RpcError):
+                return found
+            agent = found
         deadline = None if work.timeout is None else time.time() + work.timeout
         task = await self.board.submit(
             skill=work.skill,

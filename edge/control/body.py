@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 MAX_BODY: Final = 64 * 1024
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 async def read_json(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
     """The request's body as a JSON object.
 
@@ -41,7 +45,7 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
                 raise BadRequest(f"body is over {limit} bytes")
     body = b"".join(chunks_in)
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

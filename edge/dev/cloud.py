@@ -17,7 +17,9 @@ the ``agents`` extension between them (``edge.protocol.a2a``): an
 its ``agent_event``s back to the asker, cancels and resumes forward;
 ``agent_peers`` goes to every edge whenever the set changes; and when the edge
 running a task goes away and is not back within ``away_grace`` seconds, the
-asker gets a final ``failed`` event ("agent X went away"). The cloud itself
+asker gets a final ``failed`` event ("agent X went away"); when the asker goes
+away so (it can no longer cancel), the edge running each task it asked for gets
+an ``agent_cancel``, the cloud's duty as much as the relay. The cloud itself
 asks too (``ask_agent``), taking each event once and in order (``agent_events``).
 Tests drive edge against it over loopback; ``edge dev-cloud`` runs it by hand
 (``edge.dev.console``), printing what ``announce`` is told: an edge connecting,
@@ -605,13 +607,17 @@ class FakeCloud:
 
     def _gone(self, conn: _Connection) -> None:
         """An edge's connection ended: the others hear of the new set of peers; the askers
-        of its unfinished tasks hear it went away unless it is back within ``away_grace``."""
+        of its unfinished tasks hear it went away, and the runners of those it asked for get
+        a cancel, unless it is back within ``away_grace``."""
         ident = conn.agent_id
         if self._nursery is None or ident is None:
             return
         if any(c.report is not None and c.approved is not None for c in self._conns):
             self._nursery.start_soon(self._send_peers)
-        if any(r.responder == ident and not r.done for r in self.routes.values()):
+        routes = self.routes.values()
+        if any(r.responder == ident and not r.done for r in routes) or any(
+            r.requester == ident and not r.done for r in routes
+        ):
             self._nursery.start_soon(self._away, ident)
 
     async def _away(self, agent_id: str) -> None:
@@ -619,7 +625,16 @@ class FakeCloud:
         if self.agent(agent_id) is not None:
             return
         for task_id, route in list(self.routes.items()):
-            if route.responder == agent_id and not route.done:
+            if route.requester == agent_id and not route.done:
+                # Nobody waits for it any more: the work stops where it runs.
+                route.done = True
+                target = self.agent(route.responder)
+                if target is not None:
+                    params = {"taskId": task_id, "reason": f"agent {agent_id} went away"}
+                    frame = {"jsonrpc": "2.0", "method": "agent_cancel", "params": params}
+                    await self._send_to(target, frame)
+                self._notify()
+            elif route.responder == agent_id and not route.done:
                 why = f"agent {agent_id} went away"
                 event = {
                     "taskId": task_id,

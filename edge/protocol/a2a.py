@@ -38,6 +38,9 @@ MAX_ID_CHARS: Final = 256
 MAX_MESSAGE_CHARS: Final = 2000
 #: Peers kept from one ``agent_peers`` frame.
 MAX_PEERS: Final = 1000
+#: Most agents a request may have been handed through (``hops``: 0 when asked directly,
+#: one more each time a task's work asks another agent); a request past it is rejected.
+MAX_HOPS: Final = 4
 
 
 class TaskState(enum.StrEnum):
@@ -232,6 +235,7 @@ class AgentRequest:
     to: str | None = None  # the agent that should run it (edge → cloud)
     deadline: float | None = None  # epoch seconds
     context_id: str | None = None
+    hops: int = 0  # agents it was handed through before (0: asked directly)
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"taskId": self.task_id, "skill": self.skill, "args": self.args}
@@ -243,6 +247,8 @@ class AgentRequest:
             out["deadline"] = self.deadline
         if self.context_id is not None:
             out["contextId"] = self.context_id
+        if self.hops:
+            out["hops"] = self.hops
         return out
 
 
@@ -258,6 +264,11 @@ def parse_request(params: Mapping[str, Any]) -> AgentRequest:
     if not isinstance(args, dict):
         raise ValueError('"args" must be an object')
     deadline = _number(params, "deadline")
+    hops = params.get("hops", 0)
+    if hops is None:
+        hops = 0
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
+        raise ValueError('"hops" must be an integer of at least 0')
     return AgentRequest(
         task_id=_id(params, "taskId"),
         skill=_id(params, "skill"),
@@ -266,6 +277,7 @@ def parse_request(params: Mapping[str, Any]) -> AgentRequest:
         to=_optional_id(params, "to"),
         deadline=deadline,
         context_id=_optional_id(params, "contextId"),
+        hops=hops,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import threading
@@ -38,6 +39,7 @@ from edge.agents.a2a import (
 )
 from edge.agents.tasks import AgentTask
 from edge.agents.token import bearer_matches, load_token, read_token, token_file
+from edge.protocol import encode
 from edge.protocol.a2a import TaskEvent, TaskState
 
 T0 = 1_800_000_000.0
@@ -224,8 +226,55 @@ def test_an_agent_is_found_by_id_or_by_one_name() -> None:
     assert resolve_agent("a-2", peers) == "a-2"
     assert resolve_agent("build", peers) == "a-1"
     assert resolve_agent("box3", peers) == "a-3"
-    assert resolve_agent("twin", peers) == "twin"  # two of them: left for the relay to refuse
-    assert resolve_agent("nobody", peers) == "nobody"
+
+    two = resolve_agent("twin", peers)
+    assert isinstance(two, RpcError)
+    assert two.code == INVALID_PARAMS
+    assert "a-2, a-3" in two.message
+    assert "give its id" in two.message
+
+
+def test_an_agent_the_cloud_did_not_name_is_refused_at_once() -> None:
+    peers = [{"id": "a-1", "name": "build", "hostname": "box1"}]
+    unknown = resolve_agent("nobody", peers)
+    assert isinstance(unknown, RpcError)
+    assert unknown.code == INVALID_PARAMS
+    assert unknown.message == "no agent 'nobody' is known: the cloud names these: build (a-1)"
+    alone = resolve_agent("nobody", [])
+    assert isinstance(alone, RpcError)
+    assert alone.code == INVALID_PARAMS
+    assert "no agent 'nobody' is known" in alone.message
+    assert "the tunnel is not connected" in alone.message
+    many = [{"id": f"a-{i}", "name": f"n{i}"} for i in range(15)]
+    listed = resolve_agent("nobody", many)
+    assert isinstance(listed, RpcError)
+    assert "n9 (a-9), ..." in listed.message
+    assert "a-10" not in listed.message
+
+
+def test_a_task_for_a_remote_agent_always_has_a_deadline() -> None:
+    from edge.agents import relay
+
+    # The bounds of agent_ask, which the pure code keeps without importing trio.
+    assert a2a.REMOTE_TIMEOUT == relay.ASK_TIMEOUT
+    assert a2a.MAX_REMOTE_TIMEOUT == relay.MAX_ASK_TIMEOUT
+    remote = parse_send(send_params({"data": {"tool": "file_read", "agent": "build"}}))
+    assert isinstance(remote, Work)
+    assert remote.timeout == a2a.REMOTE_TIMEOUT
+    given = parse_send(send_params({"data": {"tool": "t", "agent": "build", "timeout": 5}}))
+    assert isinstance(given, Work)
+    assert given.timeout == 5.0
+    local = parse_send(send_params({"data": {"tool": "file_read", "agent": "local"}}))
+    assert isinstance(local, Work)
+    assert local.timeout is None
+    assert local.agent is None
+    too_long = parse_send(send_params({"data": {"tool": "t", "agent": "build", "timeout": 3601}}))
+    assert isinstance(too_long, RpcError)
+    assert too_long.code == INVALID_PARAMS
+    assert "at most 3600 for a remote agent" in too_long.message
+    here = parse_send(send_params({"data": {"tool": "t", "timeout": 3601}}))
+    assert isinstance(here, Work)
+    assert here.timeout == 3601.0
 
 
 # --- tasks as A2A JSON ------------------------------------------------------------------
@@ -410,3 +459,180 @@ def test_bearer_matches_only_the_token() -> None:
     for header in (None, "", "abc", "Basic abc", "Bearer abd", "Bearer ", "Bearer ábc"):
         assert not bearer_matches(header, "abc"), header
     assert not bearer_matches("Bearer ", "")
+
+
+# --- values JSON cannot carry, numbers that are not ---------------------------------------
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_a_parse_error(constant: str) -> None:
+    body = (
+        '{"jsonrpc": "2.0", "id": 3, "method": "SendMessage", "params": {"message": '
+        '{"messageId": "m", "role": "ROLE_USER", "parts": [{"data": {"tool": "steps", '
+        f'"args": {{"n": {constant}}}}}}}]}}}}}}'
+    ).encode()
+    failure = parse_call(body)
+    assert isinstance(failure, RpcFailure), failure
+    assert failure.error.code == PARSE_ERROR
+    assert f"{constant} is not a JSON value" in failure.error.message
+    encode(failure.to_json())
+
+
+def test_a_task_with_nan_in_its_arguments_still_shows() -> None:
+    # Arguments come from other origins too (agent_ask, the cloud): a task made with a
+    # value JSON cannot carry does not break every later listing of it.
+    task = make_task(
+        TaskState.COMPLETED,
+        args={"n": math.nan, "deep": [{"x": -math.inf}]},
+        result={"output": "done", "extra": {"score": math.inf}},
+    )
+    shown = json.loads(encode(task_json(task)))
+    assert shown["history"][0]["parts"][0]["data"]["args"] == {"n": "nan", "deep": [{"x": "-inf"}]}
+    assert shown["artifacts"][0]["metadata"] == {"extra": {"score": "inf"}}
+    encode(TaskQuery().page([task]))
+
+
+#: JSON values of every kind, floats among them NaN and the infinities, and text that looks
+#: like a number to ``str.isdigit`` but is not one ``int`` takes.
+FLOATS = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf]), st.floats(allow_nan=True, allow_infinity=True)
+)
+DIGITISH = st.one_of(
+    st.sampled_from(["\u00b2", "\u0663", "\u2460", "9" * 10, " 7 ", "-1", "0x10", "1e3"]),
+    st.text(alphabet="0123456789\u00b2\u00b3\u0660\u0966\uff11 ", max_size=12),
+)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), FLOATS, st.text(max_size=8), DIGITISH)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+#: What a ``ListTasks`` or ``historyLength`` number may be given as: also longer digit runs
+#: than ``int`` takes from text (4300).
+NUMBERISH = st.one_of(SCALARS, st.just("1" * 4400), st.lists(SCALARS, max_size=2))
+
+
+@given(
+    args=st.dictionaries(st.text(max_size=6), FLOATS | VALUES, min_size=1, max_size=4),
+    extra=st.dictionaries(st.sampled_from(["agent", "timeout", "skill"]), VALUES, max_size=2),
+    configuration=st.dictionaries(
+        st.sampled_from(["historyLength", "returnImmediately"]), VALUES, max_size=2
+    ),
+)
+def test_what_parse_send_takes_encodes_as_a_task(
+    args: dict[str, Any], extra: dict[str, Any], configuration: dict[str, Any]
+) -> None:
+    params = send_params({"data": {"tool": "steps", "args": args, **extra}})
+    params["configuration"] = configuration
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": params})
+    call = parse_call(body.encode())
+    if isinstance(call, RpcFailure):
+        encode(call.to_json())
+        return
+    work = parse_send(call.params)
+    if isinstance(work, RpcError):
+        encode(work.to_json(call.id))
+        return
+    task = make_task(TaskState.WORKING, args=work.args, agent=work.agent)
+    encode(task_json(task, history_length=work.history_length))
+
+
+@given(
+    params=st.dictionaries(
+        st.sampled_from(
+            ["pageSize", "pageToken", "historyLength", "contextId", "status", "includeArtifacts"]
+        ),
+        NUMBERISH,
+        max_size=4,
+    )
+)
+def test_parse_list_answers_a_query_or_invalid_params(params: dict[str, Any]) -> None:
+    query = parse_list(params)
+    if isinstance(query, RpcError):
+        assert query.code == INVALID_PARAMS
+        return
+    assert 1 <= query.page_size <= a2a.MAX_PAGE_SIZE
+    encode(query.page([make_task()]))
+
+
+@given(value=NUMBERISH)
+def test_parse_history_answers_a_length_or_invalid_params(value: Any) -> None:
+    length = a2a.parse_history(value)
+    assert length is None or isinstance(length, int) or length.code == INVALID_PARAMS
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "\u0663", "1" * 5000, "1234567890", "-3", ""])
+def test_digit_like_text_is_not_a_number(text: str) -> None:
+    for params in ({"pageSize": text}, {"pageToken": text}, {"historyLength": text}):
+        if text == "" and "historyLength" not in params:
+            continue  # an empty page size or token is the default
+        problem = parse_list(params)
+        assert isinstance(problem, RpcError), params
+        assert problem.code == INVALID_PARAMS, params
+    history = a2a.parse_history(text)
+    assert isinstance(history, RpcError)
+    assert history.code == INVALID_PARAMS
+
+
+def test_ascii_decimal_text_is_a_number() -> None:
+    query = parse_list({"pageSize": "7", "pageToken": "14", "historyLength": " 2 "})
+    assert isinstance(query, TaskQuery)
+    assert (query.page_size, query.offset, query.history_length) == (7, 14, 2)
+
+
+# --- the card's URL, the token file -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "server", "url"),
+    [
+        ("127.0.0.1", ("127.0.0.1", 8660), "http://127.0.0.1:8660/a2a"),
+        ("127.0.0.1:8660", ("127.0.0.1", 8660), "http://127.0.0.1:8660/a2a"),
+        ("localhost:9", ("127.0.0.1", 8660), "http://localhost:8660/a2a"),
+        ("[::1]:8660", ("::1", 8660), "http://[::1]:8660/a2a"),
+        ("[::1]", ("::1", 8661), "http://[::1]:8661/a2a"),
+        (None, ("::1", 8661), "http://[::1]:8661/a2a"),
+        ("localhost", None, "http://localhost/a2a"),
+    ],
+)
+def test_the_card_names_the_port_edge_listens_on(host: str | None, server: Any, url: str) -> None:
+    from edge.control.agents import endpoint_url
+
+    assert endpoint_url(host, server) == url
+
+
+@pytest.mark.parametrize(
+    "written", ["t\u00f6k\u00e9n-" * 4, "short", "two words here and more", "\u00ff" * 40]
+)
+def test_a_token_file_edge_cannot_use_gets_a_new_token(
+    tmp_path: Path, written: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = token_file(tmp_path)
+    path.write_text(written + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="edge.agents.token"):
+        assert read_token(tmp_path) is None
+        token = load_token(tmp_path)
+    assert token != written.strip()
+    assert a2a_token_is_usable(token)
+    assert path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "not one edge can use" in caplog.text
+    assert written.strip() not in caplog.text
+    assert load_token(tmp_path) == token  # kept from then on
+    assert bearer_matches(f"Bearer {token}", token)
+
+
+def a2a_token_is_usable(token: str) -> bool:
+    from edge.agents.token import valid_token
+
+    return valid_token(token) and token.isascii()
+
+
+def test_bearer_compares_any_text_without_raising() -> None:
+    assert bearer_matches("Bearer t\u00f6ken", "t\u00f6ken")
+    assert not bearer_matches("Bearer t\u00f6ken", "token")
+    assert not bearer_matches("Bearer token", "t\u00f6ken")
+    assert not bearer_matches("Bearer \udcff", "token")

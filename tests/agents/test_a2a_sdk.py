@@ -399,3 +399,109 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+async def test_nan_in_a_message_is_a_parse_error_and_nothing_is_kept(edge: Edge, sdk: Sdk) -> None:
+    headers = {"authorization": f"Bearer {edge.token}", "content-type": "application/json"}
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        body = (
+            '{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": '
+            '{"messageId": "m", "role": "ROLE_USER", "parts": [{"data": {"tool": "steps", '
+            f'"args": {{"n": {constant}}}}}}}]}}}}}}'
+        )
+        answer = await sdk.http.post(f"{edge.url}{A2A_PATH}", content=body, headers=headers)
+        assert answer.json()["error"]["code"] == -32700, constant
+    listed = await _rpc(sdk, edge, "ListTasks", {})
+    assert listed["result"]["tasks"] == []
+    assert edge.daemon.agents.list() == []  # type: ignore[union-attr]
+
+
+async def test_a_task_for_an_agent_nobody_named_is_refused_at_once(edge: Edge, sdk: Sdk) -> None:
+    unknown = message("file_read", {"path": "notes.txt"}, agent="build-box")
+    with trio.fail_after(SOON):
+        with pytest.raises(InvalidParamsError, match="the tunnel is not connected"):
+            [e async for e in sdk.blocking.send_message(send(unknown))]
+        with pytest.raises(InvalidParamsError, match="no agent 'build-box' is known"):
+            [e async for e in sdk.streaming.send_message(send(unknown))]
+        edge.daemon.agents.set_peers(  # type: ignore[union-attr]
+            [{"id": "agent-7", "name": "laptop", "hostname": "lap", "skills": []}]
+        )
+        with pytest.raises(InvalidParamsError, match=r"the cloud names these: laptop \(agent-7\)"):
+            [e async for e in sdk.blocking.send_message(send(unknown))]
+    assert edge.daemon.agents.list() == []  # type: ignore[union-attr]
+
+
+async def test_a_task_for_a_remote_agent_has_a_deadline(edge: Edge, sdk: Sdk) -> None:
+    edge.daemon.agents.set_peers(  # type: ignore[union-attr]
+        [{"id": "agent-7", "name": "laptop", "hostname": "lap", "skills": []}]
+    )
+    remote = message("file_read", {"path": "notes.txt"}, agent="laptop")
+    with trio.fail_after(SOON):
+        (response,) = [
+            e async for e in sdk.blocking.send_message(send(remote, returnImmediately=True))
+        ]
+    task = edge.daemon.agents.get(response.task.id)  # type: ignore[union-attr]
+    assert task is not None
+    assert task.agent == "agent-7"
+    assert task.deadline is not None
+    assert 0 < task.deadline - task.created_at <= 60.0 + 1
+    assert response.task.metadata["deadline"]
+    edge.daemon.agents.cancel(task.id)  # type: ignore[union-attr]
+
+
+async def test_the_card_names_the_real_port_for_a_host_without_one(edge: Edge, sdk: Sdk) -> None:
+    port = edge.url.rsplit(":", 1)[1]
+    answer = await sdk.http.get(f"{edge.url}{CARD_PATH}", headers={"host": "127.0.0.1"})
+    assert answer.status_code == 200
+    (interface,) = answer.json()["supportedInterfaces"]
+    assert interface["url"] == f"http://127.0.0.1:{port}{A2A_PATH}"
+
+
+async def test_a_hand_written_token_edge_cannot_use_is_replaced(
+    nursery: trio.Nursery, workspace: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    written = "tökén-of-my-own-chøice"
+    token_path = state / "a2a.token"
+    token_path.write_text(written + "\n", encoding="utf-8")
+    token_path.chmod(0o600)
+    daemon = Daemon(make_config(workspace, control=("127.0.0.1", 0), state_dir=state))
+    await nursery.start(daemon.run)
+    token = read_token(state)
+    assert token is not None
+    assert token != written
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}
+    async with httpx.AsyncClient(timeout=SOON) as http:
+        url = f"{daemon.control_url}{A2A_PATH}"
+        good = await http.post(url, json=body, headers={"authorization": f"Bearer {token}"})
+        assert good.status_code == 200
+        assert good.json()["result"]["tasks"] == []
+        raw = f"Bearer {written}".encode()
+        old = await http.post(url, json=body, headers={b"authorization": raw})
+        assert old.status_code == 401
+
+
+async def test_nan_through_tools_call_is_refused_and_makes_no_task(edge: Edge, sdk: Sdk) -> None:
+    # The control API reads JSON bodies strictly: NaN is no JSON value, so agent_ask never
+    # hands one to a task (whose answers could not be encoded).
+    from edge.control.key import read_key
+
+    port = int(edge.url.rsplit(":", 1)[1])
+    key = read_key(edge.daemon.config.state_dir, port)
+    assert key is not None
+    body = (
+        '{"name": "agent_ask", "args": {"agent": "x", "tool": "file_read", '
+        '"args": {"n": NaN}, "timeout": 5}}'
+    )
+    with trio.fail_after(SOON):
+        answer = await sdk.http.post(
+            f"{edge.url}/tools/call",
+            content=body,
+            headers={"x-edge-key": key, "content-type": "application/json"},
+        )
+    assert answer.status_code == 400
+    assert "NaN is not a JSON value" in answer.json()["error"]
+    assert edge.daemon.agents.list() == []  # type: ignore[union-attr]
+    listed = await _rpc(sdk, edge, "ListTasks", {})
+    assert listed["result"]["tasks"] == []

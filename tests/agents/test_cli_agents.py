@@ -220,3 +220,46 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+async def test_a_timeout_beyond_the_daemons_bound_is_a_usage_error(env: dict[str, str]) -> None:
+    here, remote = await clis(
+        ("agents", "ask", "local", "steps", "--timeout", "604801"),
+        ("agents", "ask", "build-box", "steps", "--timeout", "3601"),
+        env=env,
+    )
+    assert here.code == 2
+    assert "--timeout: must be at most 604800 seconds" in here.err
+    assert remote.code == 2
+    assert "edge: error: argument --timeout: a remote agent's task takes at most 3600" in remote.err
+    assert "Traceback" not in here.err + remote.err
+
+
+async def test_ask_for_an_agent_nobody_named_fails_at_once(edge: Edge, env: dict[str, str]) -> None:
+    asked = await cli(
+        "agents", "ask", "build-box", "steps", "--control", edge.control, env=env
+    )  # cli() fails past SOON: an ask that would wait for ever
+    assert asked.code == 1
+    assert "edge: error: no agent 'build-box' is known" in asked.err
+    assert "the tunnel is not connected" in asked.err
+    assert edge.daemon.agents.list() == []  # type: ignore[union-attr]
+
+
+def test_ask_waits_until_the_deadline_and_a_margin() -> None:
+    from edge.cli.agents import TIMEOUT_MARGIN, _Follow
+
+    follow = _Follow("steps")
+    assert follow.wait_left(1000.0) is None  # no deadline: the tool's own timeout ends it
+    follow.take(
+        {
+            "task": {
+                "id": "t",
+                "status": {"state": "TASK_STATE_SUBMITTED"},
+                "metadata": {"deadline": "2027-01-01T00:01:00.000Z"},
+            }
+        }
+    )
+    start = 1798761600.0  # 2027-01-01T00:00:00Z
+    assert follow.deadline == start + 60
+    assert follow.wait_left(start) == 60 + TIMEOUT_MARGIN
+    assert follow.wait_left(start + 600) == TIMEOUT_MARGIN

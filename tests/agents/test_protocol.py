@@ -183,3 +183,16 @@ def test_event_order_takes_each_seq_once_in_order(arrivals: list[int]) -> None:
             assert seq > order.last + 1
     assert taken == list(range(1, len(taken) + 1))
     assert order.last == len(taken)
+
+
+def test_a_request_carries_its_hops() -> None:
+    from edge.protocol.a2a import AgentRequest, parse_request
+
+    request = AgentRequest("t", "grep", {}, to="edge-b", hops=2)
+    assert request.params()["hops"] == 2
+    assert parse_request(request.params()).hops == 2
+    assert "hops" not in AgentRequest("t", "grep", {}).params()
+    assert parse_request({"taskId": "t", "skill": "grep"}).hops == 0
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match='"hops" must be an integer'):
+            parse_request({"taskId": "t", "skill": "grep", "hops": bad})

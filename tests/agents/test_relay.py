@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
-from edge.agents.tasks import STOPPED
+from edge.agents.relay import ASK_TIMEOUT, Agents, serve_agents
+from edge.agents.tasks import STOPPED, AgentTask, Report, RunLocal
 from edge.daemon import Daemon
 from edge.dev.cloud import FakeCloud
-from edge.protocol.a2a import TaskState
+from edge.protocol import Request
+from edge.protocol.a2a import MAX_HOPS, TaskState
+from edge.protocol.build import encode
+from edge.store import Store, open_store
 from edge.tools.registry import CallContext, ToolSpec
 
 from ..conftest import CONNECT_WITHIN, TOKEN, fast_tunnel, make_config, until
@@ -317,3 +325,310 @@ async def test_bad_frames_get_clear_answers_and_a_resend_is_the_same_task(pair: 
         await pair.b.agents.wait("twice")
     assert task.state is TaskState.COMPLETED
     assert task.result == {"output": "released"}
+
+
+# -- the relay alone, over a recording uplink -------------------------------------------------
+
+
+class Recorder:
+    """An uplink that keeps what the relay sends, encoded as the tunnel encodes it;
+    ``room`` best-effort frames fit before the link is swamped."""
+
+    def __init__(self, room: int = 1_000_000) -> None:
+        self.frames: list[tuple[str, Any, dict[str, Any]]] = []
+        self.room = room
+
+    def send_durable(self, key: str, frame: Mapping[str, Any]) -> None:
+        encode(frame)
+        self.frames.append(("durable", key, dict(frame)))
+
+    def send_now(self, what: str, frame: Mapping[str, Any]) -> bool:
+        encode(frame)
+        if self.room <= 0:
+            return False
+        self.room -= 1
+        self.frames.append(("now", what, dict(frame)))
+        return True
+
+    def send_result(self, request_id: str | int, result: Mapping[str, Any]) -> None:
+        encode({"jsonrpc": "2.0", "id": request_id, "result": dict(result)})
+        self.frames.append(("result", request_id, dict(result)))
+
+    def methods(self) -> list[str | None]:
+        return [f.get("method") for kind, _, f in self.frames if kind != "result"]
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [
+            f["params"] for k, _, f in self.frames
+            if f.get("method") == "agent_event" and kind in (None, k)
+        ]  # fmt: skip
+
+    def answers(self) -> dict[Any, dict[str, Any]]:
+        return {rid: f for kind, rid, f in self.frames if kind == "result"}
+
+
+def _request(method: str, params: dict[str, Any], rpc_id: str | int | None = None) -> Request:
+    return Request(method, params, rpc_id)
+
+
+async def _slow(task: AgentTask, report: Report) -> dict[str, Any]:
+    for n in range(int(task.args.get("steps", 0))):
+        report(n + 1.0, None, f"step {n + 1}")
+    await trio.sleep(float(task.args.get("sleep", 5)))
+    return {"output": "ok"}
+
+
+@asynccontextmanager
+async def relay_alone(
+    up: Recorder, run_local: RunLocal = _slow, store: Store | None = None
+) -> AsyncIterator[Agents]:
+    async with trio.open_nursery() as nursery:
+        agents = await nursery.start(partial(serve_agents, up, run_local, store=store))
+        yield agents
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("output", [{"x": math.nan}, b"raw bytes", {1, 2}])
+async def test_a_result_json_cannot_carry_fails_the_task_and_replays_survive(
+    tmp_path: Path, output: Any
+) -> None:
+    async def odd(task: AgentTask, report: Report) -> dict[str, Any]:
+        return {"output": output}
+
+    up = Recorder()
+    async with open_store(tmp_path / "edge.db") as store, relay_alone(up, odd, store) as agents:
+        on = agents.relay.methods()
+        on["agent_request"](_request("agent_request", {"taskId": "t", "skill": "x"}, 1))
+        with trio.fail_after(SOON):
+            await until(lambda: agents.tasks.get("t") is not None)
+            task = await agents.tasks.wait("t")
+        assert task.state is TaskState.FAILED
+        assert task.reason is not None
+        assert task.reason.startswith("the tool's result cannot be sent as JSON: ")
+        on["agent_resume"](_request("agent_resume", {"taskId": "t", "after": 0}, 2))
+        with trio.fail_after(SOON):
+            await until(lambda: 2 in up.answers())
+        assert up.answers()[2] == {"taskId": "t", "replayed": 3}
+        finals = [e for e in up.events("durable") if e["state"] == "failed"]
+        assert len(finals) == 2  # the first time and the replay's
+        assert finals[0]["result"]["error"] == task.reason
+    async with open_store(tmp_path / "edge.db") as store, relay_alone(up, odd, store) as agents:
+        again = agents.tasks.get("t")
+        assert again is not None
+        assert again.result == {"error": task.reason}
+
+
+async def test_a_replay_that_cannot_be_read_is_answered_and_the_relay_lives_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    up = Recorder()
+    async with relay_alone(up) as agents:
+        on = agents.relay.methods()
+        on["agent_request"](_request("agent_request", {"taskId": "t", "skill": "x"}, 1))
+        await trio.sleep(0.1)
+        agents.tasks._tasks.pop("t")  # gone between the resume and its replay
+        agents.relay._nursery.start_soon(
+            agents.relay._replay, _request("agent_resume", {}, 2), "t", 0
+        )
+        await trio.sleep(0.1)
+        assert up.answers()[2] == {"error": "cannot replay task 't': 't'"}
+
+
+async def test_a_cancel_before_the_work_starts_asks_nothing_of_the_remote(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    up = Recorder()
+    async with relay_alone(up) as agents:
+        task = await agents.tasks.submit(skill="x", args={}, origin="local", agent="edge-b")
+        agents.tasks.cancel(task.id)
+        await trio.sleep(1)
+        assert "agent_request" not in up.methods()
+        assert task.state is TaskState.CANCELED
+        # Nor does a local task start its tool.
+        started: list[str] = []
+
+        async def note(task: AgentTask, report: Report) -> dict[str, Any]:
+            started.append(task.id)
+            return {"output": "ran"}
+
+        agents.tasks._runners = replace(agents.tasks._runners, local=note)
+        here = await agents.tasks.submit(skill="x", args={}, origin="local")
+        agents.tasks.cancel(here.id)
+        await trio.sleep(1)
+        assert started == []
+        assert here.state is TaskState.CANCELED
+
+
+async def test_a_final_event_after_a_gap_ends_the_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    up = Recorder()
+    async with relay_alone(up) as agents:
+        task = await agents.tasks.submit(skill="x", args={}, origin="a2a", agent="edge-b")
+        await trio.sleep(0.1)
+        on = agents.relay.methods()
+        on["agent_event"](_request("agent_event", {"taskId": task.id, "seq": 1,
+                                                   "state": "submitted", "at": 1.0}))  # fmt: skip
+        gone = {"taskId": task.id, "seq": 3, "state": "failed", "at": 1.0,
+                "message": "agent edge-b went away", "result": {"error": "gone"}}  # fmt: skip
+        on["agent_event"](_request("agent_event", gone))
+        with trio.fail_after(1):  # nobody answers the resume: the end came all the same
+            await agents.tasks.wait(task.id)
+        assert task.state is TaskState.FAILED
+        assert task.reason == "agent edge-b went away"
+        assert "agent_resume" in up.methods()  # the missed history, best effort
+        # It ended there: no cancel goes up, and nothing is left behind.
+        assert "agent_cancel" not in up.methods()
+        assert agents.relay._ended_there == set()
+
+
+async def test_a_task_handed_on_without_a_deadline_gets_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    up = Recorder()
+    async with relay_alone(up) as agents:
+        start = time.time()
+        task = await agents.tasks.submit(skill="x", args={}, origin="a2a", agent="edge-b")
+        assert task.deadline is not None
+        assert task.deadline - start == pytest.approx(ASK_TIMEOUT, abs=5)
+        await trio.sleep(0.1)
+        (request,) = [f for _, _, f in up.frames if f.get("method") == "agent_request"]
+        assert request["params"]["deadline"] == task.deadline
+        with trio.fail_after(ASK_TIMEOUT + 10):  # the remote never answers
+            await agents.tasks.wait(task.id)
+        assert task.state is TaskState.FAILED
+        assert task.reason is not None
+        assert task.reason.startswith("the deadline passed")
+        assert "agent_cancel" in up.methods()
+
+
+async def test_only_changes_of_state_are_journaled_and_replays_stop_when_swamped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    up = Recorder()
+    async with relay_alone(up) as agents:
+        on = agents.relay.methods()
+        params = {"taskId": "t", "skill": "x", "args": {"steps": 50, "sleep": 1}}
+        on["agent_request"](_request("agent_request", params, 1))
+        await trio.sleep(0.1)
+        await agents.tasks.wait("t")
+        durable = [(e["seq"], e["state"]) for e in up.events("durable")]
+        assert durable == [(1, "submitted"), (2, "working"), (53, "completed")]
+        assert [e["seq"] for e in up.events("now")] == list(range(3, 53))
+        up.frames.clear()
+        up.room = 10  # the link is swamped after ten
+        on["agent_resume"](_request("agent_resume", {"taskId": "t", "after": 0}, 2))
+        await trio.sleep(1)
+        assert [e["seq"] for e in up.events("now")] == list(range(1, 11))
+        assert [e["seq"] for e in up.events("durable")] == [53]  # the end is not lost
+        assert up.answers()[2] == {"taskId": "t", "replayed": 11}
+
+
+async def test_a_local_task_cannot_be_cancelled_or_replayed_from_the_tunnel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    up = Recorder()
+    async with relay_alone(up) as agents:
+        task = await agents.tasks.submit(skill="x", args={}, origin="a2a")
+        on = agents.relay.methods()
+        on["agent_cancel"](_request("agent_cancel", {"taskId": task.id}, 1))
+        on["agent_resume"](_request("agent_resume", {"taskId": task.id, "after": 0}, 2))
+        await trio.sleep(0.1)
+        assert up.answers() == {
+            1: {"error": f"no task {task.id!r} here"},
+            2: {"error": f"no task {task.id!r} here"},
+        }
+        assert not task.final
+        assert up.events() == []
+
+
+async def test_a_request_resent_while_it_is_recorded_is_answered(tmp_path: Path) -> None:
+    up = Recorder()
+    async with open_store(tmp_path / "edge.db") as store, relay_alone(up, store=store) as agents:
+        on = agents.relay.methods()
+        params = {"taskId": "t", "skill": "x", "args": {}}
+        on["agent_request"](_request("agent_request", params, "first"))
+        on["agent_request"](_request("agent_request", params, "second"))
+        with trio.fail_after(SOON):
+            await until(lambda: "first" in up.answers())
+        answers = up.answers()
+        assert answers["second"] == {"taskId": "t", "state": "submitted"}
+        assert answers["first"]["taskId"] == "t"
+        assert len(up.events("durable")) >= 1
+
+
+async def test_a_request_handed_on_too_often_is_rejected(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    up = Recorder()
+    async with relay_alone(up) as agents:
+        on = agents.relay.methods()
+        params = {"taskId": "far", "skill": "x", "from": "edge-z", "hops": MAX_HOPS + 1}
+        on["agent_request"](_request("agent_request", params, 1))
+        near = {**params, "taskId": "near", "hops": MAX_HOPS}
+        on["agent_request"](_request("agent_request", near, 2))
+        await trio.sleep(0.1)
+        assert agents.tasks.get("far") is None
+        (refused,) = [e for e in up.events() if e["taskId"] == "far"]
+        assert refused["state"] == "rejected"
+        why = f"the request was handed on through {MAX_HOPS + 1} agents (at most {MAX_HOPS})"
+        assert refused["message"] == why
+        assert up.answers()[1] == {"error": refused["message"]}
+        kept = agents.tasks.get("near")
+        assert kept is not None
+        assert kept.hops == MAX_HOPS
+
+
+# -- the cloud's part, and chains of asks ----------------------------------------------------
+
+
+async def test_an_ask_made_by_a_task_keeps_within_its_deadline_one_hop_further(
+    pair: Pair,
+) -> None:
+    cloud = pair.cloud
+    with trio.fail_after(SOON):
+        deadline = time.time() + 20
+        task_id = await cloud.ask_agent(
+            pair.a_id, "agent_ask", {"agent": "b", "tool": "steps", "timeout": 600},
+            deadline=deadline,
+        )  # fmt: skip
+        final = await cloud.agent_final(task_id)
+    assert final["state"] == "completed"
+    (outbound,) = [t for t in pair.a.agents.list() if t.agent is not None]
+    assert outbound.deadline is not None
+    assert outbound.deadline <= deadline
+    assert outbound.hops == 1
+    there = pair.b.agents.get(outbound.id)
+    assert there is not None
+    assert there.hops == 1
+    assert there.deadline == outbound.deadline
+
+
+async def test_when_the_asker_goes_away_the_cloud_cancels_its_tasks(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    cloud = await nursery.start(FakeCloud([TOKEN]).serve)
+    cloud.away_grace = 0.5
+    probe = Probe([], [], trio.Event())
+    b = await start_daemon(nursery, cloud, tmp_path, "b", probe)
+    async with trio.open_nursery() as first:
+        a = await start_daemon(first, cloud, tmp_path, "a", probe)
+        with trio.fail_after(SOON):
+            await cloud.wait_agent(a.agents.agent_id)
+            await cloud.wait_agent(b.agents.agent_id)
+            await until(lambda: len(a.agents.peers()) == 1, poll=0.02)
+            task = await a.agents.submit(
+                skill="hold", args={}, origin="local", agent=b.agents.agent_id,
+                deadline=time.time() + 600,
+            )  # fmt: skip
+            await until(lambda: len(probe.started) == 1, poll=0.02)
+        # As a killed edge leaves it: gone at once, saying nothing more.
+        a.tunnel.disconnect()
+        first.cancel_scope.cancel()
+    with trio.fail_after(SOON):
+        await until(lambda: probe.unwound == probe.started, poll=0.02)
+        there = b.agents.get(task.id)
+        assert there is not None
+        await b.agents.wait(task.id)
+    assert there.state is TaskState.CANCELED
+    assert there.reason == f"agent {a.agents.agent_id} went away"

@@ -260,3 +260,29 @@ async def test_tasks_and_events_survive_a_restart(
         assert [e.seq for e in await tasks.events_after("done", 2)] == [3, 4]
     events = _rows(db, "SELECT seq, event FROM agent_events WHERE task_id = 'left' ORDER BY seq")
     assert [json.loads(e)["state"] for _, e in events] == ["submitted", "working", "failed"]
+
+
+async def test_the_store_keeps_the_latest_progress_and_replays_have_no_gap(
+    tmp_path: Path,
+) -> None:
+    from edge.agents.tasks import STORED_PROGRESS
+
+    db = tmp_path / "edge.db"
+    steps = STORED_PROGRESS + 100
+    work = Work()
+    async with open_store(db) as store, running(work, store=store) as tasks:
+        await tasks.submit(skill="grep", args={"steps": steps}, origin="cloud", task_id="t")
+        with trio.fail_after(30):
+            work.release.setdefault("t", trio.Event()).set()
+            task = await tasks.wait("t")
+            events = await tasks.events_after("t", 0)
+        last = task.seq
+        assert last == steps + 3
+        assert [e.seq for e in events] == list(range(1, last + 1))
+        assert [e.state for e in events[:2]] == ["submitted", "working"]
+        assert events[-1].state == "completed"
+        stood_in = [e for e in events if e.state == "working" and e.progress is None][1:]
+        assert len(stood_in) == steps - STORED_PROGRESS
+    stored = _rows(db, "SELECT seq FROM agent_events WHERE task_id = 't' ORDER BY seq")
+    assert len(stored) == 2 + STORED_PROGRESS + 1
+    assert [s for (s,) in stored][:3] == [1, 2, last - STORED_PROGRESS]
