@@ -1,8 +1,9 @@
 """Shared fixtures: a fake cloud on loopback, a workspace, a running daemon, leak probes.
 
-Also two suite-wide settings for a busy machine: hypothesis runs without its
-per-example deadline (a timed assertion, which tests do not make), and a skip
-raised inside a trio test keeps its reason in ``-ra`` (see
+Also suite-wide settings: hypothesis runs without its per-example deadline (a
+timed assertion, which tests do not make, on a busy machine); a skip raised
+inside a trio test keeps its reason in ``-ra``; and a report's captured text is
+made encodable as UTF-8, which pytest-xdist's workers send it in (see
 ``pytest_runtest_makereport``).
 """
 
@@ -44,6 +45,46 @@ def _only_leaf(exc: BaseException | None) -> BaseException | None:
     return None if isinstance(exc, BaseExceptionGroup) else exc
 
 
+def _utf8(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) backslash-escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+#: Workers per idle core: most tests wait on subprocesses, sockets and sleeps.
+WORKERS_PER_IDLE_CORE: Final = 1.5
+#: At most this many workers (each starts daemons, PulseAudio, browsers of its own).
+MAX_WORKERS: Final = 3
+
+
+def idle_cores(seconds: float = 0.5) -> float:
+    """How many cores were idle over the last ``seconds`` (``/proc/stat``; all of them
+    where it cannot be read)."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
+    cores = os.cpu_count() or 1
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return float(cores)
+    if total1 <= total0:
+        return float(cores)
+    return cores * (idle1 - idle0) / (total1 - total0)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: workers for the cores idle now, so that a machine busy with other work
+    runs the suite in one worker (its time bounds are sized for a loaded machine, not for
+    three workers sharing what little CPU is left) and an idle one in up to three."""
+    return max(1, min(MAX_WORKERS, round(idle_cores() * WORKERS_PER_IDLE_CORE)))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -56,6 +97,9 @@ def pytest_runtest_makereport(
     only "Skipped". The reason is taken back from the group.
     """
     report = yield
+    # Under pytest-xdist a report travels to the controller as UTF-8: a lone surrogate in
+    # captured output or logs (tests/test_logs.py logs one on purpose) is escaped.
+    report.sections = [(title, _utf8(text)) for title, text in report.sections]
     bare = call.excinfo.value if call.excinfo is not None else None
     if report.skipped and isinstance(bare, pytest.skip.Exception) and not bare.msg:
         inner = _only_leaf(bare.__context__)

@@ -113,7 +113,10 @@ async def test_a_dropped_asr_link_is_backfilled_without_a_hole(
     finals = session.finals()
     # Contiguous, in order, every second the tone, nothing heard twice, no hole.
     assert [(f["start"], f["end"]) for f in finals[:4]] == [(0, 1), (1, 2), (2, 3), (3, 4)]
-    assert finals[-1]["end"] == summary["seconds"]
+    # The last final ends where the recording does, unless less than a tenth of a second
+    # followed the last whole one: the fake endpoint leaves so short a tail untranscribed.
+    tail = summary["seconds"] - finals[-1]["end"]
+    assert tail == 0 or 0 < tail < 0.1, (finals[-1], summary["seconds"])
     assert {f["text"] for f in finals} == {"tone 440 Hz"}
     assert session.holes == 0 and session.duplicates == 0 and session.gaps == []
     assert any(f["backfill"] for f in finals)

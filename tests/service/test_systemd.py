@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,19 +36,26 @@ def settings(text: str) -> dict[str, list[str]]:
     return found
 
 
-def verify(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``systemd-analyze --user verify UNIT`` (skipped, saying why, if it is not installed)."""
+def verify(unit: Path) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze --user verify UNIT`` (skipped, saying why, if it is not installed).
+
+    The runtime directory is a short one of its own in the temporary directory, not under
+    ``tmp_path`` (longer under pytest-xdist): the machine's user units name sockets in it
+    (gpg-agent's), and a socket path over 107 bytes is an error verify prints.
+    """
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
-    runtime = tmp_path / "verify-run"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "DBUS_"))}
-    env.update(HOME=str(unit.parent), XDG_RUNTIME_DIR=str(runtime), SYSTEMD_LOG_COLOR="0")
-    return subprocess.run(
-        [analyze, "--user", "verify", str(unit)],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+    runtime = tempfile.mkdtemp(prefix="edge-verify-")
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "DBUS_"))}
+        env.update(HOME=str(unit.parent), XDG_RUNTIME_DIR=runtime, SYSTEMD_LOG_COLOR="0")
+        return subprocess.run(
+            [analyze, "--user", "verify", str(unit)],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_the_unit_restarts_on_failure_and_on_an_update_and_logs_to_the_journal() -> None:
@@ -106,16 +114,14 @@ def test_exec_start_reads_the_command_back() -> None:
     assert exec_start("[Service]\nType=simple\n") is None
 
 
-def test_the_installed_unit_passes_systemd_analyze_verify(
-    tmp_path: Path, home: Path, env: dict[str, str]
-) -> None:
+def test_the_installed_unit_passes_systemd_analyze_verify(home: Path, env: dict[str, str]) -> None:
     done = run_edge("service", "install", env=env)
     assert done.returncode == 0, done.stderr
     unit = unit_path(home)
     program = settings(unit.read_text(encoding="utf-8"))["ExecStart"][0].split()[0]
     assert os.path.isabs(program), program
     assert os.access(program, os.X_OK), program
-    checked = verify(unit, tmp_path)
+    checked = verify(unit)
     assert (checked.returncode, checked.stderr) == (0, "")
 
 
@@ -133,7 +139,7 @@ def test_awkward_paths_and_arguments_pass_verify(tmp_path: Path) -> None:
     unit_dir.mkdir()
     unit = unit_dir / "edge.service"
     unit.write_text(unit_text([str(program), *args], {**ENV, "X": 'q"\\ %'}, version="0"))
-    checked = verify(unit, tmp_path)
+    checked = verify(unit)
     assert (checked.returncode, checked.stderr) == (0, "")
 
 
@@ -144,8 +150,8 @@ def test_verify_does_see_a_bad_unit(tmp_path: Path) -> None:
     unit = unit_dir / "edge.service"
     text = unit_text(["/bin/sh", "-c", "exit 0"], ENV, version="0")
     unit.write_text(text.replace("Restart=on-failure", "Restrat=on-failure"))
-    checked = verify(unit, tmp_path)
+    checked = verify(unit)
     assert "Unknown key" in checked.stderr
     assert "Restrat" in checked.stderr
     unit.write_text(text.replace("/bin/sh", str(tmp_path / "no-such-edge")))
-    assert "is not executable" in verify(unit, tmp_path).stderr
+    assert "is not executable" in verify(unit).stderr

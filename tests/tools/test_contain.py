@@ -246,7 +246,10 @@ async def test_a_running_call_is_recorded_privately(
         )
         with trio.fail_after(20):
             await until(lambda: bool(marked(marker)), poll=0.02)
-        (record,) = containment.calls_dir.glob("*.json")
+            (record,) = containment.calls_dir.glob("*.json")
+            # Written before the command starts, and again with its leader once it runs:
+            # the command may be running before the daemon has rewritten the record.
+            await until(lambda: CallRecord.from_json(record.read_text()).leader is not None)
         assert record.stat().st_mode & 0o777 == 0o600
         saved = CallRecord.from_json(record.read_text())
         assert saved.leader is not None

@@ -1,8 +1,14 @@
 """Session fixtures of the update tests: two wheels of edge, the dependencies' link
-directory, the signed https site (see ``kit``)."""
+directory, the signed https site (see ``kit``).
+
+Session fixtures are made once per pytest-xdist worker; the wheels, the costly
+part, are built once per run and shared by the workers (see ``wheels``).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -25,9 +31,25 @@ def update_work() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def wheels(update_work: Path) -> dict[str, Path]:
-    """{version: wheel} for 0.1.0 and 0.2.0, built from this source tree."""
-    return build_wheels(update_work / "build")
+def wheels(update_work: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{version: wheel} for 0.1.0 and 0.2.0, built from this source tree.
+
+    Under pytest-xdist one build serves every worker: the first to take the lock
+    builds in the run's common temporary directory, the others wait and use its
+    wheels (which no test changes).
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build_wheels(update_work / "build")
+    shared = tmp_path_factory.getbasetemp().parent / "edge-update-wheels"
+    shared.mkdir(exist_ok=True)
+    built = shared / "wheels.json"
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if built.exists():
+            return {v: Path(p) for v, p in json.loads(built.read_text()).items()}
+        found = build_wheels(Path(tempfile.mkdtemp(prefix="build-", dir=shared)))
+        built.write_text(json.dumps({v: str(p) for v, p in found.items()}))
+        return found
 
 
 @pytest.fixture(scope="session")
