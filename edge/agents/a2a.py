@@ -56,6 +56,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ..protocol.a2a import TaskState
+from ..protocol.strict import loads as strict_loads
 
 if TYPE_CHECKING:
     from ..protocol.a2a import TaskEvent
@@ -211,7 +212,7 @@ def parse_call(body: bytes) -> RpcCall | RpcFailure:
     JSON: a body with one is a parse error, as no answer could carry it back.
     """
     try:
-        data = json.loads(body, parse_constant=_no_constant)
+        data = strict_loads(body)
     except (ValueError, RecursionError) as exc:
         return RpcFailure(None, RpcError(PARSE_ERROR, f"the body is not valid JSON: {exc}"))
     if isinstance(data, list):
@@ -234,10 +235,6 @@ def parse_call(body: bytes) -> RpcCall | RpcFailure:
     if not isinstance(params, dict):
         return RpcFailure(request_id, RpcError(INVALID_PARAMS, '"params" must be an object'))
     return RpcCall(request_id, method, params)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def method_problem(method: str) -> RpcError | None:

@@ -56,6 +56,7 @@ from ..protocol.a2a import (
     request_frame,
     resume_frame,
 )
+from ..protocol.strict import json_problem
 from ..tools.registry import CallContext, ToolSpec
 from .identity import AgentIdentity, load_identity
 from .tasks import (
@@ -66,7 +67,6 @@ from .tasks import (
     Report,
     RunLocal,
     Runners,
-    json_problem,
     serve_tasks,
 )
 

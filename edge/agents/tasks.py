@@ -36,6 +36,7 @@ import trio
 
 from ..protocol import error_result
 from ..protocol.a2a import TERMINAL, TaskEvent, TaskState, next_event
+from ..protocol.strict import json_problem
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -552,15 +553,6 @@ class AgentTasks:
 async def _iterate(receive: trio.MemoryReceiveChannel[TaskEvent]) -> AsyncIterator[TaskEvent]:
     async for event in receive:
         yield event
-
-
-def json_problem(value: Any) -> str | None:
-    """Why ``value`` is no plain JSON value (bytes, a set, a NaN ...), or ``None``."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        return str(exc)
-    return None
 
 
 def _finite(value: float | None) -> float | None:

@@ -6,13 +6,13 @@ message; ``json_reply`` encodes any reply, whatever text it holds.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import BadRequest
 from ..protocol import encode
+from ..protocol.strict import loads as strict_loads
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 
 #: Request bodies larger than this are refused (bytes).
 MAX_BODY: Final = 64 * 1024
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 async def read_json(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
@@ -45,7 +41,7 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
                 raise BadRequest(f"body is over {limit} bytes")
     body = b"".join(chunks_in)
     try:
-        data = json.loads(body, parse_constant=_not_json)
+        data = strict_loads(body)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

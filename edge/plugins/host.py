@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import logging
 import math
 import os
@@ -60,6 +59,7 @@ from ..protocol.rpc import (
     request,
     response,
 )
+from ..protocol.strict import json_problem
 from ..tools.contain import CallProcesses, Child, Containment
 from ..tools.process import spawn_contained
 from ..watch import Watched
@@ -323,15 +323,6 @@ class Runner:
                 self.on_end(self)
         for pending in self._pending.values():
             pending.done.set()
-
-
-def json_problem(value: Any) -> str | None:
-    """Why ``value`` is no plain JSON value (msgpack carries bytes, JSON does not), or None."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        return str(exc)
-    return None
 
 
 def _monotonic_deadline() -> float | None:

@@ -7,6 +7,7 @@ Modules:
     asr      -- the speech-recognition uplink's messages, both ways
     openai   -- OpenAI function calling: tools, calls and tool messages; streamed chat turns
     sse      -- server-sent events (text/event-stream) decoded from bytes in any pieces
+    strict   -- JSON decoding that refuses NaN and the infinities; whether a value encodes
     rpc      -- the plugin-runner RPC: length-prefixed msgpack envelopes, the decoder
     a2a      -- agent collaboration: task states and events, the agents extension's frames
     schedule -- the scheduler's tasks as the cloud and the control API send them, checked;

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .strict import loads
+
 #: Frames larger than this are refused before JSON parsing (characters or bytes).
 MAX_FRAME_CHARS: Final = 8 * 1024 * 1024
 
@@ -143,14 +145,6 @@ def _valid_id(value: object) -> bool:
     return isinstance(value, int)
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _loads(data: str | bytes) -> Any:
-    return json.loads(data, parse_constant=_reject_constant)
-
-
 def parse_frame(data: str | bytes) -> Frame:
     """Turn one WebSocket message into a frame event.
 
@@ -163,7 +157,7 @@ def parse_frame(data: str | bytes) -> Frame:
     if len(data) > MAX_FRAME_CHARS:
         return ProtocolError(f"frame of {len(data)} characters is over the {MAX_FRAME_CHARS} limit")
     try:
-        obj = _loads(data)
+        obj = loads(data)
     except (ValueError, RecursionError) as exc:
         return ProtocolError(f"frame is not valid JSON: {_short(exc)}")
     if not isinstance(obj, dict):

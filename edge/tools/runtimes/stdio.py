@@ -41,6 +41,7 @@ import signal
 from typing import TYPE_CHECKING, Any, Final
 
 from ...errors import ToolError
+from ...protocol.strict import loads as strict_loads
 
 if TYPE_CHECKING:
     from ..registry import ToolResult
@@ -100,16 +101,12 @@ def _decode(stdout: bytes) -> tuple[Any, str | None]:
     except UnicodeDecodeError:
         return None, f"stdout is not UTF-8 ({_quote(stdout)})"
     try:
-        return json.loads(text, parse_constant=_no_constant), None
+        return strict_loads(text), None
     except ValueError as exc:
         return None, (
             f"stdout is not one JSON object ({exc}; it begins {_quote(stdout)}); "
             "log to stderr, not stdout"
         )
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _quote(data: bytes) -> str:
