@@ -5,10 +5,12 @@ one tool (``file_read``), answers pings and runs ``file_read`` calls inline, one
 a time: one loop reads a frame, handles it and answers before reading the next.
 No validation, no policy, no concurrency, no journal: the least a client can do.
 
-    python bench/baseline_client.py asyncio|trio URL TOKEN WORKSPACE
+    python bench/baseline_client.py asyncio|trio|wsproto URL TOKEN WORKSPACE
 
 ``asyncio`` uses the ``websockets`` library (``pip install websockets``), ``trio``
-uses trio-websocket, as edge does. They are measuring sticks for ``bench/``, not part
+uses trio-websocket, as edge does; ``wsproto`` uses trio with the wsproto
+state machine directly (one task that reads, answers and writes: the floor of a
+trio WebSocket peer). They are measuring sticks for ``bench/``, not part
 of edge (edge never runs on asyncio).
 """
 
@@ -92,10 +94,62 @@ def run_trio(url: str, token: str, workspace: Path) -> None:
     trio.run(main)
 
 
+def run_wsproto(url: str, token: str, workspace: Path) -> None:
+    """trio with wsproto directly: one task reads, handles and writes, no library tasks."""
+    import urllib.parse
+
+    import trio
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import (
+        AcceptConnection,
+        CloseConnection,
+        Message,
+        Ping,
+        Request,
+        TextMessage,
+    )
+
+    async def main() -> None:
+        parts = urllib.parse.urlsplit(url)
+        stream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 80)
+        ws = WSConnection(ConnectionType.CLIENT)
+        headers = [(b"Authorization", f"Bearer {token}".encode())]
+        host = f"{parts.hostname}:{parts.port}"
+        await stream.send_all(
+            ws.send(Request(host=host, target=parts.path or "/", extra_headers=headers))
+        )
+        parts_of: list[str] = []
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            out = b""
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    continue
+                if isinstance(event, Ping):
+                    out += ws.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    return
+                elif isinstance(event, Message):
+                    parts_of.append(event.data)
+                    if event.message_finished:
+                        text, parts_of[:] = "".join(parts_of), []
+                        reply = answer(text, workspace)
+                        if reply is not None:
+                            out += ws.send(TextMessage(data=reply))
+            if out:
+                await stream.send_all(out)
+
+    trio.run(main)
+
+
 def main() -> None:
     kind, url, token, workspace = sys.argv[1:5]
+    runners = {"asyncio": run_asyncio, "trio": run_trio, "wsproto": run_wsproto}
     try:
-        (run_asyncio if kind == "asyncio" else run_trio)(url, token, Path(workspace))
+        runners[kind](url, token, Path(workspace))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # the connection closing ends the client
