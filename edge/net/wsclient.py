@@ -53,6 +53,31 @@ def parse_ws_url(url: str) -> WsTarget:
     return WsTarget(parts.hostname, port, resource, tls)
 
 
+async def open_stream(
+    target: WsTarget, connect_timeout: float
+) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    """The TCP (and, for ``wss://``, TLS) stream to ``target``.
+
+    Raises:
+        OSError: the connection failed.
+        trio_websocket.ConnectionTimeout: not connected within ``connect_timeout``.
+    """
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+    with trio.move_on_after(connect_timeout) as connecting:
+        if target.tls:
+            stream = await trio.open_ssl_over_tcp_stream(
+                target.host,
+                target.port,
+                ssl_context=ssl.create_default_context(),
+                https_compatible=True,
+            )
+        else:
+            stream = await trio.open_tcp_stream(target.host, target.port)
+    if connecting.cancelled_caught:
+        raise trio_websocket.ConnectionTimeout
+    return stream
+
+
 @asynccontextmanager
 async def open_ws(
     url: str,
@@ -69,19 +94,7 @@ async def open_ws(
             rejection is a ``ConnectionRejected`` carrying the HTTP status).
     """
     target = parse_ws_url(url)
-    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
-    with trio.move_on_after(connect_timeout) as connecting:
-        if target.tls:
-            stream = await trio.open_ssl_over_tcp_stream(
-                target.host,
-                target.port,
-                ssl_context=ssl.create_default_context(),
-                https_compatible=True,
-            )
-        else:
-            stream = await trio.open_tcp_stream(target.host, target.port)
-    if connecting.cancelled_caught:
-        raise trio_websocket.ConnectionTimeout
+    stream = await open_stream(target, connect_timeout)
     try:
         async with trio.open_nursery() as nursery:
             with trio.move_on_after(connect_timeout) as upgrading:

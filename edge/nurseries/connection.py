@@ -2,15 +2,21 @@
 
 Inside a connection::
 
-    reader     socket → parse_frame → hooks.on_frame (or a pong to the outbox)
-    writer     the only task that sends once the handshake is done; fed by the outbox
+    reader     socket → parse_frame → hooks.on_frame (or a pong to the outbox),
+               in one task: the link (``edge.net.wslink``) parses the WebSocket
+               frames and answers its control frames there
+    pump       the outbox's ``on_queued``: whatever queues a frame (a result, a
+               pong) writes it to the socket then and there, unless the link
+               holds a backlog; no task switch between a result and the socket
+    flusher    the one task that waits for the socket, when the link has a
+               backlog (a full socket buffer, TLS); it pumps again once drained
     heartbeat  a WebSocket ping CONFIRM_DELAY after results went out (one ping
                confirms every result sent before it), else every HEARTBEAT_INTERVAL;
                HEARTBEAT_TIMEOUT to answer
     closer     closes the socket politely (code 1001) once edge asks
 
 The handshake (see docs/protocol.md) runs in the connection's own task before
-the writer starts, so there is exactly one sender at any time. A connection
+the pump is attached, so frames queued meanwhile wait for it. A connection
 always ends in an exception (a drop, a refused token, a cancel); however it
 ends, unconfirmed results go back to the outbox and its urgent frames go.
 
@@ -30,7 +36,7 @@ import trio
 import trio_websocket
 
 from ..errors import ConnectionLost, HandshakeFailed, Unauthorized, first_leaf
-from ..net.wsclient import open_ws
+from ..net.wslink import WsLink, open_link
 from ..protocol import (
     MAX_FRAME_CHARS,
     ApprovedTools,
@@ -59,6 +65,8 @@ HEARTBEAT_TIMEOUT: Final = 10.0
 HANDSHAKE_TIMEOUT: Final = 10.0
 #: Seconds for the TCP + TLS + HTTP upgrade.
 CONNECT_TIMEOUT: Final = 10.0
+#: Bytes the link may hold for the socket before the pump leaves frames in the outbox.
+MAX_BACKLOG: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,39 +145,45 @@ class Connection:
 
     async def _serve(self, url: str, token: Secret) -> None:
         headers = [(b"Authorization", b"Bearer " + token.reveal().encode())]
-        async with open_ws(
+        async with open_link(
             url,
             headers=headers,
             connect_timeout=CONNECT_TIMEOUT,
             # Twice the protocol limit: a frame between the two gets a clear error
             # result from parse_frame; only a larger one closes the socket (1009).
             max_message_size=2 * MAX_FRAME_CHARS,
-        ) as ws:
-            await self._handshake(ws)
+        ) as link:
+            await self._handshake(link)
             self._hooks.on_ready()
-            async with trio.open_nursery() as conn:
-                conn.start_soon(self._reader, ws)
-                conn.start_soon(self._writer, ws)
-                conn.start_soon(self._heartbeat, ws)
-                conn.start_soon(self._close_when_asked, ws)
+            try:
+                async with trio.open_nursery() as conn:
+                    conn.start_soon(self._reader, link)
+                    conn.start_soon(self._flusher, link)
+                    conn.start_soon(self._heartbeat, link)
+                    conn.start_soon(self._close_when_asked, link)
+                    self._attach(link)
+            finally:
+                self._outbox.on_queued = None
+                self._outbox.held = lambda: 0
+                link.on_drained = lambda: None
 
-    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _handshake(self, link: WsLink) -> None:
         limit = self._pacing.handshake_timeout
         with trio.move_on_after(limit) as waiting:
-            while not isinstance(frame := parse_frame(await ws.get_message()), Connected):
+            while not isinstance(frame := parse_frame(await link.get_message()), Connected):
                 if isinstance(frame, ProtocolError):
                     raise HandshakeFailed(f"bad first frame from the cloud: {frame.message}")
                 self._dispatch(frame)
             self._hooks.on_connected(frame)
         if waiting.cancelled_caught:
             raise HandshakeFailed(f"the cloud sent no 'connected' within {limit:g} s")
-        await ws.send_message(encode(self._hooks.capability_report()))
+        link.write(encode(self._hooks.capability_report()))
         # The cloud answers the report with ``approved_tools``. A cloud that sends
         # something else first (a ping, a call) is served with an empty approval, as
         # the older bridge did: that frame is answered now (a call with "not
         # approved"), and the approval applies whenever it arrives. Silence fails.
         with trio.move_on_after(limit) as waiting:
-            frame = parse_frame(await ws.get_message())
+            frame = parse_frame(await link.get_message())
         if waiting.cancelled_caught:
             raise HandshakeFailed(f"the cloud sent no 'approved_tools' within {limit:g} s")
         if not isinstance(frame, ApprovedTools):
@@ -192,31 +206,51 @@ class Connection:
         else:
             self._hooks.on_frame(frame)
 
-    async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def _attach(self, link: WsLink) -> None:
+        """From now on whatever is queued goes to the socket at once (and what waits, now)."""
+
+        def pump() -> None:
+            outbox = self._outbox
+            batch: list[str] = []
+            while link.backlog < MAX_BACKLOG and (text := outbox.take()) is not None:
+                batch.append(text)
+                if len(batch) >= 64:
+                    link.write_many(batch)
+                    batch = []
+            if batch:
+                link.write_many(batch)
+
+        def safe_pump() -> None:
+            if link.closed is None:
+                pump()
+
+        self._outbox.on_queued = safe_pump
+        self._outbox.held = lambda: link.backlog
+        link.on_drained = safe_pump
+        safe_pump()
+
+    async def _reader(self, link: WsLink) -> None:
         while True:
             try:
-                message = await ws.get_message()
+                message = await link.get_message()
             except trio_websocket.ConnectionClosed as exc:
                 raise closed(exc) from None
             self._dispatch(parse_frame(message))
 
-    async def _writer(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            is_result, text = await self._outbox.get()
-            try:
-                await ws.send_message(text)
-            except BaseException:
-                self._outbox.unsent(is_result, text)
-                raise
-            self._outbox.sent(is_result, text)
+    async def _flusher(self, link: WsLink) -> None:
+        try:
+            await link.flush_forever()
+        except trio_websocket.ConnectionClosed as exc:
+            raise closed(exc) from None
 
-    async def _close_when_asked(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _close_when_asked(self, link: WsLink) -> None:
         await self._close_requested.wait()
         # The reader keeps running, so the cloud's close reply is read and the
         # socket is shut down cleanly; the reader then ends the connection.
-        await ws.aclose(1001, "edge is shutting down")
+        self._outbox.on_queued = None
+        link.send_close(1001, "edge is shutting down")
 
-    async def _heartbeat(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _heartbeat(self, link: WsLink) -> None:
         pacing = self._pacing
         while True:
             with trio.move_on_after(pacing.heartbeat_interval):
@@ -225,7 +259,10 @@ class Connection:
                     await self._hooks.confirm_now().wait()
             mark = self._outbox.mark()
             with trio.move_on_after(pacing.heartbeat_timeout) as scope:
-                await ws.ping()
+                try:
+                    await link.ping()
+                except trio_websocket.ConnectionClosed as exc:
+                    raise closed(exc) from None
             if scope.cancelled_caught:
                 raise ConnectionLost(f"heartbeat unanswered for {pacing.heartbeat_timeout:g} s")
             self._outbox.confirm(mark)

@@ -61,4 +61,6 @@ def classify(exc: BaseException) -> tuple[str, str]:
         trio_websocket.ConnectionClosed,
     )
     kind = "retry" if all(isinstance(leaf, expected) for leaf in leaves) else "bug"
-    return kind, "; ".join(describe_error(leaf, peer="the cloud") for leaf in leaves)
+    # The reader and the writer may both see the same end: say it once.
+    described = dict.fromkeys(describe_error(leaf, peer="the cloud") for leaf in leaves)
+    return kind, "; ".join(described)

@@ -38,11 +38,13 @@ MAX_RESULTS: Final = 10_000
 
 @dataclass(slots=True)
 class Entry:
-    """One result: its frame, its key in the journal (0: none), whether it went out before."""
+    """One result: its frame, its key in the journal (0: none yet), whether it went out
+    before, and whether it has left the outbox (confirmed, or dropped past the bound)."""
 
     text: str
     key: int = 0
     sent: bool = False
+    gone: bool = False
 
 
 class Outbox:
@@ -73,6 +75,12 @@ class Outbox:
         self._changed = trio.Event()
         self.dropped = 0
         self.resent = 0
+        #: Called, synchronously, whenever a frame is queued: the live connection's pump
+        #: (``take`` the frames and write them); ``None`` while no connection is up.
+        self.on_queued: Callable[[], None] | None = None
+        #: Bytes taken as sent but still in this process, not yet in the kernel's socket
+        #: buffer (the live link's backlog); the journal commits at once while there are.
+        self.held: Callable[[], int] = lambda: 0
 
     def __len__(self) -> int:
         """Results not yet confirmed: queued, being written, or sent."""
@@ -86,6 +94,8 @@ class Outbox:
     def put_urgent(self, text: str) -> None:
         self._urgent.append(text)
         self._wakeup.set()
+        if self.on_queued is not None:
+            self.on_queued()
 
     def put_urgent_frame(self, what: str, build: Callable[[], Mapping[str, Any]]) -> None:
         """Queue the frame ``build()`` makes; one JSON cannot carry is logged and dropped."""
@@ -100,10 +110,16 @@ class Outbox:
         return len(self._urgent)
 
     def put_result(self, text: str, key: int = 0) -> None:
-        self._results.append(Entry(text, key))
+        self.put_entry(Entry(text, key))
+
+    def put_entry(self, entry: Entry) -> None:
+        """Queue a result whose ``Entry`` the caller keeps (the journal sets its key later)."""
+        self._results.append(entry)
         self._trim()
         self._wakeup.set()
         self._notify()
+        if self.on_queued is not None:
+            self.on_queued()
 
     def restore(self, entries: list[Entry]) -> None:
         """Queue results kept from an earlier run ahead of everything else."""
@@ -112,11 +128,15 @@ class Outbox:
         if entries:
             self._wakeup.set()
             self._notify()
+            if self.on_queued is not None:
+                self.on_queued()
 
     def _trim(self) -> None:
         gone: list[int] = []
         while len(self) > self._max_results and self._results:
-            gone.append(self._results.popleft().key)
+            entry = self._results.popleft()
+            entry.gone = True
+            gone.append(entry.key)
         if gone:
             self.dropped += len(gone)
             log.warning(
@@ -138,6 +158,19 @@ class Outbox:
                 self._wakeup = trio.Event()
             await self._wakeup.wait()
 
+    def take(self) -> str | None:
+        """The next frame to send, now counted as sent (urgent ones first); ``None`` when
+        nothing waits. For a writer that cannot fail half way (the link queues what the
+        socket does not take at once; a broken link ends the connection, and
+        ``connection_lost`` requeues every result not confirmed)."""
+        if self._urgent:
+            return self._urgent.popleft()
+        if self._results:
+            entry = self._results.popleft()
+            self._count_sent(entry)
+            return entry.text
+        return None
+
     def unsent(self, is_result: bool, text: str) -> None:
         """The writer could not send ``text``: results go back to the front."""
         if is_result and self._in_hand is not None:
@@ -149,6 +182,9 @@ class Outbox:
         if not is_result or entry is None:
             return
         self._in_hand = None
+        self._count_sent(entry)
+
+    def _count_sent(self, entry: Entry) -> None:
         self._sent_seq += 1
         self._unconfirmed.append((self._sent_seq, entry))
         if entry.sent:
@@ -167,7 +203,9 @@ class Outbox:
         """The cloud has every result sent up to ``mark``; returns how many that confirmed."""
         gone: list[int] = []
         while self._unconfirmed and self._unconfirmed[0][0] <= mark:
-            gone.append(self._unconfirmed.popleft()[1].key)
+            entry = self._unconfirmed.popleft()[1]
+            entry.gone = True
+            gone.append(entry.key)
         if gone:
             self._gone(gone)
             self._notify()

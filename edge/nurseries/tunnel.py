@@ -291,6 +291,9 @@ class Tunnel:
 
     def _restart(self) -> None:
         if self._session_scope is not None:
+            # Nothing more goes out on the old connection, not even what is queued
+            # before its tasks see the cancel (the pump writes synchronously).
+            self.outbox.on_queued = None
             self._session_scope.cancel()
         self._creds_changed.set()
 
