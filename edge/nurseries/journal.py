@@ -6,12 +6,25 @@ or a ``kill -9``::
     accept(id, tool)      a row in journal_calls: this call is running (written
                           with the next batch, at most ACCEPT_DELAY later, so a
                           call that ends sooner costs no write of its own)
-    put_result(id, text)  the writer task commits it (and deletes its call's row)
-                          in one transaction with everything else pending, and
-                          only then hands it to the outbox: no result is sent
-                          before its journal write has committed
+    put_result(id, text)  the result goes to the outbox at once (it is usually on
+                          the socket before this returns), and the writer task
+                          commits it (and deletes its call's row) beside it, in
+                          one transaction with everything else pending: at once
+                          when it could not be sent, else with the batch that
+                          comes within ACCEPT_DELAY (one commit for many calls)
     sent (outbox)         the row is marked sent, with the next batch
     gone (outbox)         confirmed by a pong, or dropped past the bound: row deleted
+                          (a result confirmed before its batch ran is never written)
+
+Sending before the commit loses nothing: a result is forgotten only once a pong
+confirms it, and the pong comes at least ``CONFIRM_DELAY`` after the send, while
+the commit takes a millisecond or so. Killed between the send and the commit,
+edge has either put the result on the socket, which the kernel still delivers,
+or it has not, and then its commit was not delayed (the call's row, written
+within ``ACCEPT_DELAY`` of its start, covers the instant before: the next start
+answers it "interrupted"); a result that arrives twice is
+deduplicated by id, as every result resent after a reconnect is. Keeping the
+commit off the path saves the round trip a thread hand-off costs on every call.
 
 At start-up ``recover`` answers every call still journaled as running with an
 "interrupted" error result (journaled like any other), imports the
@@ -60,12 +73,24 @@ class _Accept:
 @dataclass(frozen=True, slots=True)
 class _Finish:
     call_id: str
+    entry: Entry
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A result as the store's thread writes it: what the entry said when the batch began."""
+
+    call_id: str
     text: str
     at: float
+    sent: bool
+    gone: bool
 
 
 #: What the writer task commits, in order: calls, results, sent marks, removals.
 _Op = _Accept | _Finish | tuple[str, int]
+_Write = _Accept | _Row | tuple[str, int]
 
 
 class Journal:
@@ -88,8 +113,8 @@ class Journal:
         return self._store is not None
 
     def __len__(self) -> int:
-        """Results not yet confirmed, those still being journaled included."""
-        return self._results_pending + len(self.outbox)
+        """Results not yet confirmed."""
+        return len(self.outbox)
 
     # -- what the tunnel calls (synchronous, never blocks) ------------------------------
 
@@ -98,21 +123,32 @@ class Journal:
         if self._store is None:
             return
         self._ops.append(_Accept(_key(call_id), tool, time.time()))
-        due = trio.current_time() + ACCEPT_DELAY
+        self._write_within(ACCEPT_DELAY)
+
+    def _write_within(self, seconds: float) -> None:
+        due = trio.current_time() + seconds
         if due < self._due:
             self._due = due
             if self._waiting is not None:
                 self._waiting.deadline = due
 
     def put_result(self, call_id: str | int, text: str) -> None:
-        """A call's encoded response: journaled first, then queued for the writer."""
+        """A call's encoded response: queued to send now, and to commit beside it."""
         if self._store is None:
             self.outbox.put_result(text)
             return
         self._results_pending += 1
         if self._released.is_set():
             self._released = trio.Event()
-        self._queue(_Finish(_key(call_id), text, time.time()))
+        entry = Entry(text)
+        self._ops.append(_Finish(_key(call_id), entry, time.time()))
+        self.outbox.put_entry(entry)
+        if entry.sent and not self.outbox.held():
+            # On the socket already: the kernel delivers it even if edge is killed now,
+            # so its commit may wait for the batch that comes within ACCEPT_DELAY.
+            self._write_within(ACCEPT_DELAY)
+        else:
+            self._wakeup.set()  # waiting for a connection: committed at once
 
     def _sent(self, key: int) -> None:
         # Rides along with the next batch: it only matters for counting resends.
@@ -129,7 +165,8 @@ class Journal:
         self._wakeup.set()
 
     async def wait_released(self) -> None:
-        """Return once every result handed to the journal has reached the outbox."""
+        """Return once every result handed to the journal has been committed (or the
+        store failed and they are kept in memory only)."""
         await self._released.wait()
 
     # -- the writer ----------------------------------------------------------------------
@@ -163,11 +200,12 @@ class Journal:
             self._release(ops, None)
             return
         ran = False
+        writes = [_as_written(op) for op in ops]
 
         def apply(conn: sqlite3.Connection) -> list[int]:
             nonlocal ran
             ran = True
-            return _apply(conn, ops)
+            return _apply(conn, writes)
 
         try:
             keys = await store.write(apply)
@@ -187,9 +225,19 @@ class Journal:
         self._release(ops, keys)
 
     def _release(self, ops: list[_Op], keys: list[int] | None) -> None:
+        """After the commit: each entry gets its key; what happened to it meanwhile (sent,
+        confirmed) rides the next batch."""
         finished = [op for op in ops if isinstance(op, _Finish)]
-        for i, op in enumerate(finished):
-            self.outbox.put_result(op.text, 0 if keys is None else keys[i])
+        if keys is not None:
+            for op, key in zip(finished, keys, strict=True):
+                if not key:
+                    continue  # confirmed before the batch began: never written
+                entry = op.entry
+                entry.key = key
+                if entry.gone:
+                    self._queue(("gone", key))
+                elif entry.sent:
+                    self._ops.append(("sent", key))
         self._results_pending -= len(finished)
         if self._results_pending == 0:
             self._released.set()
@@ -284,13 +332,22 @@ def _unlink(path: Path) -> None:
 # -- in the store's worker thread ----------------------------------------------------------
 
 
-def _apply(conn: sqlite3.Connection, ops: list[_Op]) -> list[int]:
+def _as_written(op: _Op) -> _Write:
+    """``op`` as plain data for the store's thread (an entry's flags read once, here)."""
+    if isinstance(op, _Finish):
+        entry = op.entry
+        return _Row(op.call_id, entry.text, op.at, entry.sent, entry.gone)
+    return op
+
+
+def _apply(conn: sqlite3.Connection, ops: list[_Write]) -> list[int]:
+    """Write a batch; the key of each result row, in order (0: not written, it was gone)."""
     keys: list[int] = []
     finished_later: set[str] = set()
     ended: set[int] = set()  # accepts whose call finishes later in the same batch: never written
     for i in range(len(ops) - 1, -1, -1):
         op = ops[i]
-        if isinstance(op, _Finish):
+        if isinstance(op, _Row):
             finished_later.add(op.call_id)
         elif isinstance(op, _Accept) and op.call_id in finished_later:
             ended.add(i)
@@ -303,8 +360,11 @@ def _apply(conn: sqlite3.Connection, ops: list[_Op]) -> list[int]:
                 "VALUES (?, ?, ?)",
                 (op.call_id, op.tool, op.at),
             )
-        elif isinstance(op, _Finish):
-            keys.append(_insert_result(conn, op.call_id, op.text, op.at))
+        elif isinstance(op, _Row):
+            if op.gone:
+                keys.append(0)
+            else:
+                keys.append(_insert_result(conn, op.call_id, op.text, op.at, op.sent))
             conn.execute("DELETE FROM journal_calls WHERE call_id = ?", (op.call_id,))
         elif op[0] == "sent":
             conn.execute("UPDATE journal_results SET sent = 1 WHERE seq = ?", (op[1],))
@@ -313,10 +373,12 @@ def _apply(conn: sqlite3.Connection, ops: list[_Op]) -> list[int]:
     return keys
 
 
-def _insert_result(conn: sqlite3.Connection, call_id: str | None, text: str, at: float) -> int:
+def _insert_result(
+    conn: sqlite3.Connection, call_id: str | None, text: str, at: float, sent: bool = False
+) -> int:
     cursor = conn.execute(
-        "INSERT INTO journal_results (call_id, frame, finished_at) VALUES (?, ?, ?)",
-        (call_id, text, at),
+        "INSERT INTO journal_results (call_id, frame, finished_at, sent) VALUES (?, ?, ?, ?)",
+        (call_id, text, at, int(sent)),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid

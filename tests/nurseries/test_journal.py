@@ -57,7 +57,7 @@ async def test_accept_result_confirm(tmp_path: Path) -> None:
         await journal.flush()
         assert sorted(await rows(store, "journal_calls")) == [('"a"', "terminal"), ("7", "grep")]
         journal.put_result("a", result("a", "done"))
-        assert len(journal.outbox) == 0  # not released before it is committed
+        assert len(journal.outbox) == 1  # ready to send at once, committed beside it
         assert len(journal) == 1
         await journal.wait_released()
         assert await rows(store, "journal_calls") == [("7", "grep")]  # same transaction
@@ -69,6 +69,55 @@ async def test_accept_result_confirm(tmp_path: Path) -> None:
         await journal.flush()
         assert await rows(store, "journal_results") == [("7", result(7, "also"), 0)]
         assert await rows(store, "journal_calls") == []
+
+
+async def test_a_result_sent_before_its_commit_is_written_as_sent(tmp_path: Path) -> None:
+    async with running(tmp_path) as (journal, store):
+        journal.accept("a", "terminal")
+        await journal.flush()
+        journal.put_result("a", result("a", "done"))
+        assert journal.outbox.take() == result("a", "done")  # on the socket before the commit
+        await journal.wait_released()
+        assert await rows(store, "journal_results") == [('"a"', result("a", "done"), 1)]
+        assert await rows(store, "journal_calls") == []
+        journal.outbox.confirm(journal.outbox.mark())
+        await journal.flush()
+        assert await rows(store, "journal_results") == []
+
+
+async def test_a_result_confirmed_before_its_commit_is_never_written(tmp_path: Path) -> None:
+    async with running(tmp_path) as (journal, store):
+        journal.accept("a", "terminal")
+        await journal.flush()
+        journal.put_result("a", result("a", "done"))
+        journal.outbox.take()
+        journal.outbox.confirm(journal.outbox.mark())  # before the writer task ran
+        await journal.wait_released()
+        await journal.flush()
+        assert await rows(store, "journal_results") == []
+        assert await rows(store, "journal_calls") == []  # the call's row goes all the same
+
+
+async def test_a_result_confirmed_during_its_commit_is_deleted(tmp_path: Path) -> None:
+    async with running(tmp_path) as (journal, store):
+        journal.put_result("a", result("a", "done"))
+        journal.outbox.take()
+        batch = trio.Event()
+        real_write = store.write
+
+        async def write_then_confirm(fn: Any) -> Any:
+            journal.outbox.confirm(journal.outbox.mark())  # while the batch is in the thread
+            try:
+                return await real_write(fn)
+            finally:
+                batch.set()
+
+        store.write = write_then_confirm  # type: ignore[method-assign]
+        await batch.wait()
+        store.write = real_write  # type: ignore[method-assign]
+        await journal.wait_released()
+        await journal.flush()
+        assert await rows(store, "journal_results") == []
 
 
 async def test_a_running_call_is_written_within_the_accept_delay(
