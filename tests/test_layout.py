@@ -167,10 +167,10 @@ EXPORTS = {
         "encode", "error_result", "invalid_request", "ok_result", "parse_frame", "pong",
         "progress_notification", "tool_response", "truncate_result",
     ],
-    "edge.net": ["backoff", "errors", "wsclient"],
+    "edge.net": ["backoff", "errors", "wsclient", "wslink"],
     "edge.tools": [
         "audit", "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
-        "policy", "process", "procfs", "registry", "runtimes", "walk",
+        "policy", "process", "procfs", "quickcheck", "registry", "runtimes", "walk",
     ],
     "edge.tools.builtin": ["BUILTIN_TOOLS"],
     "edge.tools.runtimes": [

@@ -4,6 +4,7 @@ Modules:
     policy    -- the local policy: which tools, which directories
     registry  -- one registry for every kind of tool (built-ins, MCP tools, plugin tools and
                  declared tools register the same way)
+    quickcheck -- a fast yes for args that surely fit a simple schema (else jsonschema says)
     execute   -- the one path every call takes: lookup, policy, approval, schema, timeout,
                  result mapping, truncation; one log line and one record per call
     audit     -- CallLog: the calls in flight and the last finished (never args or output)
@@ -23,5 +24,5 @@ Modules:
 
 __all__ = [
     "audit", "batch", "beneath", "builtin", "contain", "execute", "gate", "leftovers", "orphans",
-    "policy", "process", "procfs", "registry", "runtimes", "walk",
+    "policy", "process", "procfs", "quickcheck", "registry", "runtimes", "walk",
 ]  # fmt: skip

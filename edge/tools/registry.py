@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .quickcheck import Check, compile_quick
+
 if TYPE_CHECKING:
     from .contain import Containment
     from .policy import Policy
@@ -68,6 +70,7 @@ class ToolRegistry:
     def __init__(self) -> None:
         self._tools: dict[str, ToolSpec] = {}
         self._validators: dict[str, Any] = {}
+        self._quick: dict[str, Check | None] = {}
         self._listeners: list[Callable[[], None]] = []
         self._batches = 0
         self._unannounced = False
@@ -79,11 +82,13 @@ class ToolRegistry:
         Draft202012Validator.check_schema(spec.input_schema)
         self._tools[spec.name] = spec
         self._validators[spec.name] = Draft202012Validator(spec.input_schema)
+        self._quick[spec.name] = compile_quick(spec.input_schema)
         self._changed()
 
     def remove(self, name: str) -> None:
         if self._tools.pop(name, None) is not None:
             del self._validators[name]
+            del self._quick[name]
             self._changed()
 
     def get(self, name: str) -> ToolSpec | None:
@@ -109,6 +114,9 @@ class ToolRegistry:
         ``... "colour" is not an argument of file_read (it takes "path", ...)``;
         a nested one as ``"options.depth"`` or ``"files[2]"``.
         """
+        quick = self._quick.get(name)
+        if quick is not None and quick(args):
+            return None  # surely fits (``edge.tools.quickcheck``)
         from jsonschema.exceptions import best_match
 
         error = best_match(self._validators[name].iter_errors(args))
