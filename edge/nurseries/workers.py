@@ -133,13 +133,20 @@ class ToolWorkers:
                 progress(call_id, done, total, message)
 
         running = False
+        limiter = self._limiter
         try:
             with scope:
-                async with self._limiter:
+                try:
+                    limiter.acquire_nowait()  # a free slot: no schedule point to get it
+                except trio.WouldBlock:
+                    await limiter.acquire()
+                try:
                     running = True
                     result = await self.executor.call(
                         tool, args, approved=approved, call_id=call_id, progress=report
                     )
+                finally:
+                    limiter.release()
         finally:
             # In the finally, so that a call cancelled from outside (the workers'
             # nursery stopping) still gets its one reply, which the outbox keeps.
