@@ -186,6 +186,7 @@ class AgentTasks:
         self._written = 0  # writes committed (or given up)
         self._queued = 0
         self._write_done = trio.Event()
+        self._writer_gone = False  # its task ended: nothing queued will be written now
 
     # -- the API --------------------------------------------------------------------
 
@@ -260,8 +261,15 @@ class AgentTasks:
             scope = trio.CancelScope()
             if deadline is not None:
                 scope.deadline = trio.current_time() + (deadline - self._clock())
+            try:
+                self._nursery.start_soon(self._run, task, scope, name=f"agent task {task_id}")
+            except RuntimeError:  # the tasks have stopped (edge is stopping): it never runs
+                self._event(
+                    task, TaskState.FAILED, message=STOPPED, result=error_result(STOPPED),
+                    reason=STOPPED,
+                )  # fmt: skip
+                return task
             self._scopes[task_id] = scope
-            self._nursery.start_soon(self._run, task, scope, name=f"agent task {task_id}")
         return task
 
     def get(self, task_id: str) -> AgentTask | None:
@@ -503,12 +511,19 @@ class AgentTasks:
     async def _flushed(self) -> None:
         """Return once every write queued so far is committed (or given up)."""
         target = self._queued
-        while self._written < target:
+        while self._written < target and not self._writer_gone:
             await self._write_done.wait()
 
     async def _writer(self) -> None:
         assert self._store is not None
-        store = self._store
+        try:
+            await self._write_all(self._store)
+        finally:
+            # A caller waiting (shielded) for its write must not wait for a task that ended.
+            self._writer_gone = True
+            self._write_done.set()
+
+    async def _write_all(self, store: Store) -> None:
         async for first in self._pending_writes:
             batch = [first]
             while True:

@@ -110,8 +110,7 @@ async def test_ask_runs_tools_here_with_progress_and_output(
         env=env,
     )
     assert read.code == 0, read.err
-    assert "beta" in read.out
-    assert "file_read" in read.err  # the task's first progress line
+    assert "beta" in read.out  # (a small read may end before the stream starts: no line due)
     assert done.code == 0, done.err
     assert done.out == "3 steps done\n"
     assert "step 3 (3/3)" in done.err

@@ -286,3 +286,18 @@ async def test_the_store_keeps_the_latest_progress_and_replays_have_no_gap(
     stored = _rows(db, "SELECT seq FROM agent_events WHERE task_id = 't' ORDER BY seq")
     assert len(stored) == 2 + STORED_PROGRESS + 1
     assert [s for (s,) in stored][:3] == [1, 2, last - STORED_PROGRESS]
+
+
+async def test_a_submit_while_the_tasks_stop_does_not_wait_for_the_stopped_writer(
+    tmp_path: Path,
+) -> None:
+    # The tasks' nursery cancelled (edge stopping) while a request still arrives: its
+    # shielded wait for the store must end with the writer task, not hang the stop.
+    async with open_store(tmp_path / "edge.db") as store, running(Work(), store=store) as tasks:
+        tasks._nursery.cancel_scope.cancel()
+        for _ in range(10):  # the writer task sees the cancel and ends
+            await trio.lowlevel.checkpoint()
+        with trio.fail_after(10):
+            late = await tasks.submit(skill="grep", args={}, origin="cloud", task_id="late")
+        assert late.state is TaskState.FAILED
+        assert late.reason == "edge stopped while it ran"
