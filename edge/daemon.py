@@ -39,31 +39,19 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from . import __version__, exitcodes
-from .agents.relay import Agents, agent_ask_tool, serve_agents
-from .agents.tasks import AgentTask, AgentTasks, Report
-from .agents.token import serving_token
+from .agents.relay import agent_ask_tool, serve_agents
 from .build import build_info
-from .capture.capture import CaptureEvent
-from .capture.sources import probe_sources
-from .capture.uplink import AsrTarget, UplinkOptions, choose_asr_target
 from .config import TOKEN_ENV, Config
-from .control import AgentsControl, ControlTargets, build_app, serve_control
 from .control.key import LocalKey
 from .errors import ConfigError
 from .events import EventHub
-from .gateway.desk import AskDesk, GatewayClients
-from .mcp import Timing
-from .nurseries.captures import Captures, RecordingDefaults, serve_captures
 from .nurseries.journal import Journal
-from .nurseries.mcp import McpServers, serve_mcp
-from .nurseries.plugins import PluginRunners, serve_plugins
 from .nurseries.tunnel import Tunnel, TunnelHooks, TunnelOptions, TunnelStatus, serve_tunnel
-from .nurseries.updates import UpdateOptions, Updates, serve_updates
 from .nurseries.workers import ProgressReport, ToolWorkers, serve_workers
 from .protocol import (
     MAX_OUTPUT_CHARS,
@@ -76,19 +64,8 @@ from .protocol import (
     ToolCall,
     capability_report as build_capability_report,
     error_result,
+    schedule as schedule_frames,
 )
-from .protocol.schedule import (
-    list_answer,
-    parse_task,
-    refused,
-    removed_answer,
-    run_key,
-    run_notification,
-    task_answer,
-    task_id_param,
-)
-from .scheduler.records import RunRow, TaskRow
-from .scheduler.scheduler import Scheduler, serve_scheduler
 from .secret import Secret
 from .store import Store, hold_run_lock, open_store_in
 from .supervise import Supervisor
@@ -99,17 +76,30 @@ from .tools.execute import Executor
 from .tools.gate import ToolGate, mcp_problems, plugin_problems
 from .tools.policy import Policy
 from .tools.registry import ToolRegistry
-from .tools.runtimes.load import (
-    DeclaredTool,
-    build_runtimes,
-    load_declared,
-    report as report_declared,
-    tool_spec,
-)
-from .update.install import Installation
+
+if TYPE_CHECKING:
+    # What edge starts beside the tunnel is imported where it is started, after the
+    # first handshake is under way (``Daemon._start_children``): not on the path to it.
+    from .agents.relay import Agents
+    from .agents.tasks import AgentTask, AgentTasks, Report
+    from .capture.capture import CaptureEvent
+    from .capture.uplink import AsrTarget, UplinkOptions
+    from .control import ControlTargets
+    from .gateway.desk import GatewayClients
+    from .mcp import Timing
+    from .nurseries.captures import Captures
+    from .nurseries.mcp import McpServers
+    from .nurseries.plugins import PluginRunners
+    from .nurseries.updates import UpdateOptions, Updates
+    from .scheduler.records import RunRow, TaskRow
+    from .scheduler.scheduler import Scheduler
+    from .tools.runtimes.load import DeclaredTool
+    from .update.install import Installation
 
 log = logging.getLogger(__name__)
 
+#: Seconds the first handshake may take before the rest of the children start anyway.
+FIRST_HANDSHAKE_HEAD_START: Final = 2.0
 #: Seconds a stopping daemon gives cancelled calls to report and the outbox to drain.
 SHUTDOWN_GRACE: Final = 0.5
 #: Seconds a stopping daemon gives captures to finish their files and transcripts.
@@ -147,8 +137,12 @@ def build_registry(
     registry = ToolRegistry()
     for spec in BUILTIN_TOOLS:
         registry.add(spec)
-    if config is None or policy is None or not config.tool_dirs:
+    # A directory that does not exist holds no tools: then the runtimes (wasmtime among
+    # them) are not even imported.
+    if config is None or policy is None or not any(d.is_dir() for d in config.tool_dirs):
         return registry
+    from .tools.runtimes.load import build_runtimes, load_declared, tool_spec
+
     runtimes = build_runtimes()
     found = load_declared(config.tool_dirs, policy, runtimes, reserved=registry.names())
     for tool in found:
@@ -317,7 +311,9 @@ class Daemon:
         #: Ids of the calls edge itself runs on the workers (``_own_call``): not the cloud's to
         #: cancel, by id or by disconnecting.
         self._own_calls: set[str] = set()
-        self._gateway_clients = GatewayClients()
+        #: The model gateway's HTTP clients (made when the children start: httpx is imported
+        #: then, off the path to the first handshake).
+        self._gateway_clients: GatewayClients | None = None
         self._tunnel: Tunnel | None = None
         self._workers: ToolWorkers | None = None
         self._captures: Captures | None = None
@@ -420,7 +416,8 @@ class Daemon:
             self._root = None
             try:
                 with trio.CancelScope(shield=True):
-                    await self._gateway_clients.aclose()
+                    if self._gateway_clients is not None:
+                        await self._gateway_clients.aclose()
                 await self._close_journal(journal)
             finally:
                 if self.executor.processes is not None:
@@ -455,12 +452,56 @@ class Daemon:
             await self._state.aclose()
 
     async def _start_children(self, root: trio.Nursery, journal: Journal) -> None:
+        """The workers, the tunnel and the agents first, then the first handshake goes while
+        the rest starts (``_start_the_rest``); the report is announced again once it is up."""
         cfg = self.config
         self._workers = await root.start(
             partial(
                 serve_workers, self.executor, max_calls=cfg.max_calls, queue_size=cfg.queue_size
             )
         )
+        hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
+        self._tunnel = await root.start(
+            partial(serve_tunnel, hooks, self._tunnel_options, journal=journal)
+        )
+        self.registry.subscribe(self._tunnel.announce)
+        # The agents before the handshake: the first report names this edge's agent id.
+        self._agents = await root.start(
+            partial(serve_agents, self._tunnel, self._agent_call, refusal=self._agent_refusal,
+                    store=self._store, name=cfg.agent_name)
+        )  # fmt: skip
+        self._methods.update(self._agents.relay.methods())
+        self._responses.append(self._agents.relay.on_response)
+        for method in ("schedule_add", "schedule_remove", "schedule_list"):
+            self._methods[method] = self._on_schedule_request  # "not running" until it is
+        if cfg.cloud_url and cfg.token:
+            tunnel = self._tunnel
+            tunnel.activate(cfg.token, cfg.cloud_url)
+            # What starts next imports and starts much (MCP's SDK, plugin runners, the
+            # control API): let the handshake go first, for a bounded while.
+            with trio.move_on_after(FIRST_HANDSHAKE_HEAD_START):
+                await tunnel.state.wait_for(
+                    lambda status: status in (TunnelStatus.CONNECTED, TunnelStatus.UNAUTHORIZED)
+                    or tunnel.reason is not None
+                )
+        with self.registry.batch():
+            await self._start_the_rest(root)
+        self._tunnel.announce()  # audio sources, MCP servers, plugins, declared tools
+
+    async def _start_the_rest(self, root: trio.Nursery) -> None:
+        from .agents.token import serving_token
+        from .capture.sources import probe_sources
+        from .control import AgentsControl, ControlTargets, build_app, serve_control
+        from .gateway.desk import AskDesk, GatewayClients
+        from .nurseries import updates
+        from .nurseries.captures import RecordingDefaults, serve_captures
+        from .nurseries.mcp import serve_mcp
+        from .nurseries.plugins import serve_plugins
+
+        cfg = self.config
+        agents = self._agents
+        assert agents is not None  # started before the handshake
+        self._gateway_clients = GatewayClients()
         defaults = RecordingDefaults(cfg.recordings_dir, self._asr_for)
         self._captures = await root.start(
             partial(
@@ -498,20 +539,7 @@ class Daemon:
         root.start_soon(self._scheduling.run, self._scheduler_lifetime)
         await self._scheduling.state.wait_for(lambda s: s.status not in ("stopped", "starting"))
         self.audio_sources = await probe_sources()
-        hooks = TunnelHooks(self.capability_report, self._on_frame, self._on_status)
-        self._tunnel = await root.start(
-            partial(serve_tunnel, hooks, self._tunnel_options, journal=journal)
-        )
-        self.registry.subscribe(self._tunnel.announce)
-        self._agents = await root.start(
-            partial(serve_agents, self._tunnel, self._agent_call, refusal=self._agent_refusal,
-                    store=self._store, name=cfg.agent_name)
-        )  # fmt: skip
-        self._methods.update(self._agents.relay.methods())
-        self._responses.append(self._agents.relay.on_response)
-        for method in ("schedule_add", "schedule_remove", "schedule_list"):
-            self._methods[method] = self._on_schedule_request
-        root.start_soon(self._report_runs, self._tunnel)
+        root.start_soon(self._report_runs, self.tunnel)
         ask = AskDesk(
             token=lambda: self.tunnel.token,
             url=lambda: cfg.gateway_url or self.cloud_gateway_url,
@@ -523,9 +551,9 @@ class Daemon:
         self._targets = ControlTargets(
             health=self.health,
             tunnel=_TunnelDesk(
-                self._tunnel,
+                self.tunnel,
                 self.gate,
-                self._workers,
+                self.workers,
                 self._own_calls,
                 self._forget_cloud,
                 self._captures,
@@ -541,13 +569,13 @@ class Daemon:
             calls=self.calls,
             call_tool=self._local_tool,
             schedule=_ScheduleDesk(lambda: self._scheduler, self.executor),
-            agents=AgentsControl(self._agents.tasks, serving_token(cfg.state_dir),
+            agents=AgentsControl(agents.tasks, serving_token(cfg.state_dir),
                                  self.gate.offer, __version__),  # tools: the local policy's
         )
         self._updates = await root.start(
             partial(
-                serve_updates,
-                self._update_options or UpdateOptions.from_config(cfg),
+                updates.serve_updates,
+                self._update_options or updates.UpdateOptions.from_config(cfg),
                 manifest_url=lambda: cfg.update_manifest or self.cloud_versions_url,
                 drain=self._drain_for_update,
                 resume=self._resume_after_update,
@@ -566,13 +594,13 @@ class Daemon:
                     self.key.write(cfg.state_dir, port)
                 except OSError as exc:
                     log.warning("cannot write the local key into %s: %s", cfg.state_dir, exc)
-        if cfg.cloud_url and cfg.token:
-            self._tunnel.activate(cfg.token, cfg.cloud_url)
 
     def _mcp_timing_of(self, cfg: Config) -> Timing | None:
         """The MCP servers' timing, with config.toml's ``[mcp]`` health rule if it sets one."""
         if cfg.mcp_health is None:
             return self._mcp_timing
+        from .mcp import Timing
+
         return replace(self._mcp_timing or Timing(), health=cfg.mcp_health)
 
     def _announce_start(self) -> None:
@@ -649,7 +677,7 @@ class Daemon:
                 "defaultTimeout": cfg.call_timeout,
             },
             mcp_servers=self._mcp.report() if self._mcp is not None else (),
-            declared_tools=report_declared(self.declared),
+            declared_tools=_report_declared(self.declared),
             plugins=self._plugins.report() if self._plugins is not None else (),
             agent=self._agents.identity.to_json() if self._agents is not None else None,
         )
@@ -831,6 +859,8 @@ class Daemon:
         requests are told it is not running meanwhile."""
         try:
             async with trio.open_nursery() as nursery:
+                from .scheduler.scheduler import serve_scheduler
+
                 serve = partial(serve_scheduler, on_event=self._on_schedule)
                 self._scheduler = await nursery.start(serve, self._store, self._scheduled_run)
                 self._report_wanted.set()  # what the last run left unreported
@@ -856,8 +886,8 @@ class Daemon:
                     for run in runs:
                         task = scheduler.get(run.task_id)
                         if task is not None and task.origin == "cloud":
-                            frame = run_notification(run.to_json(), task.to_json())
-                            tunnel.send_durable(run_key(run.seq), frame)
+                            frame = schedule_frames.run_notification(run.to_json(), task.to_json())
+                            tunnel.send_durable(schedule_frames.run_key(run.seq), frame)
                     seqs = [run.seq for run in runs]
                     sent.update(seqs)
                     await scheduler.mark_reported(seqs)
@@ -882,9 +912,9 @@ class Daemon:
         try:
             answer = await self._schedule_answer(frame)
         except (ValueError, KeyError, OverflowError) as exc:
-            answer = refused(str(exc.args[0]) if exc.args else str(exc))
+            answer = schedule_frames.refused(str(exc.args[0]) if exc.args else str(exc))
         except sqlite3.Error as exc:
-            answer = refused(f"edge's store failed: {exc}")
+            answer = schedule_frames.refused(f"edge's store failed: {exc}")
         self.tunnel.send_result(request_id, answer)
 
     async def _schedule_answer(self, frame: Request) -> dict[str, Any]:
@@ -897,24 +927,27 @@ class Daemon:
         """
         scheduler = self._scheduler
         if scheduler is None:
-            return refused("the scheduler is not running now (see edge's log); try again soon")
+            return schedule_frames.refused(
+                "the scheduler is not running now (see edge's log); try again soon"
+            )
         if frame.method == "schedule_list":
-            return list_answer([t.to_json() for t in scheduler.tasks() if t.origin == "cloud"])
+            mine = [t.to_json() for t in scheduler.tasks() if t.origin == "cloud"]
+            return schedule_frames.list_answer(mine)
         if frame.method == "schedule_remove":
-            task_id = task_id_param(frame.params)
+            task_id = schedule_frames.task_id_param(frame.params)
             task = scheduler.get(task_id)
             if task is None or task.origin != "cloud":
-                return refused(f"no task {task_id!r} that the cloud scheduled")
+                return schedule_frames.refused(f"no task {task_id!r} that the cloud scheduled")
             await scheduler.remove(task.id)
             log.info("scheduler: the cloud removed task %s", task.id)
-            return removed_answer(task.id)
+            return schedule_frames.removed_answer(task.id)
         if not self.config.scheduler_cloud_tasks:
-            return refused("this edge takes no scheduled tasks from the cloud "
+            return schedule_frames.refused("this edge takes no scheduled tasks from the cloud "
                            "([scheduler] cloud_tasks = false)")  # fmt: skip
-        spec = parse_task(frame.params)
+        spec = schedule_frames.parse_task(frame.params)
         why = self.executor.refusal(spec.tool, self.gate.approved)
         if why is not None:
-            return refused(f"cannot schedule it: {why}")
+            return schedule_frames.refused(f"cannot schedule it: {why}")
         task = await scheduler.add(
             timetable=spec.timetable,
             tool=spec.tool,
@@ -926,7 +959,7 @@ class Daemon:
         )
         log.info("scheduler: the cloud scheduled task %s (%s, %s)", task.id, task.tool,
                  task.timetable.describe())  # fmt: skip
-        return task_answer(task.to_json())
+        return schedule_frames.task_answer(task.to_json())
 
     def _agent_tasks(self) -> AgentTasks | None:
         return None if self._agents is None else self._agents.tasks
@@ -1053,6 +1086,8 @@ class Daemon:
         self._publish(event.to_json())
 
     def _asr_for(self, asr: str | bool | None) -> AsrTarget | None:
+        from .capture.uplink import choose_asr_target
+
         token = self._tunnel.token if self._tunnel is not None else None
         return choose_asr_target(asr, self.cloud_asr_url, token)
 
@@ -1075,3 +1110,12 @@ async def run_until_signalled(config: Config) -> int:
             await daemon.stopped.wait()
             nursery.cancel_scope.cancel()
     return daemon.exit_code
+
+
+def _report_declared(declared: list[DeclaredTool]) -> list[dict[str, Any]]:
+    """The declared tools as the capability report lists them (none: nothing imported)."""
+    if not declared:
+        return []
+    from .tools.runtimes.load import report
+
+    return report(declared)

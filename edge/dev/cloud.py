@@ -124,6 +124,9 @@ class FakeCloud:
         #: When set, ASR upgrades are refused with this HTTP status.
         self.asr_refuse_status: int | None = None
         self.reports: list[dict[str, Any]] = []
+        #: Handshakes done: connections whose first capability report arrived (a report
+        #: announced again on the same connection is not another one).
+        self.handshakes = 0
         self.results: dict[Any, dict[str, Any]] = {}
         self.duplicate_results = 0
         self.frames: list[Any] = []
@@ -334,6 +337,8 @@ class FakeCloud:
         if isinstance(frame, dict) and frame.get("method") in _RELAYED:
             return
         if isinstance(frame, dict) and frame.get("type") == "capability_report":
+            if conn.report is None:
+                self.handshakes += 1
             conn.report = frame
             self.reports.append(frame)
         elif isinstance(frame, dict) and "result" in frame and "id" in frame:
@@ -352,11 +357,11 @@ class FakeCloud:
             await self._changed.wait()
 
     async def wait_connected(self, connections: int | None = None) -> None:
-        """Wait for a completed handshake (the ``connections``-th report, if given)."""
+        """Wait for a completed handshake (the ``connections``-th one, if given)."""
         if connections is None:
             await self.wait_for(lambda: self.connected)
         else:
-            await self.wait_for(lambda: self.connected and len(self.reports) >= connections)
+            await self.wait_for(lambda: self.connected and self.handshakes >= connections)
 
     async def send(self, frame: dict[str, Any] | str) -> None:
         """Send a raw frame (a dict is JSON-encoded) on the live connection."""

@@ -33,6 +33,11 @@ pytestmark = pytest.mark.usefixtures("no_child_left")
 
 async def test_handshake_reports_capabilities(edge: Daemon, cloud: FakeCloud) -> None:
     assert cloud.auth_headers[-1] == f"Bearer {TOKEN}"
+    # The first report goes before the sound server is asked; the audio sources come in the
+    # report announced again once everything has started.
+    with trio.fail_after(10):
+        await cloud.wait_for(lambda: cloud.report and cloud.report["audioSources"])
+    assert cloud.handshakes == 1
     report = cloud.report
     assert report is not None
     assert report["protocolVersion"] == PROTOCOL_VERSION

@@ -85,7 +85,8 @@ async def test_plugin_tools_through_the_tunnel(
     with trio.fail_after(SOON):  # re-announced as the plugin came up
         await cloud.wait_for(lambda: cloud.report and running in cloud.report["plugins"])
     assert {"calc__add", "calc__nap", "calc__units"} <= set(_offered(cloud))
-    assert cloud.reports[0]["plugins"][0]["status"] == "starting"
+    first = cloud.reports[0]["plugins"]  # the handshake goes before the runners start
+    assert not first or first[0]["status"] == "starting"
     # the capability report was re-announced and approved: the call goes through
     assert (await cloud.call("calc__add", {"a": 20, "b": 22}))["sum"] == 42
     bad = await cloud.call("calc__add", {"a": "x"})

@@ -179,7 +179,7 @@ async def test_a_run_while_the_tunnel_is_down_is_reported_once_it_is_back(
 
     await cloud.drop()  # a reconnect sends nothing again: it was confirmed
     with trio.fail_after(SOON):
-        await cloud.wait_connected(len(cloud.reports) + 1)
+        await cloud.wait_connected(cloud.handshakes + 1)
         await cloud.ping()
     assert len(reports(cloud)) == 1
 
