@@ -89,29 +89,26 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import json
-import logging
 import os
 import stat
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
 
 from .errors import ConfigError
-from .logs import parse_format, parse_level
-from .secret import Secret, take_from_environment
 from .settings import SETTINGS, check_flag, check_settings, parse_hostport as parse_hostport
 
+# json, logging, tomllib, edge.logs and edge.secret are imported where they are used: a
+# command that reads one address of config.toml (``edge status``) needs only tomllib.
 if TYPE_CHECKING:
     from .mcp.metrics import HealthRule  # importing edge.mcp costs ~0.3 s: only when used
+    from .secret import Secret
 
 DEFAULT_CONTROL: Final = "127.0.0.1:8660"
 #: Where ``--offline`` looks for a model server when ``[offline] url`` is not set (Ollama's).
 DEFAULT_OFFLINE_URL: Final = "http://127.0.0.1:11434/v1"
 TOKEN_ENV: Final = "EDGE_TOKEN"
-log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES: Final = frozenset({"localhost", "ip6-localhost"})
 
@@ -219,6 +216,8 @@ def is_loopback(host: str) -> bool:
 
 
 def read_token_file(path: Path) -> Secret:
+    from .secret import Secret
+
     try:
         st = path.stat()
         text = path.read_text(encoding="utf-8").strip()
@@ -227,7 +226,11 @@ def read_token_file(path: Path) -> Secret:
     if not text:
         raise ConfigError(f"the token file {path} is empty")
     if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        log.warning("the token file %s is readable by other users; chmod 600 it", path)
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "the token file %s is readable by other users; chmod 600 it", path
+        )
     return Secret(text)
 
 
@@ -246,6 +249,8 @@ def read_toml(path: Path, *, regular: bool = False) -> dict[str, Any]:
             is not UTF-8, is not TOML, or nests deeper than the parser can
             follow; the message names it.
     """
+    import tomllib
+
     try:
         with open_regular(path) if regular else open(path, "rb") as f:
             return tomllib.load(f)
@@ -497,6 +502,9 @@ def load_config_traced(
     Raises:
         ConfigError: as ``load_config``.
     """
+    from .logs import parse_format, parse_level
+    from .secret import take_from_environment
+
     env_token = take_from_environment(TOKEN_ENV) if environ is None else environ.get(TOKEN_ENV)
     default_file, default_ws, state_dir = default_paths()
     data: dict[str, dict[str, Any]] = {}
@@ -660,6 +668,8 @@ def toml_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.0f}" if value.is_integer() else repr(value)
     if isinstance(value, str):
+        import json
+
         return json.dumps(value, ensure_ascii=False)  # JSON's escapes are TOML's
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
@@ -747,6 +757,8 @@ def _log_choice(
 ) -> str:
     """``[log] level`` or ``format`` (``flag`` wins over ``file``), checked by ``parse``
     (``edge.logs.parse_level`` or ``parse_format``; a ``ConfigError`` names the key)."""
+    from .logs import parse_level
+
     what = "level" if parse is parse_level else "format"
     if flag:
         return parse(flag, f"--log-{what}")
@@ -774,6 +786,8 @@ def _token_path(flag: Path | None, file: str | None) -> Path | None:
 
 def _token(path: Path | None, env_token: str | None) -> Secret | None:
     """The token from its file (``_token_path``), else ``env_token`` (``EDGE_TOKEN``'s value)."""
+    from .secret import Secret
+
     if path is not None:
         return read_token_file(path)
     return Secret(env_token) if env_token else None
@@ -827,12 +841,12 @@ def _mcp_health(mcp: Mapping[str, Any], path: Path | None) -> HealthRule | None:
     Raises:
         ConfigError: ``error_rate`` below ``degraded_rate``.
     """
-    from .mcp.config import health_rule
-
     keys = ("health_window", "degraded_rate", "error_rate", "min_failures")
     given = {k: mcp[k] for k in keys if k in mcp}
     if not given:
         return None
+    from .mcp.config import health_rule  # importing edge.mcp costs ~0.2 s: only when set
+
     names = {"health_window": "window"}
     try:
         return health_rule(**{names.get(k, k): v for k, v in given.items()})

@@ -12,11 +12,8 @@ overrides, and ``describe_settings`` prints it. A key without a default has an
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, NamedTuple, cast
 
 from .errors import ConfigError
 
@@ -44,9 +41,13 @@ EXPECTED: Final[Mapping[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """One key of ``config.toml``: its type, its range (numbers), what it sets."""
+class Setting(NamedTuple):
+    """One key of ``config.toml``: its type, its range (numbers), what it sets.
+
+    A named tuple, not a dataclass: ``edge status --control`` reads addresses with this
+    module's ``parse_hostport`` and would otherwise import ``dataclasses`` (and
+    ``inspect`` under it) for nothing else.
+    """
 
     kind: Kind
     help: str
@@ -113,6 +114,8 @@ def _has_kind(value: object, kind: Kind) -> bool:
 
 def _a(value: object) -> str:
     """``value``'s TOML type with its article ("an integer"), for error messages."""
+    from datetime import date, datetime, time
+
     names: list[tuple[type | tuple[type, ...], str]] = [
         (bool, "a boolean"), (int, "an integer"), (float, "a float"), (list, "an array"),
         (dict, "a table"), ((datetime, date, time), "a date or time"),
@@ -247,6 +250,8 @@ def describe_settings() -> str:
 
 def _did_you_mean(word: str, choices: list[str], quote: str = "`{}`") -> str:
     """``; did you mean `X`?`` for the closest of ``choices``, else the valid names."""
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1)
     if close:
         return f"; did you mean {quote.format(close[0])}?"
@@ -254,6 +259,8 @@ def _did_you_mean(word: str, choices: list[str], quote: str = "`{}`") -> str:
 
 
 def _unknown_key(origin: str, section: str, key: str) -> ConfigError:
+    import difflib
+
     keys = list(SETTINGS[section])
     if not difflib.get_close_matches(key, keys, n=1):
         # The right key in the wrong section, e.g. [workers] workspace.

@@ -458,7 +458,7 @@ class ControlUnreachable(Exception):
 
 def parse_hostport(control: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port); a ``ConfigError`` if not."""
-    from ..config import parse_hostport
+    from ..settings import parse_hostport  # edge.config's, without its imports
 
     return parse_hostport(control)
 

@@ -230,18 +230,20 @@ def _with_started(
 
     ``plugins``: ``None`` every plugin, ``""`` none, else that plugin only.
     """
-    from functools import partial
-
     import trio
 
-    from ..nurseries.mcp import McpServers, serve_mcp
-    from ..nurseries.plugins import PluginRunners, serve_plugins
     from ..plugins.manifest import discover
 
     found = [f for f in discover(config.plugin_dirs) if plugins is None or f.id == plugins]
     servers = servers or []
     if not found and not servers:
         return trio.run(body), [], []
+
+    # Only now: importing the nurseries (the plugin host, the MCP clients) takes a while.
+    from functools import partial
+
+    from ..nurseries.mcp import McpServers, serve_mcp
+    from ..nurseries.plugins import PluginRunners, serve_plugins
 
     async def run() -> tuple[T, list[dict[str, Any]], list[dict[str, Any]]]:
         async def call_tool(plugin: str, tool: str, call_args: dict[str, Any]) -> dict[str, Any]:
