@@ -11,6 +11,10 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+#: One decoder for every call (``json.loads`` with an argument builds one each time).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads(data: str | bytes) -> Any:
     """``json.loads`` that refuses ``NaN`` and the infinities.
 
@@ -18,7 +22,9 @@ def loads(data: str | bytes) -> Any:
         ValueError: ``data`` is not JSON (``json.JSONDecodeError`` included).
         RecursionError: it nests too deep.
     """
-    return json.loads(data, parse_constant=_no_constant)
+    if not isinstance(data, str):  # bytes: as json.loads reads them
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    return _DECODER.decode(data)
 
 
 def json_problem(value: Any) -> str | None:
