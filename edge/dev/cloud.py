@@ -127,6 +127,8 @@ class FakeCloud:
         #: Handshakes done: connections whose first capability report arrived (a report
         #: announced again on the same connection is not another one).
         self.handshakes = 0
+        #: ``{"type": "pong"}`` frames received (``ping`` waits for the next one).
+        self.pongs = 0
         self.results: dict[Any, dict[str, Any]] = {}
         self.duplicate_results = 0
         self.frames: list[Any] = []
@@ -347,6 +349,8 @@ class FakeCloud:
             else:
                 self.results[frame["id"]] = frame["result"]
         else:
+            if frame == {"type": "pong"}:
+                self.pongs += 1
             self.frames.append(frame)
 
     # -- driving it --------------------------------------------------------------------
@@ -404,10 +408,10 @@ class FakeCloud:
 
     async def ping(self) -> float:
         """Send ``{"type":"ping"}``; return the seconds until the pong arrived."""
-        seen = sum(1 for f in self.frames if f == {"type": "pong"})
+        seen = self.pongs
         start = trio.current_time()
         await self.send({"type": "ping"})
-        await self.wait_for(lambda: sum(1 for f in self.frames if f == {"type": "pong"}) > seen)
+        await self.wait_for(lambda: self.pongs > seen)
         return trio.current_time() - start
 
     async def drop(self, code: int | None = None) -> None:

@@ -221,8 +221,18 @@ class Connection:
                 link.write_many(batch)
 
         def safe_pump() -> None:
-            if link.closed is None:
+            # Called from whatever queued a frame (a worker's reply, the reader's pong):
+            # nothing may escape into it. What was taken is unconfirmed, so it goes again.
+            if link.closed is not None:
+                return
+            try:
                 pump()
+            except trio_websocket.ConnectionClosed:
+                pass  # the reader or the flusher ends the connection
+            except Exception:
+                log.exception("tunnel: writing to the socket failed; this connection ends")
+                self._outbox.on_queued = None
+                link.send_close(1011, "edge failed to write")
 
         self._outbox.on_queued = safe_pump
         self._outbox.held = lambda: link.backlog
