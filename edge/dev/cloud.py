@@ -133,6 +133,8 @@ class FakeCloud:
         self.duplicate_results = 0
         self.frames: list[Any] = []
         self.attempts = 0
+        #: When each connection attempt came (trio time).
+        self.attempted_at: list[float] = []
         self.rejected = 0
         self.auth_headers: list[str] = []
         #: Told a line for a person when an edge connects, disconnects or is refused.
@@ -214,6 +216,7 @@ class FakeCloud:
             await self._handle_asr(request)
             return
         self.attempts += 1
+        self.attempted_at.append(trio.current_time())
         self._notify()
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
         auth = headers.get("authorization", "")
@@ -221,13 +224,13 @@ class FakeCloud:
         if self.refuse_status is not None:
             self.rejected += 1
             self._say(f"refused a connection with HTTP {self.refuse_status}, as told")
-            await request.reject(self.refuse_status, body=b"refused by the fake cloud")
+            await _reject(request, self.refuse_status, body=b"refused by the fake cloud")
             return
         if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self.tokens:
             self.rejected += 1
             # What it sent is not echoed: it may be a real token for another cloud.
             self._say("refused a connection: " + ("wrong token" if auth else "no token") + " (401)")
-            await request.reject(401, body=b"bad token")
+            await _reject(request, 401, body=b"bad token")
             return
         ws = await request.accept()
         self._hold_pongs(ws)
@@ -273,10 +276,10 @@ class FakeCloud:
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
         auth = headers.get("authorization", "")
         if self.asr_refuse_status is not None:
-            await request.reject(self.asr_refuse_status, body=b"refused by the fake cloud")
+            await _reject(request, self.asr_refuse_status, body=b"refused by the fake cloud")
             return
         if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self.tokens:
-            await request.reject(401, body=b"bad token")
+            await _reject(request, 401, body=b"bad token")
             return
         ws = await request.accept()
         try:
@@ -658,6 +661,14 @@ class FakeCloud:
 
 #: The agents extension's methods the fake cloud relays.
 _RELAYED: Final = frozenset({"agent_request", "agent_event", "agent_cancel", "agent_resume"})
+
+
+async def _reject(request: trio_websocket.WebSocketRequest, status: int, *, body: bytes) -> None:
+    """Refuse an upgrade; a client that goes before the answer is whole is no error here."""
+    try:
+        await request.reject(status, body=body)
+    except trio_websocket.ConnectionClosed:
+        pass
 
 
 def _describe(report: dict[str, Any], first: bool) -> str:

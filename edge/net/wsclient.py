@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
@@ -78,6 +78,15 @@ async def open_stream(
     return stream
 
 
+async def close_politely(aclose: Callable[[], Awaitable[None]]) -> None:
+    """Run a WebSocket's closing handshake, shielded and bounded: ``CLOSE_TIMEOUT``, or
+    ``CLOSE_WHILE_CANCELLED`` when the caller is being cancelled (send the frame, go)."""
+    cancelled = trio.current_effective_deadline() == float("-inf")
+    wait = CLOSE_WHILE_CANCELLED if cancelled else CLOSE_TIMEOUT
+    with trio.CancelScope(shield=True), trio.move_on_after(wait):
+        await aclose()
+
+
 @asynccontextmanager
 async def open_ws(
     url: str,
@@ -113,10 +122,7 @@ async def open_ws(
             finally:
                 # When we are being cancelled, the library's reader task is too and
                 # no close reply can be read: send the close frame, don't wait.
-                cancelled = trio.current_effective_deadline() == float("-inf")
-                wait = CLOSE_WHILE_CANCELLED if cancelled else CLOSE_TIMEOUT
-                with trio.CancelScope(shield=True), trio.move_on_after(wait):
-                    await ws.aclose()
+                await close_politely(ws.aclose)
                 nursery.cancel_scope.cancel()
     finally:
         await trio.aclose_forcefully(stream)

@@ -53,7 +53,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-from .wsclient import CLOSE_TIMEOUT, CLOSE_WHILE_CANCELLED, WsTarget, open_stream, parse_ws_url
+from .wsclient import WsTarget, close_politely, open_stream, parse_ws_url
 
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE: Final = 65536
@@ -366,10 +366,7 @@ async def open_link(
         try:
             yield link
         finally:
-            cancelled = trio.current_effective_deadline() == float("-inf")
-            wait = CLOSE_WHILE_CANCELLED if cancelled else CLOSE_TIMEOUT
-            with trio.CancelScope(shield=True), trio.move_on_after(wait):
-                await link.aclose()
+            await close_politely(link.aclose)
     finally:
         await trio.aclose_forcefully(stream)
 
