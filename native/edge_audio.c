@@ -106,9 +106,9 @@ static void notify(edge_audio *a) {
     (void)ignored;
 }
 
-void edge_audio_push(edge_audio *a, const void *frame) {
+static void push_one(edge_audio *a, const void *frame, int64_t t_ns) {
     atomic_fetch_add(&a->captured, 1);
-    if (edge_ring_push(a->ring, frame, edge_audio_now_ns())) {
+    if (edge_ring_push(a->ring, frame, t_ns)) {
         /* Only a consumer that found the ring empty and is about to wait needs a byte. */
         if (atomic_exchange(&a->armed, 0)) notify(a);
     } else {
@@ -116,15 +116,30 @@ void edge_audio_push(edge_audio *a, const void *frame) {
     }
 }
 
-void edge_audio_fail(edge_audio *a, const char *fmt, ...) {
-    if (!atomic_load(&a->ended)) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(a->error, sizeof a->error, fmt, ap);
-        va_end(ap);
-    }
+void edge_audio_push(edge_audio *a, const void *frame) {
+    pthread_mutex_lock(&a->taps_lock);
+    if (!a->own_closed) push_one(a, frame, edge_audio_now_ns());
+    /* Each ring's own stamp: the time the frame entered that ring. */
+    for (int i = 0; i < a->ntaps; i++) push_one(a->taps[i], frame, edge_audio_now_ns());
+    pthread_mutex_unlock(&a->taps_lock);
+}
+
+static void end_one(edge_audio *a, const char *error) {
+    if (!atomic_load(&a->ended)) snprintf(a->error, sizeof a->error, "%s", error);
     atomic_store(&a->ended, 1);
     notify(a);
+}
+
+void edge_audio_fail(edge_audio *a, const char *fmt, ...) {
+    char error[sizeof a->error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error, sizeof error, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&a->taps_lock);
+    end_one(a, error);
+    for (int i = 0; i < a->ntaps; i++) end_one(a->taps[i], error);
+    pthread_mutex_unlock(&a->taps_lock);
 }
 
 /* ---- the handle ---------------------------------------------------------------- */
@@ -133,20 +148,9 @@ static void set_err(char *err, size_t errlen, const char *msg) {
     if (err && errlen) snprintf(err, errlen, "%s", msg);
 }
 
-edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int channels,
-                            int frame_samples, int ring_frames, char *err, size_t errlen) {
-    if (sample_rate < 8000 || sample_rate > 192000) {
-        set_err(err, errlen, "unsupported sample rate");
-        return NULL;
-    }
-    if (channels < 1 || channels > 2) {
-        set_err(err, errlen, "unsupported channel count (1 or 2)");
-        return NULL;
-    }
-    if (frame_samples <= 0 || ring_frames <= 0) {
-        set_err(err, errlen, "frame length and ring size must be positive");
-        return NULL;
-    }
+/* A handle with its ring and notification pipe, not yet attached to a backend. */
+static edge_audio *handle_new(int sample_rate, int channels, int frame_samples, int ring_frames,
+                              char *err, size_t errlen) {
     edge_audio *a = calloc(1, sizeof *a);
     if (!a) {
         set_err(err, errlen, "out of memory");
@@ -163,10 +167,18 @@ edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int
     atomic_init(&a->delivered, 0);
     atomic_init(&a->dropped, 0);
     atomic_init(&a->captured, 0);
+    a->users = 1;
     a->ring = edge_ring_new(a->frame_bytes, ring_frames);
     int fds[2];
-    if (!a->ring || pipe(fds) != 0) {
-        set_err(err, errlen, a->ring ? strerror(errno) : "out of memory");
+    if (!a->ring || pthread_mutex_init(&a->taps_lock, NULL) != 0) {
+        set_err(err, errlen, "out of memory");
+        edge_ring_free(a->ring);
+        free(a);
+        return NULL;
+    }
+    if (pipe(fds) != 0) {
+        set_err(err, errlen, strerror(errno));
+        pthread_mutex_destroy(&a->taps_lock);
         edge_ring_free(a->ring);
         free(a);
         return NULL;
@@ -177,32 +189,94 @@ edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int
     }
     a->notify_rd = fds[0];
     a->notify_wr = fds[1];
+    return a;
+}
+
+static void handle_free(edge_audio *a) {
+    close(a->notify_rd);
+    close(a->notify_wr);
+    pthread_mutex_destroy(&a->taps_lock);
+    edge_ring_free(a->ring);
+    free(a->taps);
+    free(a);
+}
+
+edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int channels,
+                            int frame_samples, int ring_frames, char *err, size_t errlen) {
+    if (sample_rate < 8000 || sample_rate > 192000) {
+        set_err(err, errlen, "unsupported sample rate");
+        return NULL;
+    }
+    if (channels < 1 || channels > 2) {
+        set_err(err, errlen, "unsupported channel count (1 or 2)");
+        return NULL;
+    }
+    if (frame_samples <= 0 || ring_frames <= 0) {
+        set_err(err, errlen, "frame length and ring size must be positive");
+        return NULL;
+    }
+    edge_audio *a = handle_new(sample_rate, channels, frame_samples, ring_frames, err, errlen);
+    if (!a) return NULL;
     int rc = source == EDGE_SOURCE_PATTERN ? edge_pattern_start(a, err, errlen)
                                            : edge_backend_start(a, source, device, err, errlen);
     if (rc != 0) {
-        close(a->notify_rd);
-        close(a->notify_wr);
-        edge_ring_free(a->ring);
-        free(a);
+        handle_free(a);
         return NULL;
     }
     return a;
+}
+
+edge_audio *edge_audio_open_tap(edge_audio *of, int ring_frames, char *err, size_t errlen) {
+    if (ring_frames <= 0) {
+        set_err(err, errlen, "the ring size must be positive");
+        return NULL;
+    }
+    edge_audio *feed = of->feed ? of->feed : of;
+    edge_audio *t = handle_new(feed->sample_rate, feed->channels, feed->frame_samples,
+                               ring_frames, err, errlen);
+    if (!t) return NULL;
+    t->feed = feed;
+    pthread_mutex_lock(&feed->taps_lock);
+    if (feed->ntaps == feed->taps_cap) {
+        int cap = feed->taps_cap ? 2 * feed->taps_cap : 8;
+        edge_audio **taps = realloc(feed->taps, (size_t)cap * sizeof *taps);
+        if (!taps) {
+            pthread_mutex_unlock(&feed->taps_lock);
+            set_err(err, errlen, "out of memory");
+            handle_free(t);
+            return NULL;
+        }
+        feed->taps = taps;
+        feed->taps_cap = cap;
+    }
+    feed->taps[feed->ntaps++] = t;
+    feed->users++;
+    /* A capture that has already ended ends its new handle at once. */
+    if (atomic_load(&feed->ended)) end_one(t, feed->error);
+    pthread_mutex_unlock(&feed->taps_lock);
+    return t;
 }
 
 int edge_audio_fd(edge_audio *a) { return a->notify_rd; }
 
 int edge_audio_read(edge_audio *a, void *buf, int max_frames, int64_t *t_ready_ns) {
     int n = edge_ring_pop(a->ring, buf, max_frames, t_ready_ns);
-    if (n == 0) {
-        /* The caller will wait on the pipe: empty it, arm, and look once more, so a
-         * frame pushed between the first look and the arming is not left unsignalled.
-         * While frames keep coming this costs no system call at all. */
+    if (n < max_frames) {
+        /* The ring is empty, and the caller will wait on the pipe: empty it, arm, and
+         * look once more, so a frame pushed between the first look and the arming is
+         * not left unsignalled. Arming in the same call as the read that empties the
+         * ring saves the consumer a second call per wake-up; while frames keep coming
+         * faster than they are read, reading costs no system call at all. */
         char sink[512];
         while (read(a->notify_rd, sink, sizeof sink) == (ssize_t)sizeof sink) {
         }
         atomic_store(&a->armed, 1);
         atomic_thread_fence(memory_order_seq_cst);
-        n = edge_ring_pop(a->ring, buf, max_frames, t_ready_ns);
+        n += edge_ring_pop(a->ring, (unsigned char *)buf + (size_t)n * (size_t)a->frame_bytes,
+                           max_frames - n, n ? NULL : t_ready_ns);
+        /* The end's byte may have gone with the others: keep the end signalled, for
+         * the caller waits before its next read (which reports it). */
+        if (n > 0 && atomic_load(&a->ended)) notify(a);
     }
     if (n == 0 && atomic_load(&a->ended)) {
         /* The backend may have pushed its last frames just before it ended. */
@@ -226,12 +300,27 @@ const char *edge_audio_last_error(edge_audio *a) {
 
 void edge_audio_close(edge_audio *a) {
     if (!a) return;
-    atomic_store(&a->running, 0);
-    if (a->backend_stop) a->backend_stop(a);
-    close(a->notify_rd);
-    close(a->notify_wr);
-    edge_ring_free(a->ring);
-    free(a);
+    edge_audio *feed = a->feed ? a->feed : a;
+    pthread_mutex_lock(&feed->taps_lock);
+    if (a == feed) {
+        feed->own_closed = 1;
+    } else {
+        for (int i = 0; i < feed->ntaps; i++) {
+            if (feed->taps[i] == a) {
+                feed->taps[i] = feed->taps[--feed->ntaps];
+                break;
+            }
+        }
+    }
+    int last = --feed->users == 0;
+    pthread_mutex_unlock(&feed->taps_lock);
+    /* Not in the lock: the backend pushes with it held, and stopping waits for the backend. */
+    if (a != feed) handle_free(a); /* no longer among the taps: nothing pushes into it */
+    if (last) {
+        atomic_store(&feed->running, 0);
+        if (feed->backend_stop) feed->backend_stop(feed);
+        handle_free(feed);
+    }
 }
 
 /* ---- the test pattern: a running sample counter, paced in real time -------------- */

@@ -39,12 +39,23 @@ typedef struct {
 edge_audio *edge_audio_open(int source, const char *device, int sample_rate, int channels,
                             int frame_samples, int ring_frames, char *err, size_t errlen);
 
+/* Another handle on the capture behind a (a handle edge_audio_open or this
+ * returned, still open): its own ring, descriptor and counters, filled with
+ * every frame the capture produces from now on, without a second connection to
+ * the sound server. The capture runs until its last handle is closed; when it
+ * ends, every handle on it ends. On failure returns NULL and writes a message
+ * into err. */
+edge_audio *edge_audio_open_tap(edge_audio *a, int ring_frames, char *err, size_t errlen);
+
 /* The descriptor that becomes readable when frames (or the end) are ready. */
 int edge_audio_fd(edge_audio *a);
 
 /* Copy up to max_frames whole frames into buf (max_frames * frame bytes) without
  * blocking. Returns the number copied, 0 when none is ready, or -1 when the ring
- * is empty and the backend has ended (edge_audio_last_error says why).
+ * is empty and the backend has ended (edge_audio_last_error says why). Fewer
+ * than max_frames means the ring was left empty and the handle armed: wait for
+ * the descriptor, readable when the next frame (or the end) comes, before
+ * reading again.
  * *t_ready_ns receives the monotonic time (what Python's time.monotonic reads) the first copied frame entered
  * the ring. */
 int edge_audio_read(edge_audio *a, void *buf, int max_frames, int64_t *t_ready_ns);
@@ -54,8 +65,9 @@ void edge_audio_counters_get(edge_audio *a, edge_audio_counters *out);
 /* The backend's last error as text ("" when there is none). */
 const char *edge_audio_last_error(edge_audio *a);
 
-/* Stop the backend, join its thread and free everything. Safe on any handle
- * edge_audio_open returned, exactly once. */
+/* Close a handle, exactly once: on any handle edge_audio_open or edge_audio_open_tap
+ * returned. Closing the last handle on a capture stops its backend, joins its
+ * thread and frees everything. */
 void edge_audio_close(edge_audio *a);
 
 /* Whether a capture of source/device could be opened now (the sound server is

@@ -19,9 +19,18 @@ struct edge_audio {
     char error[256];           /* written once by the backend before it sets ended */
     void *backend;             /* the backend's own state */
     void (*backend_stop)(edge_audio *a); /* stops and joins the backend, frees its state */
+    /* Sharing one backend (edge_audio_open_tap): the backend fills the rings of the
+     * handle it was started for (the feed) and of every tap opened on it. */
+    edge_audio *feed;          /* a tap: the handle whose backend fills its ring; NULL otherwise */
+    pthread_mutex_t taps_lock; /* a feed: guards what follows (the backend holds it to push) */
+    edge_audio **taps;
+    int ntaps, taps_cap;
+    int users;                 /* a feed: open handles on its backend, itself included */
+    int own_closed;            /* a feed: its own handle is closed; the backend runs on for taps */
 };
 
-/* Called by backends from their audio thread. */
+/* Called by backends from their audio thread, with the handle they were started for:
+ * push and fail reach its taps too. */
 void edge_audio_push(edge_audio *a, const void *frame);
 void edge_audio_fail(edge_audio *a, const char *fmt, ...);
 int64_t edge_audio_now_ns(void);

@@ -3,13 +3,19 @@
 ::
 
     capture nursery
-    └── reader (source.receive) ─┬─ ASR uplink   (AsrUplink.feed → its own connection task)
+    └── reader (source.receive) ─┬─ ASR uplink   (AsrUplink.feed: sends live audio itself,
+                                 │                 the rest through its connection task)
                                  ├─ recording    (Recorder.feed → writes off the loop)
                                  └─ level meter  (computed inline, shown by status())
 
 Start it with ``await nursery.start(Capture(request).run)`` or ``async with
 open_capture(request)``; ``stop()`` ends it and returns the summary. Sinks never
 block the reader: each has a bounded buffer and counts what it had to drop.
+
+Given a ``FramePump`` (``edge.capture.pump``), a native capture opens its
+source through it (sharing the device with the pump's other captures) and the
+pump's one task reads it, instead of a reader of its own; given a
+``RecordingWriter``, its recording is written with the writer's others.
 """
 
 from __future__ import annotations
@@ -29,8 +35,18 @@ import trio
 
 from ..errors import CaptureError, SourceEnded
 from ..protocol.asr import Transcript
-from .recording import Recorder
-from .sources import AudioFormat, AudioSource, SourceSpec, open_source, zero_audio_warning
+from .pump import FramePump
+from .recording import Recorder, RecordingWriter
+from .sources import (
+    AudioFormat,
+    AudioSource,
+    Chunk,
+    NativeSource,
+    SourceSpec,
+    open_source,
+    silence_may_mean_no_permission,
+    zero_audio_warning,
+)
 from .uplink import AsrTarget, AsrUplink, UplinkOptions
 
 log = logging.getLogger(__name__)
@@ -114,11 +130,15 @@ class Capture:
         *,
         on_event: Callable[[CaptureEvent], None] = lambda event: None,
         uplink_options: UplinkOptions | None = None,
+        pump: FramePump | None = None,
+        writer: RecordingWriter | None = None,
     ) -> None:
         self.request = request
         self.chat_id = request.chat_id
         self._on_event = on_event
         self._uplink_options = uplink_options
+        self._pump = pump
+        self._writer = writer
         self._source: AudioSource | None = None
         self.recorder: Recorder | None = None
         self.uplink: AsrUplink | None = None
@@ -146,7 +166,8 @@ class Capture:
         recording cannot be opened.
         """
         req = self.request
-        source = self._source = await open_source(req.source, req.fmt)
+        opener = open_source if self._pump is None else self._pump.open_source
+        source = self._source = await opener(req.source, req.fmt)
         try:
             if req.out_dir is not None:
                 self.recorder = Recorder(self._recording_path(req.out_dir), req.fmt, req.container)
@@ -162,7 +183,7 @@ class Capture:
                 )
             async with trio.open_nursery() as nursery:
                 if self.recorder is not None:
-                    nursery.start_soon(self.recorder.run)
+                    nursery.start_soon(self.recorder.run, self._writer)
                 if self.uplink is not None:
                     nursery.start_soon(self.uplink.run)
                 self.started_at = time.time()
@@ -209,22 +230,36 @@ class Capture:
     # -- the reader ----------------------------------------------------------------------
 
     async def _read(self, source: AudioSource) -> None:
-        # The hot path: a few attribute stores per chunk. The level meter is
-        # computed from the last chunk only when status() is read.
+        take = self._taker()
+        if self._pump is not None and isinstance(source, NativeSource):
+            await self._pump.drive(source, take)  # until the source ends (raises)
+        else:
+            while True:
+                take(await source.receive())
+
+    def _taker(self) -> Callable[[Chunk], None]:
+        """What each chunk goes through: the hot path, synchronous (the pump calls it too).
+
+        A few attribute stores per chunk, and the uplink's send. The level meter
+        is computed from the last chunk only when status() is read; silence is
+        watched for only where it may mean something.
+        """
         recorder, uplink = self.recorder, self.uplink
-        while True:
-            chunk = await source.receive()
+        watch_silence = silence_may_mean_no_permission(self.request.source)
+
+        def take(chunk: Chunk) -> None:
             pcm = chunk.pcm
-            self.frames += chunk.frames
+            frames = chunk.frames
+            self.frames += frames
             self._last_pcm = pcm
-            if pcm.count(0) == len(pcm):
-                self._zero_frames += chunk.frames
-            else:
-                self._zero_frames = 0
+            if watch_silence:
+                self._zero_frames = self._zero_frames + frames if pcm.count(0) == len(pcm) else 0
             if recorder is not None:
-                recorder.feed(pcm, chunk.frames)
+                recorder.feed(pcm, frames)
             if uplink is not None:
-                uplink.feed(pcm, chunk.frames, chunk.t_ready)
+                uplink.feed(pcm, frames, chunk.t_ready)
+
+        return take
 
     def level(self) -> tuple[float, float]:
         """Peak and RMS of the last chunk read, as shares of full scale."""

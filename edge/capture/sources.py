@@ -198,6 +198,11 @@ class NativeSource:
         self._buf = self._ffi.new("char[]", MAX_BATCH * fmt.frame_bytes)
         self._stamp = self._ffi.new("int64_t *")
         self._counters = self._ffi.new("edge_audio_counters *")
+        self._frame_bytes = fmt.frame_bytes
+        self._armed = False
+        # trio's clock minus the OS monotonic clock the shim stamps with: a
+        # constant, both being the same clock behind an offset.
+        self._clock_offset = trio.current_time() - time.monotonic()
         self._closed = False
 
     @classmethod
@@ -227,18 +232,60 @@ class NativeSource:
             raise native_error(spec, ffi.string(err).decode(errors="replace"))
         return cls(spec, fmt, handle, mod)
 
+    def tap(self) -> NativeSource:
+        """Another source on this one's capture: its own ring, counters and descriptor,
+        the same frames from now on, and no second connection to the sound server.
+
+        The capture runs until its last source is closed. This one must be open.
+        """
+        assert not self._closed
+        err = self._ffi.new("char[256]")
+        handle = self._lib.edge_audio_open_tap(self._handle, RING_FRAMES, err, len(err))
+        if handle == self._ffi.NULL:
+            raise native_error(self.spec, self._ffi.string(err).decode(errors="replace"))
+        return NativeSource(self.spec, self.fmt, handle, self._mod)
+
+    @property
+    def live(self) -> bool:
+        """Open, and its capture has not ended."""
+        if self._closed:
+            return False
+        self._lib.edge_audio_counters_get(self._handle, self._counters)
+        return not self._counters.ended
+
+    @property
+    def fd(self) -> int:
+        """The pipe that becomes readable when frames (or the end) are ready."""
+        return int(self._fd)
+
+    @property
+    def armed(self) -> bool:
+        """The last read emptied the ring: nothing more until the pipe is readable."""
+        return self._armed
+
+    def read_now(self) -> Chunk | None:
+        """The frames ready now, or ``None`` (then ``armed``); ``CaptureError`` at the end."""
+        n = self._lib.edge_audio_read(self._handle, self._buf, MAX_BATCH, self._stamp)
+        if n > 0:
+            self._armed = n < MAX_BATCH
+            pcm = self._ffi.buffer(self._buf, n * self._frame_bytes)[:]
+            # The shim stamps with the OS monotonic clock; trio's clock is offset from it.
+            return Chunk(pcm, n, self._stamp[0] * 1e-9 + self._clock_offset)
+        if n < 0:
+            why = self._ffi.string(self._lib.edge_audio_last_error(self._handle)).decode()
+            raise CaptureError(f"{self.spec}: {why or 'the backend stopped'}")
+        self._armed = True
+        return None
+
     async def receive(self) -> Chunk:
-        lib = self._lib
+        if self._armed:
+            # The last read emptied the ring and armed the handle: nothing to read
+            # until the pipe says so (one read call per wake-up, not two).
+            await trio.lowlevel.wait_readable(self._fd)
         while True:
-            n = lib.edge_audio_read(self._handle, self._buf, MAX_BATCH, self._stamp)
-            if n > 0:
-                pcm = self._ffi.buffer(self._buf, n * self.fmt.frame_bytes)[:]
-                # The shim stamps with the OS monotonic clock; trio's clock is offset from it.
-                t_ready = self._stamp[0] / 1e9 - time.monotonic() + trio.current_time()
-                return Chunk(pcm, n, t_ready)
-            if n < 0:
-                why = self._ffi.string(lib.edge_audio_last_error(self._handle)).decode()
-                raise CaptureError(f"{self.spec}: {why or 'the backend stopped'}")
+            chunk = self.read_now()
+            if chunk is not None:
+                return chunk
             await trio.lowlevel.wait_readable(self._fd)
 
     def counters(self) -> tuple[int, int]:
@@ -381,15 +428,21 @@ async def open_source(spec: SourceSpec, fmt: AudioFormat) -> AudioSource:
     return await FileSource.open(spec, fmt)
 
 
-def zero_audio_warning(
-    spec: SourceSpec, zero_seconds: float, platform: str = sys.platform
-) -> str | None:
-    """What to tell the user when a live native source has sent only zeros for a while.
+def silence_may_mean_no_permission(spec: SourceSpec, platform: str = sys.platform) -> bool:
+    """Whether only zeros from ``spec`` may mean a missing permission (macOS's mic and system).
 
     On macOS a missing permission yields silence, not an error; elsewhere exact
     digital zeros are a legitimate quiet output and say nothing.
     """
-    if platform != "darwin" or spec.kind not in ("mic", "system") or zero_seconds < 3:
+    return platform == "darwin" and spec.kind in ("mic", "system")
+
+
+def zero_audio_warning(
+    spec: SourceSpec, zero_seconds: float, platform: str = sys.platform
+) -> str | None:
+    """What to tell the user when a live native source has sent only zeros for a while
+    (see ``silence_may_mean_no_permission``)."""
+    if not silence_may_mean_no_permission(spec, platform) or zero_seconds < 3:
         return None
     setting = "Microphone" if spec.kind == "mic" else "Screen & System Audio Recording"
     return (

@@ -2,6 +2,10 @@
 
 No singleton and no "already recording" lock: every start makes an independent
 capture; the only rule is that a chat id names one live capture at a time.
+The nursery's captures share two tasks: one frame pump (``edge.capture.pump``:
+one task reads every native capture's ring, one sound-server capture per
+device) and one recording writer (every recording's second written in one
+thread job), so that many captures cost one wake-up per frame, not one each.
 
 ``record_start``/``record_stop``/``record_status`` are what the control API's
 ``/record/*`` routes drive; where a capture streams is the owner's call
@@ -28,6 +32,8 @@ from typing import Any, Final, cast
 import trio
 
 from ..capture.capture import Capture, CaptureEnded, CaptureEvent, CaptureRequest, CaptureStarted
+from ..capture.pump import FramePump, serve_frame_pump
+from ..capture.recording import RecordingWriter, serve_recording_writer
 from ..capture.sources import AudioFormat, parse_source
 from ..capture.uplink import AsrTarget, UplinkOptions
 from ..errors import CaptureConflict, NoSuchCapture
@@ -64,8 +70,12 @@ class Captures:
         on_event: Callable[[CaptureEvent], None],
         uplink_options: UplinkOptions | None = None,
         defaults: RecordingDefaults | None = None,
+        pump: FramePump | None = None,
+        writer: RecordingWriter | None = None,
     ) -> None:
         self._nursery = nursery
+        self._pump = pump
+        self._writer = writer
         self._on_event = on_event
         self._uplink_options = uplink_options
         self._defaults = defaults or RecordingDefaults()
@@ -98,7 +108,11 @@ class Captures:
             self._idle = trio.Event()
         self._busy.set()
         capture = Capture(
-            request, on_event=partial(self._event, chat_id), uplink_options=self._uplink_options
+            request,
+            on_event=partial(self._event, chat_id),
+            uplink_options=self._uplink_options,
+            pump=self._pump,
+            writer=self._writer,
         )
         try:
             started: Capture = await self._nursery.start(capture.run)
@@ -242,7 +256,9 @@ async def serve_captures(
     while ``listening()``; without it, no levels are reported.
     """
     async with trio.open_nursery() as nursery:
-        captures = Captures(nursery, on_event, uplink_options, defaults)
+        pump: FramePump = await nursery.start(serve_frame_pump)
+        writer: RecordingWriter = await nursery.start(serve_recording_writer)
+        captures = Captures(nursery, on_event, uplink_options, defaults, pump, writer)
         if on_levels is not None:
             nursery.start_soon(captures.tick_levels, on_levels, listening)
         task_status.started(captures)
