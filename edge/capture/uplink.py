@@ -1,7 +1,11 @@
 """The speech-recognition uplink: one WebSocket per capture, resumable without holes.
 
 ``feed`` (never blocks) appends audio to a backlog; the connection task sends it
-and the endpoint's acks trim it. When the link drops, audio keeps piling up in
+and the endpoint's acks trim it. Live and caught up, ``feed`` sends the chunk
+itself, synchronously (``edge.capture.fastsend``): one write per frame, no wake-up
+of the connection task and no schedule point; whenever that cannot be done
+(the socket is busy or closing, TLS), the connection task is woken and sends
+it the awaited way. When the link drops, audio keeps piling up in
 the backlog (bounded: the oldest is dropped and counted); after reconnecting,
 the endpoint says how much of this chat it already holds (``ready``) and edge
 sends the rest marked as backfill, then goes live again. Messages: see
@@ -37,6 +41,7 @@ from ..protocol.asr import (
     stop_message,
 )
 from ..secret import Secret
+from .fastsend import FastSend
 from .sources import AudioFormat
 
 log = logging.getLogger(__name__)
@@ -109,14 +114,11 @@ class UplinkStats:
     )
 
 
-class _Chunk:
-    __slots__ = ("frames", "offset", "pcm", "t_ready")
-
-    def __init__(self, offset: int, pcm: bytes, frames: int, t_ready: float) -> None:
-        self.offset = offset
-        self.pcm = pcm
-        self.frames = frames
-        self.t_ready = t_ready
+#: A backlog entry: (offset, pcm, sample frames, t_ready). A plain tuple of atoms,
+#: which the garbage collector stops tracking at its first look: seconds of
+#: backlog per capture never reach the old generations that a full (slow)
+#: collection walks.
+_Chunk = tuple[int, bytes, int, float]
 
 
 class AsrUplink:
@@ -142,10 +144,14 @@ class AsrUplink:
         self._connect_timeout = opts.connect_timeout
         self._finish_timeout = opts.finish_timeout
         self._frame_bytes_per_sample = 2 * fmt.channels
+        self._frame_samples = fmt.frame_samples
         self._backlog: collections.deque[_Chunk] = collections.deque()
         self._backlog_frames = 0
         self._end = 0  # sample frames fed in all
+        self._sent = 0  # sample frames sent on the current connection
         self._acked = 0
+        #: Set while the connection task waits, live and caught up: ``feed`` sends.
+        self._fast: FastSend | None = None
         self._wake = trio.Event()
         self._finished = False
         self._finish_requested = trio.Event()
@@ -155,16 +161,35 @@ class AsrUplink:
     # -- the capture's side -----------------------------------------------------------
 
     def feed(self, pcm: bytes, frames: int, t_ready: float) -> None:
-        samples = frames * self.fmt.frame_samples
-        self._backlog.append(_Chunk(self._end, pcm, samples, t_ready))
-        self._end += samples
+        samples = frames * self._frame_samples
+        offset = self._end
+        self._end = end = offset + samples
+        self._backlog.append((offset, pcm, samples, t_ready))
         self._backlog_frames += samples
-        while self._backlog_frames > self._max_backlog and len(self._backlog) > 1:
-            old = self._backlog.popleft()
-            self._backlog_frames -= old.frames
-            if old.offset + old.frames > self._acked:
-                self.stats.frames_lost += old.frames
-        self._wake.set()
+        if self._backlog_frames > self._max_backlog:
+            self._drop_oldest()
+        fast = self._fast
+        if (
+            fast is not None
+            and self._sent == offset
+            and samples <= self._max_message
+            and fast.send_now(pcm)
+        ):
+            self._sent = end
+            stats = self.stats
+            stats.frames_sent += samples
+            stats.latencies.append(trio.current_time() - t_ready)
+        else:
+            self._wake.set()
+
+    def _drop_oldest(self) -> None:
+        """Keep the backlog within its bound: the oldest chunks go (counted if unacked)."""
+        backlog = self._backlog
+        while self._backlog_frames > self._max_backlog and len(backlog) > 1:
+            old_offset, _, old_frames, _ = backlog.popleft()
+            self._backlog_frames -= old_frames
+            if old_offset + old_frames > self._acked:
+                self.stats.frames_lost += old_frames
 
     def finish(self) -> None:
         """No more audio: send what is left, then ``stop``, then wait for ``done``."""
@@ -261,16 +286,24 @@ class AsrUplink:
                     position = await self._send_upto(ws, position, end, live=False)
             self.stats.frames_backfilled += backfill
         await ws.send_message(live_message(position))
+        # From here on ``_sent`` is the position: ``feed`` advances it while this
+        # task waits with ``_fast`` set, and only then.
+        self._sent = position
+        fast = FastSend(ws)
         while True:
-            if position < self._end:
-                position = await self._skip_lost(ws, position)
-                if position < self._end:
-                    position = await self._send_upto(ws, position, self._end, live=True)
+            if self._sent < self._end:
+                self._sent = await self._skip_lost(ws, self._sent)
+                if self._sent < self._end:
+                    self._sent = await self._send_upto(ws, self._sent, self._end, live=True)
             elif self._finished:
                 await ws.send_message(stop_message(self._end))
                 return
             else:
-                await self._wait_wake()
+                self._fast = fast
+                try:
+                    await self._wait_wake()
+                finally:
+                    self._fast = None
 
     async def _skip_lost(self, ws: trio_websocket.WebSocketConnection, position: int) -> int:
         """Tell the endpoint about frames the bounded backlog dropped from ``position`` on.
@@ -278,7 +311,7 @@ class AsrUplink:
         Checked before every send: the backlog may drop its oldest chunks while a
         message is being sent, and the frames after them must keep their offsets.
         """
-        first = self._backlog[0].offset if self._backlog else self._end
+        first = self._backlog[0][0] if self._backlog else self._end
         if position < first:
             await ws.send_message(gap_message(position, first - position))
             return first
@@ -296,17 +329,15 @@ class AsrUplink:
         parts = []
         stamps = []
         per = self._frame_bytes_per_sample
-        for chunk in reversed(self._backlog):
-            if chunk.offset >= end:
+        for offset, pcm, frames, t_ready in reversed(self._backlog):
+            if offset >= end:
                 continue
-            if chunk.offset + chunk.frames <= position:
+            if offset + frames <= position:
                 break
-            start = max(0, position - chunk.offset) * per
-            stop = (min(end, chunk.offset + chunk.frames) - chunk.offset) * per
-            parts.append(
-                chunk.pcm if start == 0 and stop == len(chunk.pcm) else chunk.pcm[start:stop]
-            )
-            stamps.append(chunk.t_ready)
+            start = max(0, position - offset) * per
+            stop = (min(end, offset + frames) - offset) * per
+            parts.append(pcm if start == 0 and stop == len(pcm) else pcm[start:stop])
+            stamps.append(t_ready)
         if len(parts) == 1:
             data = parts[0]
         else:
@@ -343,8 +374,9 @@ class AsrUplink:
             return
         self._acked = received
         self.stats.frames_acked = received
-        while self._backlog and self._backlog[0].offset + self._backlog[0].frames <= received:
-            self._backlog_frames -= self._backlog.popleft().frames
+        backlog = self._backlog
+        while backlog and backlog[0][0] + backlog[0][2] <= received:
+            self._backlog_frames -= backlog.popleft()[2]
 
     def info(self) -> dict[str, Any]:
         s = self.stats

@@ -1,4 +1,5 @@
-"""The ASR protocol, the fake endpoint's tone naming, and the uplink across a dropped link."""
+"""The ASR protocol, the fake endpoint's tone naming, and the uplink: live, and across a
+dropped link."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import trio
 from hypothesis import given, strategies as st
 
 from edge.capture.capture import CaptureRequest, open_capture
-from edge.capture.sources import parse_source
-from edge.capture.uplink import AsrTarget, UplinkOptions
+from edge.capture.sources import AudioFormat, parse_source
+from edge.capture.uplink import AsrTarget, AsrUplink, UplinkOptions
 from edge.dev.asr import describe_tones
 from edge.dev.cloud import FakeCloud
 from edge.net.backoff import Backoff
@@ -27,7 +28,7 @@ from edge.protocol.asr import (
 )
 from edge.secret import Secret
 
-from ..conftest import TOKEN
+from ..conftest import TOKEN, until
 
 #: Seconds one ASR scenario may take on a busy machine (a bound on failure, not a speed).
 SCENARIO: Final = 90.0
@@ -159,3 +160,32 @@ async def test_a_backlog_over_its_bound_is_reported_as_a_gap(
     lost = sum(frames for _, frames in session.gaps)
     assert summary["asr"]["lostSeconds"] == round(lost / 16000, 3)
     assert summary["asr"]["complete"]
+
+
+async def test_live_audio_is_sent_by_feed_itself_in_order(nursery: trio.Nursery) -> None:
+    cloud: FakeCloud = await nursery.start(FakeCloud([TOKEN]).serve)
+    fmt = AudioFormat(16000, 1, 20)
+    uplink = AsrUplink(
+        AsrTarget(cloud.asr_url, Secret(TOKEN)),
+        chat_id="fast-1",
+        source="tone",
+        fmt=fmt,
+        on_transcript=lambda transcript: None,
+    )
+    frames = [i.to_bytes(2, "little") * fmt.frame_samples for i in range(60)]
+    with trio.fail_after(SCENARIO):
+        async with trio.open_nursery() as running:
+            running.start_soon(uplink.run)
+            uplink.feed(frames[0], 1, trio.current_time())  # sent once the link is up
+            await until(lambda: uplink.stats.frames_sent == fmt.frame_samples)
+            await trio.testing.wait_all_tasks_blocked()  # the connection task waits, live
+            for i, pcm in enumerate(frames[1:], start=2):
+                uplink.feed(pcm, 1, trio.current_time())
+                # On the socket before feed returns: no task had to wake for it.
+                assert uplink.stats.frames_sent == i * fmt.frame_samples
+            assert len(uplink.stats.latencies) == len(frames)
+            uplink.finish()
+    assert uplink.stats.complete
+    session = cloud.asr_session("fast-1")
+    assert session is not None and session.holes == 0 and session.duplicates == 0
+    assert bytes(session.audio) == b"".join(frames)
