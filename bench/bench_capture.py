@@ -14,17 +14,21 @@ added stream, the most concurrent captures without a dropped frame,
 frame-in-ring → bytes-on-socket latency (p50/p99; measured when the send call
 returns, so an upper bound), and memory per capture.
 
-With the system source, every capture reads the same sink's monitor, so the
-sound server hands all of them their fragment at the same instant: at 64
+With the system source, every capture reads the same sink's monitor: edge
+opens it once for all of them (``edge.capture.pump``) and its backend thread
+puts each fragment in every capture's ring at the same instant: at 64
 captures that is a burst of 64 frames every 20 ms, the worst case for
-latency. The pattern source's threads run on independent timers.
+latency. The pattern source's threads run on independent timers. Each level
+also says how many full garbage collections (each a pause of tens of
+milliseconds here) fell in its measured window.
 
-    python bench/bench_capture.py [--quick] [--source system|pattern]
+    python bench/bench_capture.py [--quick] [--pin] [--source system|pattern]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import socket
@@ -77,6 +81,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pin_apart(endpoint_pid: int) -> str:
+    """Run the endpoint on the last core and this process (every thread) on the others.
+
+    The fake endpoint works hardest exactly when edge does (it reads each burst
+    as edge writes it): on a shared core it takes edge's time slices in the
+    middle of a burst. Returns how it was placed, for the heading.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return ""
+    mine, its = set(cores[:-1]), {cores[-1]}
+    os.sched_setaffinity(endpoint_pid, its)
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), mine)
+    return f" edge on cores {sorted(mine)}, endpoint on {sorted(its)},"
+
+
 async def run_level(
     n: int, source: str, asr_url: str, out_dir: Path, seconds: float
 ) -> dict[str, Any]:
@@ -101,9 +122,11 @@ async def run_level(
             assert c.uplink is not None
             c.uplink.stats.latencies.clear()
         frames0 = sum(c.frames for c in captures)
+        full_gcs0 = gc.get_stats()[2]["collections"]
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         await trio.sleep(seconds)
         cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
+        full_gcs = gc.get_stats()[2]["collections"] - full_gcs0
         frames = sum(c.frames for c in captures) - frames0
         rss_during = rss_kib()
         latencies = [x for c in captures if c.uplink for x in c.uplink.stats.latencies]
@@ -120,6 +143,7 @@ async def run_level(
         "rss_per": (rss_during - rss_before) / n,
         "connected": connected,
         "complete": sum(1 for s in summaries if s["asr"]["complete"]),
+        "full_gcs": full_gcs,
     }
 
 
@@ -151,10 +175,11 @@ async def main(args: argparse.Namespace) -> None:
     try:
         assert cloud.stdout is not None
         cloud.stdout.readline()  # "fake cloud on ..."
+        pinned = pin_apart(cloud.pid) if args.pin else ""
         asr_url = f"ws://127.0.0.1:{port}/asr"
         seconds = 3.0 if args.quick else 8.0
         print(
-            f"edge capture benchmark: source {source}, 16 kHz mono, 20 ms frames, "
+            f"edge capture benchmark: source {source}, 16 kHz mono, 20 ms frames,{pinned} "
             f"{os.cpu_count()} cores, {seconds:g} s per level, ASR endpoint in another process"
         )
         with tempfile.TemporaryDirectory() as tmp:
@@ -197,7 +222,8 @@ async def main(args: argparse.Namespace) -> None:
                     f"total {r['cpu_share'] * 100:.1f} %, {r['dropped']} dropped, "
                     f"p50 {pct(r['lat'], 0.5) * 1000:.2f} ms "
                     f"p99 {pct(r['lat'], 0.99) * 1000:.2f} ms, "
-                    f"{r['rss_per']:.0f} KiB/capture, {r['complete']}/{n} transcripts complete",
+                    f"{r['rss_per']:.0f} KiB/capture, {r['complete']}/{n} transcripts complete, "
+                    f"{r['full_gcs']} full GC",
                 )
                 if not ok:
                     break
@@ -236,6 +262,11 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="shorter levels, up to 64 captures")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="keep the ASR endpoint off edge's cores (Linux): its work does not share edge's",
+    )
     parser.add_argument(
         "--source", choices=["system", "pattern"], help="default: system if a sound server answers"
     )

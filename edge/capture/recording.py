@@ -4,14 +4,18 @@ Recordings are private: each file is created with mode 0600, and a recordings
 directory that does not exist yet is created with mode 0700 (``edge.fs``).
 Audio is written as WAV while the capture runs, one block about every second,
 each followed by a header update, so a crash or a kill leaves a readable file
-up to the last second written. When the capture stops cleanly and FLAC was
-asked for (the default), the WAV is encoded to FLAC beside it and removed.
+up to the last second written (edge writes the WAV itself: the 44-byte header,
+the samples, the header's two sizes rewritten after each block; nothing is
+forced to the disk, which a process that dies does not need). When the capture
+stops cleanly and FLAC was asked for (the default), the WAV is encoded to FLAC
+beside it and removed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +33,33 @@ FLUSH_SECONDS: Final = 1.0
 #: Seconds of audio the recorder may fall behind before chunks are dropped (counted).
 BUFFER_SECONDS: Final = 30
 CONTAINERS: Final = ("flac", "wav")
+#: Bytes of a WAV file before its samples (RIFF, "fmt " and "data" headers).
+WAV_HEADER_BYTES: Final = 44
+
+
+def wav_header(sample_rate: int, channels: int, data_bytes: int) -> bytes:
+    """The header of a 16-bit PCM WAV file whose samples take ``data_bytes``.
+
+    The sizes saturate at what RIFF's 32 bits hold (a 4 GiB file).
+    """
+    block = 2 * channels
+    data = min(data_bytes, 0xFFFFFFFF - (WAV_HEADER_BYTES - 8))
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        WAV_HEADER_BYTES - 8 + data,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,  # PCM
+        channels,
+        sample_rate,
+        sample_rate * block,
+        block,
+        16,
+        b"data",
+        data,
+    )
 
 
 @dataclass(slots=True)
@@ -55,7 +86,9 @@ class Recorder:
         self._pending_frames = 0
         self._finished = False
         self._finish = trio.Event()
-        self._file: Any = None
+        self._fd: int | None = None
+        self._data_bytes = 0
+        self._error: OSError | None = None  # a write of a ``RecordingWriter`` failed
 
     def feed(self, pcm: bytes, frames: int) -> None:
         """Queue a chunk; ``run`` writes the queue about once a second."""
@@ -100,26 +133,25 @@ class Recorder:
             message = f"cannot create the recordings directory {directory}: {why}"
             raise CaptureError(message) from None
         try:
-            self._file = _open_private(self.path, self.fmt.sample_rate, self.fmt.channels, "WAV")
-        except (OSError, RuntimeError) as exc:
+            self._fd = create_private(self.path)
+            _write_all(self._fd, wav_header(self.fmt.sample_rate, self.fmt.channels, 0))
+        except OSError as exc:
             raise CaptureError(f"cannot record to {self.path}: {exc}") from None
 
-    async def run(self) -> None:
-        """Write until ``finish``; the file is closed (and encoded) when this returns."""
-        if self._file is None:
+    async def run(self, writer: RecordingWriter | None = None) -> None:
+        """Write until ``finish``; the file is closed (and encoded) when this returns.
+
+        With ``writer``, the queue is written by it (with every other recording
+        it writes), not on a timer of this recording's own.
+        """
+        if self._fd is None:
             self.open()
         clean = False
         try:
-            while not self._finished:
-                # No wake-up per chunk: the queue is written on a timer. While a
-                # write runs, chunks keep queueing (bounded by BUFFER_SECONDS).
-                with trio.move_on_after(FLUSH_SECONDS):
-                    await self._finish.wait()
-                if self._pending and not self._finished:
-                    # Whole seconds at a time: a killed capture leaves whole seconds.
-                    data = self._take(whole_seconds=True)
-                    if data:
-                        await trio.to_thread.run_sync(self._write, data)
+            if writer is None:
+                await self._write_every_second()
+            else:
+                await writer._serve(self)
             clean = True
         finally:
             self._finished = True
@@ -127,15 +159,36 @@ class Recorder:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close, data, clean)
 
+    async def _write_every_second(self) -> None:
+        while not self._finished:
+            # No wake-up per chunk: the queue is written on a timer. While a
+            # write runs, chunks keep queueing (bounded by BUFFER_SECONDS).
+            with trio.move_on_after(FLUSH_SECONDS):
+                await self._finish.wait()
+            data = self._due()
+            if data:
+                await trio.to_thread.run_sync(self._write, data)
+
+    def _due(self) -> bytes:
+        """The whole seconds queued, while it runs (a killed capture leaves whole seconds)."""
+        return self._take(whole_seconds=True) if self._pending and not self._finished else b""
+
     def _write(self, data: bytes) -> None:
-        self._file.buffer_write(data, dtype="int16")
-        self._file.flush()  # rewrites the WAV header: the file is readable up to here
+        assert self._fd is not None
+        _write_all(self._fd, data)
+        self._data_bytes += len(data)
+        # The header says how much is there: the file is readable up to here.
+        header = wav_header(self.fmt.sample_rate, self.fmt.channels, self._data_bytes)
+        os.pwrite(self._fd, header, 0)
         self.stats.frames_written += len(data) // (2 * self.fmt.channels)
 
     def _close(self, data: bytes, encode: bool) -> None:
-        if data:
-            self._write(data)
-        self._file.close()
+        assert self._fd is not None
+        try:
+            if data:
+                self._write(data)
+        finally:
+            os.close(self._fd)
         if self.container == "flac" and encode and self.stats.frames_written:
             self._encode_flac()
         elif self.container == "flac" and encode:
@@ -164,6 +217,80 @@ class Recorder:
         except (OSError, RuntimeError) as exc:
             log.error("kept %s as WAV: cannot encode FLAC: %s", self.path, exc)
             tmp.unlink(missing_ok=True)
+
+
+class RecordingWriter:
+    """Writes the queue of every recording it is given, all in one thread job a second.
+
+    A recording on its own wakes once a second and hands its block to a worker
+    thread: with many captures, that is as many timers, thread round trips and
+    event-loop wake-ups every second, landing among the frames. The writer takes
+    every recording's whole seconds at once and writes them in one job.
+    ``serve_recording_writer`` runs it (``nursery.start`` gives the handle); a
+    ``Recorder.run`` given the handle queues with it for as long as it runs.
+    """
+
+    def __init__(self) -> None:
+        self._recorders: dict[Recorder, None] = {}
+        self._writing: frozenset[Recorder] = frozenset()
+        self._written = trio.Event()
+
+    async def _serve(self, recorder: Recorder) -> None:
+        """Write ``recorder``'s queue with the others' until it finishes."""
+        self._recorders[recorder] = None
+        try:
+            await recorder._finish.wait()
+        finally:
+            del self._recorders[recorder]
+            # Its file is closed after this: not while a job still writes to it.
+            with trio.CancelScope(shield=True):
+                while recorder in self._writing:
+                    await self._written.wait()
+        if recorder._error is not None:
+            raise recorder._error
+
+    async def _run(self) -> None:
+        while True:
+            await trio.sleep(FLUSH_SECONDS)
+            batch = [(r, data) for r in self._recorders if (data := r._due())]
+            if not batch:
+                continue
+            self._writing = frozenset(r for r, _ in batch)
+            try:
+                failed = await trio.to_thread.run_sync(_write_each, batch)
+            finally:
+                self._writing = frozenset()
+                self._written.set()
+                self._written = trio.Event()
+            for recorder, exc in failed:
+                recorder._error = exc
+                recorder._finish.set()
+
+
+async def serve_recording_writer(
+    *, task_status: trio.TaskStatus[RecordingWriter] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a ``RecordingWriter`` until cancelled; ``nursery.start`` gives its handle."""
+    writer = RecordingWriter()
+    task_status.started(writer)
+    await writer._run()
+
+
+def _write_each(batch: list[tuple[Recorder, bytes]]) -> list[tuple[Recorder, OSError]]:
+    """Write each recording's block (in a worker thread); the failures, each its own."""
+    failed = []
+    for recorder, data in batch:
+        try:
+            recorder._write(data)
+        except OSError as exc:
+            failed.append((recorder, exc))
+    return failed
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _open_private(path: Path, sample_rate: int, channels: int, container: str) -> Any:

@@ -13,6 +13,7 @@ from pathlib import Path
 import soundfile
 import trio
 
+from edge.capture.recording import WAV_HEADER_BYTES
 from edge.daemon import Daemon
 
 from ..conftest import make_config, until
@@ -22,6 +23,11 @@ EDGE = [sys.executable, "-m", "edge"]
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def _holds_audio(out: Path) -> bool:
+    partials = list(out.glob("*.partial.wav"))
+    return bool(partials) and partials[0].stat().st_size > WAV_HEADER_BYTES
 
 
 def capture(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -41,7 +47,9 @@ def test_a_recording_and_the_directories_made_for_it_are_private(tmp_path: Path)
     proc = capture(tmp_path, "--out", str(out))
     try:
         deadline = time.monotonic() + 15
-        while not list(out.glob("*.partial.wav")) and time.monotonic() < deadline:
+        # Until the first second of audio is in the file: a stop before any frame
+        # came would leave an empty WAV, FLAC holding no empty stream.
+        while not _holds_audio(out) and time.monotonic() < deadline:
             time.sleep(0.05)
         [partial] = out.glob("*.partial.wav")
         assert mode(partial) == 0o600  # private while it is written, not only once done
