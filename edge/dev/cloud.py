@@ -132,7 +132,6 @@ class FakeCloud:
         self.results: dict[Any, dict[str, Any]] = {}
         self.duplicate_results = 0
         self.frames: list[Any] = []
-        self.attempts = 0
         #: When each connection attempt came (trio time).
         self.attempted_at: list[float] = []
         self.rejected = 0
@@ -191,6 +190,11 @@ class FakeCloud:
             ) from None
 
     @property
+    def attempts(self) -> int:
+        """Connection attempts so far (refused ones included)."""
+        return len(self.attempted_at)
+
+    @property
     def connected(self) -> bool:
         return self._conn is not None and self._conn.report is not None
 
@@ -215,7 +219,6 @@ class FakeCloud:
         if request.path.startswith("/asr"):
             await self._handle_asr(request)
             return
-        self.attempts += 1
         self.attempted_at.append(trio.current_time())
         self._notify()
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}

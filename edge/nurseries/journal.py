@@ -222,21 +222,24 @@ class Journal:
             if not ran:  # cancelled before it started: nothing was written
                 self._ops[:0] = ops
             raise
-        self._release(ops, keys)
+        self._release(ops, keys, writes)
 
-    def _release(self, ops: list[_Op], keys: list[int] | None) -> None:
+    def _release(
+        self, ops: list[_Op], keys: list[int] | None, writes: list[_Write] | None = None
+    ) -> None:
         """After the commit: each entry gets its key; what happened to it meanwhile (sent,
         confirmed) rides the next batch."""
         finished = [op for op in ops if isinstance(op, _Finish)]
-        if keys is not None:
-            for op, key in zip(finished, keys, strict=True):
+        if keys is not None and writes is not None:
+            rows = [w for w in writes if isinstance(w, _Row)]
+            for op, row, key in zip(finished, rows, keys, strict=True):
                 if not key:
                     continue  # confirmed before the batch began: never written
                 entry = op.entry
                 entry.key = key
                 if entry.gone:
                     self._queue(("gone", key))
-                elif entry.sent:
+                elif entry.sent and not row.sent:  # sent while the batch was written
                     self._ops.append(("sent", key))
         self._results_pending -= len(finished)
         if self._results_pending == 0:
